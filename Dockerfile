@@ -1,0 +1,14 @@
+# The funnelpulse worker / simulator image used by docker-compose.yml and deploy/k8s.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY funnelpulse ./funnelpulse
+COPY streams ./streams
+COPY metrics ./metrics
+RUN pip install --no-cache-dir . && useradd --uid 10001 --create-home funnelpulse
+USER funnelpulse
+ENV FUNNELPULSE_DATA_DIR=/home/funnelpulse/data
+EXPOSE 6066
+ENTRYPOINT ["funnelpulse"]
+CMD ["worker"]

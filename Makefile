@@ -1,0 +1,58 @@
+# funnelpulse — the front door. `make help` lists the targets.
+SHELL := /bin/bash
+BOOT_PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+export PYTHON := $(abspath $(PY))
+
+.PHONY: help venv up down status demo test test-unit test-integration lint fmt typecheck bench compose-check clean
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(BOOT_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)  ## create .venv with the package and the dev tools (idempotent)
+
+up: venv  ## start local Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379); idempotent
+	@scripts/stack.sh up
+
+down:  ## stop what `make up` started (and nothing else)
+	@if [ -x $(PY) ]; then scripts/stack.sh down; else echo "stack: nothing to stop"; fi
+
+status:  ## what `make up` started and is still running
+	@scripts/stack.sh status
+
+demo: venv  ## stack + worker + traffic simulator + live KPI view; Ctrl-C stops what it started
+	@scripts/demo.sh
+
+test: venv  ## the whole suite: lint, types, unit, deploy files, integration (real Kafka + Redis)
+	@scripts/ensure-tools.sh
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: venv  ## fast pure tests only
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+test-integration: venv  ## integration tests against the real broker and Redis
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+lint: venv  ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: venv  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: venv  ## side-by-side benchmark; rewrites docs/BENCHMARKS.md
+	@echo "make bench: not built yet (see the benchmarks issue)"; exit 1
+
+clean: down  ## stop the stack and remove local state (.stack/), keeping the Kafka jar cache
+	rm -rf .stack

@@ -1,0 +1,179 @@
+"""One typed, frozen settings object, read once from the environment.
+
+Every knob is a ``FUNNELPULSE_*`` variable, plus the standard ``KAFKA_BOOTSTRAP_SERVERS``
+and ``REDIS_URL``. Values are parsed strictly: a typo fails at start-up with the variable's
+name, instead of running with a default nobody chose. The README's configuration table
+is generated from ``SETTINGS_DOC`` below, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from .durations import format_duration, parse_duration
+
+
+class SettingsError(ValueError):
+    """A setting from the environment that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str
+    doc: str
+
+
+SETTINGS_DOC: tuple[EnvVar, ...] = (
+    EnvVar("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka bootstrap servers (host:port,...)"),
+    EnvVar("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (`rediss://` for TLS)"),
+    EnvVar("FUNNELPULSE_APP_ID", "funnelpulse", "Faust app id (consumer group, state topics)"),
+    EnvVar("FUNNELPULSE_TOPIC_PREFIX", "mkt.", "prefix of every input and output topic"),
+    EnvVar("FUNNELPULSE_REDIS_PREFIX", "mkt:", "prefix of every Redis key and channel"),
+    EnvVar("FUNNELPULSE_PARTITIONS", "4", "partitions of the input topics created by the worker"),
+    EnvVar("FUNNELPULSE_REPLICATION", "1", "replication factor of the topics the worker creates"),
+    EnvVar("FUNNELPULSE_WINDOWS", "1m,5m,15m,1h,24h", "rolling KPI windows"),
+    EnvVar("FUNNELPULSE_REPORTING_CURRENCY", "USD", "currency of all money outputs"),
+    EnvVar(
+        "FUNNELPULSE_FX_RATES",
+        "EUR=1.08,GBP=1.27,JPY=0.0067,CAD=0.73,AUD=0.66,CHF=1.12,SEK=0.095",
+        "reporting-currency value of one unit of each other currency",
+    ),
+    EnvVar("FUNNELPULSE_DEDUP_HORIZON", "24h", "how long a repeated event_id is recognised"),
+    EnvVar("FUNNELPULSE_RETENTION", "25h", "oldest event time accepted (older: dead letter)"),
+    EnvVar("FUNNELPULSE_MAX_FUTURE", "5m", "newest event time accepted ahead of now"),
+    EnvVar("FUNNELPULSE_PUBLISH_INTERVAL", "1s", "publish tick: Redis, Prometheus, mkt.kpis"),
+    EnvVar("FUNNELPULSE_KPI_TTL", "48h", "TTL of the Redis KPI hashes"),
+    EnvVar("FUNNELPULSE_MAX_CAMPAIGN_SERIES", "500", "campaigns with their own Prometheus series"),
+    EnvVar("FUNNELPULSE_WEB_HOST", "127.0.0.1", "bind address of the HTTP server"),
+    EnvVar("FUNNELPULSE_WEB_PORT", "6066", "port of the HTTP server"),
+    EnvVar("FUNNELPULSE_DATA_DIR", "./funnelpulse-data", "Faust data folder (local table state)"),
+    EnvVar("FUNNELPULSE_LOG_LEVEL", "info", "worker log level: debug, info, warn, error"),
+)
+
+_DEFAULTS = {var.name: var.default for var in SETTINGS_DOC}
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    return env.get(name, "").strip() or _DEFAULTS[name]
+
+
+def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int:
+    raw = _get(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def _duration(env: Mapping[str, str], name: str) -> float:
+    try:
+        return parse_duration(_get(env, name))
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+def parse_windows(raw: str) -> tuple[str, ...]:
+    """Canonical window names, shortest first, e.g. ``("1m", "5m", "1h")``."""
+    try:
+        seconds = sorted({parse_duration(part) for part in raw.split(",") if part.strip()})
+    except ValueError as exc:
+        raise SettingsError(f"FUNNELPULSE_WINDOWS: {exc}") from None
+    if not seconds or any(s < 60 or s % 60 for s in seconds):
+        raise SettingsError(f"FUNNELPULSE_WINDOWS={raw!r}: windows are whole minutes, >= 1m")
+    return tuple(format_duration(s) for s in seconds)
+
+
+def parse_fx_rates(raw: str, reporting: str) -> dict[str, Decimal]:
+    """``"EUR=1.08,GBP=1.27"`` → rates into the reporting currency (which is always 1)."""
+    rates = {reporting: Decimal(1)}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        code, _, value = part.partition("=")
+        code = code.strip().upper()
+        try:
+            rate = Decimal(value.strip())
+        except InvalidOperation:
+            raise SettingsError(f"FUNNELPULSE_FX_RATES: {part!r} is not CODE=rate") from None
+        if not _CURRENCY.match(code) or not rate.is_finite() or rate <= 0:
+            raise SettingsError(f"FUNNELPULSE_FX_RATES: {part!r} needs a 3-letter code, rate > 0")
+        if code != reporting:
+            rates[code] = rate
+    return rates
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = _DEFAULTS["KAFKA_BOOTSTRAP_SERVERS"]
+    redis_url: str = _DEFAULTS["REDIS_URL"]
+    app_id: str = _DEFAULTS["FUNNELPULSE_APP_ID"]
+    topic_prefix: str = _DEFAULTS["FUNNELPULSE_TOPIC_PREFIX"]
+    redis_prefix: str = _DEFAULTS["FUNNELPULSE_REDIS_PREFIX"]
+    partitions: int = 4
+    replication: int = 1
+    windows: tuple[str, ...] = ("1m", "5m", "15m", "1h", "24h")
+    reporting_currency: str = "USD"
+    fx_rates: Mapping[str, Decimal] = field(
+        default_factory=lambda: parse_fx_rates(_DEFAULTS["FUNNELPULSE_FX_RATES"], "USD")
+    )
+    dedup_horizon: float = 86400.0
+    retention: float = 90000.0
+    max_future: float = 300.0
+    publish_interval: float = 1.0
+    kpi_ttl: float = 172800.0
+    max_campaign_series: int = 500
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = _DEFAULTS["FUNNELPULSE_DATA_DIR"]
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        currency = _get(env, "FUNNELPULSE_REPORTING_CURRENCY").upper()
+        if not _CURRENCY.match(currency):
+            raise SettingsError(f"FUNNELPULSE_REPORTING_CURRENCY={currency!r} is not ISO 4217")
+        level = _get(env, "FUNNELPULSE_LOG_LEVEL").lower()
+        if level not in {"debug", "info", "warn", "error"}:
+            raise SettingsError(f"FUNNELPULSE_LOG_LEVEL={level!r}: use debug, info, warn, error")
+        settings = cls(
+            kafka_bootstrap_servers=_get(env, "KAFKA_BOOTSTRAP_SERVERS"),
+            redis_url=_get(env, "REDIS_URL"),
+            app_id=_get(env, "FUNNELPULSE_APP_ID"),
+            topic_prefix=_get(env, "FUNNELPULSE_TOPIC_PREFIX"),
+            redis_prefix=_get(env, "FUNNELPULSE_REDIS_PREFIX"),
+            partitions=_int(env, "FUNNELPULSE_PARTITIONS", 1, 1024),
+            replication=_int(env, "FUNNELPULSE_REPLICATION", 1, 16),
+            windows=parse_windows(_get(env, "FUNNELPULSE_WINDOWS")),
+            reporting_currency=currency,
+            fx_rates=parse_fx_rates(_get(env, "FUNNELPULSE_FX_RATES"), currency),
+            dedup_horizon=_duration(env, "FUNNELPULSE_DEDUP_HORIZON"),
+            retention=_duration(env, "FUNNELPULSE_RETENTION"),
+            max_future=_duration(env, "FUNNELPULSE_MAX_FUTURE"),
+            publish_interval=_duration(env, "FUNNELPULSE_PUBLISH_INTERVAL"),
+            kpi_ttl=_duration(env, "FUNNELPULSE_KPI_TTL"),
+            max_campaign_series=_int(env, "FUNNELPULSE_MAX_CAMPAIGN_SERIES", 0, 100_000),
+            web_host=_get(env, "FUNNELPULSE_WEB_HOST"),
+            web_port=_int(env, "FUNNELPULSE_WEB_PORT", 1, 65535),
+            data_dir=_get(env, "FUNNELPULSE_DATA_DIR"),
+            log_level=level,
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        longest = parse_duration(self.windows[-1])
+        if self.retention < longest:
+            raise SettingsError(
+                f"FUNNELPULSE_RETENTION ({format_duration(self.retention)}) is shorter than the "
+                f"longest window ({self.windows[-1]}): its KPIs could never be complete"
+            )
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,65 @@
+"""Real Kafka and Redis for the integration tests.
+
+A session fixture uses the services that are already up (``make up``, or
+KAFKA_BOOTSTRAP_SERVERS / REDIS_URL) and otherwise starts the project's own stack in a
+separate state folder, stopping at the end only what it started. Each test gets its own
+topic prefix and Redis key prefix, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from funnelpulse.connectivity import kafka_round_trip, redis_ping
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Stack:
+    bootstrap: str
+    redis_url: str
+
+
+def _healthy(check: str, target: str) -> bool:
+    probe = kafka_round_trip if check == "kafka" else redis_ping
+    try:
+        asyncio.run(asyncio.wait_for(probe(target), timeout=15))
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    running = _healthy("kafka", bootstrap) and _healthy("redis", redis_url)
+    env = {**os.environ, "FUNNELPULSE_STACK_DIR": str(ROOT / ".stack" / "tests")}
+    if not running:
+        subprocess.run([str(ROOT / "scripts" / "stack.sh"), "up"], check=True, env=env)
+    yield Stack(bootstrap, redis_url)
+    if not running:
+        subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], check=False, env=env)
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh name for this test's topics, consumer groups, app id and Redis keys."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis(stack: Stack) -> AsyncIterator[Redis]:
+    client = Redis.from_url(stack.redis_url, socket_timeout=5)
+    yield client
+    await client.aclose()
