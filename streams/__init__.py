@@ -1,0 +1,1 @@
+"""The Faust application: event models, validation, agents and tables."""

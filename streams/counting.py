@@ -1,0 +1,132 @@
+"""One message's events → pane deltas per scope: the per-event hot loop, pure.
+
+All per-event work happens here, in a tight loop over the batch, and produces one
+coalesced delta per (scope, pane size, pane start); the caller writes each dirty pane
+once. Funnel rules (first-touch attribution, once per stage, first purchase) and event_id
+dedup are decided against the stores passed in, which may be plain dicts or Faust tables.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+
+from metrics.counts import INDEX, Counts, zero
+
+from .events import NO_CAMPAIGN, Event, EventType
+from .panes import pane_start
+from .scopes import scopes_for
+from .state import Lead, Marker, Seen, enter_stage, first_sight
+
+PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
+
+_STAGE_FIELD = {"mql": "mql", "sql": "sql", "opportunity": "opportunities", "won": "won",
+                "lost": "lost"}  # fmt: skip
+I = INDEX
+
+
+@dataclass
+class Stores:
+    dedup: MutableMapping[str, Marker]
+    leads: MutableMapping[str, Lead]
+    customers: MutableMapping[str, Marker]
+
+
+@dataclass
+class Outcome:
+    deltas: dict[PaneKey, Counts] = field(default_factory=dict)
+    counted: Counter[tuple[str, str, str]] = field(
+        default_factory=Counter
+    )  # type, channel, campaign
+    money: Counter[tuple[str, str, str]] = field(
+        default_factory=Counter
+    )  # field, channel, campaign
+    duplicates: Counter[str] = field(default_factory=Counter)
+
+
+def count_message(
+    events: Iterable[tuple[int, Event]], source: tuple[int, int], stores: Stores,
+    panes: Sequence[int],
+) -> Outcome:  # fmt: skip
+    """Counts ``(index, event)`` pairs of the message at ``source`` = (topic index, offset)."""
+    outcome = Outcome()
+    for index, event in events:
+        marker = (source[0], source[1], index)
+        if first_sight(stores.dedup, f"{event.type}:{event.event_id}", marker) is Seen.DUPLICATE:
+            outcome.duplicates[event.type] += 1
+            continue
+        campaign, channel = _attribute(event, stores)
+        vector = _contribution(event, channel, marker, stores)
+        outcome.counted[(event.type, channel, campaign)] += 1
+        if event.amount_micros:
+            kind = "revenue" if event.type is EventType.PURCHASE else "spend"
+            outcome.money[(kind, channel, campaign)] += event.amount_micros
+        for scope in scopes_for(campaign, channel):
+            for size in panes:
+                key = (scope, size, pane_start(event.ts, size))
+                total = outcome.deltas.get(key)
+                if total is None:
+                    outcome.deltas[key] = list(vector)
+                else:
+                    for i, value in enumerate(vector):
+                        total[i] += value
+    return outcome
+
+
+def _attribute(event: Event, stores: Stores) -> tuple[str, str]:
+    """The (campaign, channel) an event counts for; first touch for anonymous funnel events."""
+    if event.type is EventType.SIGNUP:
+        assert event.lead_id is not None and event.campaign_id is not None
+        lead = stores.leads.get(event.lead_id)
+        if lead is None or not lead.campaign:  # first touch wins; stages may have come first
+            stages = lead.stages if lead else {}
+            stores.leads[event.lead_id] = Lead(event.campaign_id, event.channel, stages)
+        return event.campaign_id, event.channel
+    if event.campaign_id is not None:
+        return event.campaign_id, event.channel
+    lead = stores.leads.get(event.lead_id) if event.lead_id else None
+    if lead is not None and lead.campaign:
+        return lead.campaign, lead.channel
+    return NO_CAMPAIGN, event.channel
+
+
+def _contribution(event: Event, channel: str, marker: Marker, stores: Stores) -> Counts:
+    vector = zero()
+    kind = event.type
+    email = channel == "email"
+    if kind is EventType.IMPRESSION:
+        vector[I["impressions"]] = event.count
+        if email:
+            vector[I["email_impressions"]] = event.count
+    elif kind is EventType.CLICK:
+        vector[I["clicks"]] = 1
+        if email:
+            vector[I["email_clicks"]] = 1
+    elif kind is EventType.OPEN:
+        vector[I["opens"]] = 1
+    elif kind is EventType.SIGNUP:
+        vector[I["signups"]] = 1
+    elif kind is EventType.LEAD_STAGE:
+        _count_stage(event, marker, stores, vector)
+    elif kind is EventType.PURCHASE:
+        vector[I["purchases"]] = 1
+        vector[I["revenue"]] = event.amount_micros
+        customer = event.customer_id
+        if customer and first_sight(stores.customers, customer, marker) is not Seen.DUPLICATE:
+            vector[I["new_customers"]] = 1
+    else:
+        vector[I["spend"]] = event.amount_micros
+    return vector
+
+
+def _count_stage(event: Event, marker: Marker, stores: Stores, vector: Counts) -> None:
+    assert event.lead_id is not None and event.stage is not None
+    lead = stores.leads.get(event.lead_id)
+    if lead is None:  # a stage before its sign-up: unattributed ("") until the sign-up comes
+        lead = Lead("", "")
+    seen = enter_stage(lead, event.stage, marker)
+    stores.leads[event.lead_id] = lead  # write back: table stores need the assignment
+    field_name = _STAGE_FIELD.get(event.stage)
+    if field_name and seen is not Seen.DUPLICATE:
+        vector[I[field_name]] = 1
