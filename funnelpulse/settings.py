@@ -35,6 +35,12 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
     EnvVar("FUNNELPULSE_TOPIC_PREFIX", "mkt.", "prefix of every input and output topic"),
     EnvVar("FUNNELPULSE_REDIS_PREFIX", "mkt:", "prefix of every Redis key and channel"),
     EnvVar("FUNNELPULSE_PARTITIONS", "4", "partitions of the input topics created by the worker"),
+    EnvVar(
+        "FUNNELPULSE_FUNNEL_PARTITIONS", "1", "partitions of the internal funnel topic (lead state)"
+    ),
+    EnvVar(
+        "FUNNELPULSE_SNAPSHOT_INTERVAL", "250ms", "how often partial counts go to the merge stage"
+    ),
     EnvVar("FUNNELPULSE_REPLICATION", "1", "replication factor of the topics the worker creates"),
     EnvVar("FUNNELPULSE_WINDOWS", "1m,5m,15m,1h,24h", "rolling KPI windows"),
     EnvVar("FUNNELPULSE_REPORTING_CURRENCY", "USD", "currency of all money outputs"),
@@ -117,6 +123,8 @@ class Settings:
     topic_prefix: str = _DEFAULTS["FUNNELPULSE_TOPIC_PREFIX"]
     redis_prefix: str = _DEFAULTS["FUNNELPULSE_REDIS_PREFIX"]
     partitions: int = 4
+    funnel_partitions: int = 1
+    snapshot_interval: float = 0.25
     replication: int = 1
     windows: tuple[str, ...] = ("1m", "5m", "15m", "1h", "24h")
     reporting_currency: str = "USD"
@@ -149,6 +157,8 @@ class Settings:
             topic_prefix=_get(env, "FUNNELPULSE_TOPIC_PREFIX"),
             redis_prefix=_get(env, "FUNNELPULSE_REDIS_PREFIX"),
             partitions=_int(env, "FUNNELPULSE_PARTITIONS", 1, 1024),
+            funnel_partitions=_int(env, "FUNNELPULSE_FUNNEL_PARTITIONS", 1, 1024),
+            snapshot_interval=_duration(env, "FUNNELPULSE_SNAPSHOT_INTERVAL"),
             replication=_int(env, "FUNNELPULSE_REPLICATION", 1, 16),
             windows=parse_windows(_get(env, "FUNNELPULSE_WINDOWS")),
             reporting_currency=currency,

@@ -38,7 +38,7 @@ class Kpi:
         terms = " ".join(
             f"{'-' if sign < 0 else '+'} {field}" for sign, field in self.numerator
         ).removeprefix("+ ")
-        scaled = f"{self.scale} × " if self.scale != 1 else ""
+        scaled = f"{self.scale} * " if self.scale != 1 else ""
         top = f"({terms})" if len(self.numerator) > 1 else terms
         return f"{scaled}{top} / {self.denominator}"
 

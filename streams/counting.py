@@ -23,7 +23,7 @@ PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
 
 _STAGE_FIELD = {"mql": "mql", "sql": "sql", "opportunity": "opportunities", "won": "won",
                 "lost": "lost"}  # fmt: skip
-I = INDEX
+F = INDEX
 
 
 @dataclass
@@ -96,27 +96,27 @@ def _contribution(event: Event, channel: str, marker: Marker, stores: Stores) ->
     kind = event.type
     email = channel == "email"
     if kind is EventType.IMPRESSION:
-        vector[I["impressions"]] = event.count
+        vector[F["impressions"]] = event.count
         if email:
-            vector[I["email_impressions"]] = event.count
+            vector[F["email_impressions"]] = event.count
     elif kind is EventType.CLICK:
-        vector[I["clicks"]] = 1
+        vector[F["clicks"]] = 1
         if email:
-            vector[I["email_clicks"]] = 1
+            vector[F["email_clicks"]] = 1
     elif kind is EventType.OPEN:
-        vector[I["opens"]] = 1
+        vector[F["opens"]] = 1
     elif kind is EventType.SIGNUP:
-        vector[I["signups"]] = 1
+        vector[F["signups"]] = 1
     elif kind is EventType.LEAD_STAGE:
         _count_stage(event, marker, stores, vector)
     elif kind is EventType.PURCHASE:
-        vector[I["purchases"]] = 1
-        vector[I["revenue"]] = event.amount_micros
+        vector[F["purchases"]] = 1
+        vector[F["revenue"]] = event.amount_micros
         customer = event.customer_id
         if customer and first_sight(stores.customers, customer, marker) is not Seen.DUPLICATE:
-            vector[I["new_customers"]] = 1
+            vector[F["new_customers"]] = 1
     else:
-        vector[I["spend"]] = event.amount_micros
+        vector[F["spend"]] = event.amount_micros
     return vector
 
 
@@ -129,4 +129,4 @@ def _count_stage(event: Event, marker: Marker, stores: Stores, vector: Counts) -
     stores.leads[event.lead_id] = lead  # write back: table stores need the assignment
     field_name = _STAGE_FIELD.get(event.stage)
     if field_name and seen is not Seen.DUPLICATE:
-        vector[I[field_name]] = 1
+        vector[F[field_name]] = 1

@@ -68,6 +68,7 @@ class Reason(StrEnum):
     INVALID_TS = "invalid_ts"
     TS_IN_FUTURE = "ts_in_future"
     TS_TOO_OLD = "ts_too_old"
+    INTERNAL_ERROR = "internal_error"  # a bug, not the producer's fault: the message is kept
 
 
 class BadEvent(ValueError):

@@ -1,0 +1,139 @@
+"""Prometheus series (SPEC §3): event counters, one gauge family per KPI, pipeline health.
+
+Everything is created against an injected ``CollectorRegistry`` (tests build their own).
+The ``campaign`` label is attacker-controlled, so campaign series are capped: only the
+``max_campaigns`` most active campaigns get their own labels; the rest roll into
+``campaign="(other)"``, and a gauge reports how many were folded. Counters fold the same
+way, so the series count stays bounded however many ids arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streams.scopes import kind_of
+
+from .counts import Counts, add_into, zero
+from .kpis import KPIS, compute
+
+OTHER = "(other)"
+LABELS = ("window", "scope", "channel", "campaign")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, max_campaigns: int) -> None:
+        self.registry = registry
+        self.max_campaigns = max_campaigns
+        self._known_campaigns: set[str] = set()
+        r = registry
+        self.events = Counter("marketing_events", "Events counted (after dedup)",
+                              ["type", "channel", "campaign"], registry=r)  # fmt: skip
+        self.spend = Counter("marketing_spend", "Spend, reporting currency",
+                             ["channel", "campaign"], registry=r)  # fmt: skip
+        self.revenue = Counter("marketing_revenue", "Revenue, reporting currency",
+                               ["channel", "campaign"], registry=r)  # fmt: skip
+        self.rejected = Counter("marketing_events_rejected", "Events sent to the dead-letter topic",
+                                ["reason"], registry=r)  # fmt: skip
+        self.duplicates = Counter("marketing_events_duplicate", "Repeated event_ids not counted",
+                                  ["type"], registry=r)  # fmt: skip
+        self.kpis = {
+            kpi.name: Gauge(kpi.gauge_name, f"{kpi.description}: {kpi.formula}", LABELS, registry=r)
+            for kpi in KPIS
+        }
+        self.folded = Gauge("marketing_campaigns_folded",
+                            "Campaigns whose series are folded into campaign=(other)",
+                            registry=r)  # fmt: skip
+        self.processed = Counter("funnelpulse_messages_processed", "Kafka messages processed",
+                                 ["stage"], registry=r)  # fmt: skip
+        self.processing_lag = Gauge("funnelpulse_processing_lag_seconds",
+                                    "now - event time of the newest event processed",
+                                    registry=r)  # fmt: skip
+        self.newest_event = Gauge("funnelpulse_newest_event_timestamp_seconds",
+                                  "Event time of the newest event seen, per input topic",
+                                  ["topic"], registry=r)  # fmt: skip
+        self.late_events = Counter("funnelpulse_late_events",
+                                   "Events older than the newest pane of their scope when counted",
+                                   registry=r)  # fmt: skip
+        self.publish_seconds = Histogram("funnelpulse_publish_seconds", "Duration of one publish tick",
+                                         registry=r)  # fmt: skip
+        self.publish_failures = Counter("funnelpulse_publish_failures", "Failed publishes",
+                                        ["target"], registry=r)  # fmt: skip
+        self.consumer_lag = Gauge("funnelpulse_consumer_lag_messages",
+                                  "Messages not yet consumed, per input topic",
+                                  ["topic"], registry=r)  # fmt: skip
+        self.state_keys = Gauge("funnelpulse_state_keys", "Keys held in each state table",
+                                ["table"], registry=r)  # fmt: skip
+        self.redis_up = Gauge("funnelpulse_redis_up", "1 when the last Redis publish worked",
+                              registry=r)  # fmt: skip
+
+    def campaign_label(self, campaign: str) -> str:
+        """The campaign's own label while under the cap, else ``(other)``."""
+        if campaign in self._known_campaigns:
+            return campaign
+        if len(self._known_campaigns) < self.max_campaigns:
+            self._known_campaigns.add(campaign)
+            return campaign
+        return OTHER
+
+    def count_events(self, counted: Mapping[tuple[str, str, str], int]) -> None:
+        for (kind, channel, campaign), n in counted.items():
+            self.events.labels(kind, channel, self.campaign_label(campaign)).inc(n)
+
+    def count_money(self, money: Mapping[tuple[str, str, str], int]) -> None:
+        for (kind, channel, campaign), micros in money.items():
+            family = self.revenue if kind == "revenue" else self.spend
+            family.labels(channel, self.campaign_label(campaign)).inc(micros / 1_000_000)
+
+    def set_kpis(self, window: str, rows: Iterable[tuple[str, Sequence[int]]]) -> None:
+        """Sets every KPI gauge of ``window`` from (scope, counts) rows, folding campaigns."""
+        rows = list(rows)
+        campaigns = sorted(
+            ((scope, counts) for scope, counts in rows if kind_of(scope) == "campaign"),
+            key=lambda row: -sum(row[1][:6]),
+        )
+        kept = campaigns[: self.max_campaigns]
+        folded = campaigns[self.max_campaigns :]
+        self.folded.set(len(folded))
+        for scope, counts in [row for row in rows if kind_of(row[0]) != "campaign"] + kept:
+            self._set_row(window, scope, counts)
+        if folded:
+            other: Counts = zero()
+            for _scope, counts in folded:
+                add_into(other, counts)
+            self._set_row(window, f"campaign:{OTHER}", other)
+
+    def _set_row(self, window: str, scope: str, counts: Sequence[int]) -> None:
+        labels = _labels(window, scope)
+        for kpi in KPIS:
+            value = compute(kpi, counts)
+            gauge = self.kpis[kpi.name]
+            if value is None:
+                _remove(gauge, labels)
+            else:
+                gauge.labels(*labels).set(value)
+
+    def drop_scopes(self, window: str, scopes: Iterable[str]) -> None:
+        """Removes series of scopes this worker no longer has data for."""
+        for scope in scopes:
+            labels = _labels(window, scope)
+            for gauge in self.kpis.values():
+                _remove(gauge, labels)
+
+
+def _labels(window: str, scope: str) -> tuple[str, str, str, str]:
+    kind, _, name = scope.partition(":")
+    if kind == "channel":
+        return (window, kind, name, "")
+    if kind == "campaign":
+        return (window, kind, "", name)
+    return (window, kind, "", "")
+
+
+def _remove(gauge: Any, labels: tuple[str, ...]) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass

@@ -1,0 +1,303 @@
+"""The funnelpulse Faust application, built by ``create_app(settings)``.
+
+Topology (see README "How it works"):
+
+1. ``intake`` reads the seven input topics (keyed by campaign). Per message it validates
+   every event, dead-letters the bad ones, forwards sign-ups, lead stages and purchases to
+   the funnel topic (keyed by lead), and counts the rest into *partial* minute/coarse
+   panes of this source partition, with replay marks.
+2. ``funnel`` owns lead and customer state (first touch, once per stage, first purchase)
+   and counts funnel events into its own partial panes.
+3. A timer sends absolute partial snapshots to the merge topic keyed by scope; ``merge``
+   keeps the newest per source, so ``all`` and ``channel:*`` are exact across workers.
+4. A publish tick sums panes into rolling windows for the scopes this worker owns and
+   writes Redis, Prometheus gauges and the ``kpis`` topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import CollectorRegistry
+
+from funnelpulse.settings import Settings
+from metrics.prometheus import Metrics
+from metrics.redis_publisher import RedisPublisher, connect
+
+from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
+from .counting import Outcome, Stores, count_message
+from .events import Event, EventType, Limits, Rejected, decode_message
+from .panes import granularities, horizon, window_specs
+from .partials import apply_delta, pane_key, split_pane_key, version
+from .publisher import KpiPublisher
+from .state import Lead
+from .table_state import PartitionState
+from .topics import TopicNames
+
+log = logging.getLogger("funnelpulse")
+
+FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURCHASE})
+TOPIC_INDEX = {kind: i for i, kind in enumerate(EventType)}
+FUNNEL_SOURCE = len(TOPIC_INDEX)  # the funnel topic's index in replay marks
+EVICT_EVERY = 60.0
+
+
+def _marker(raw: list[int]) -> tuple[int, int, int]:
+    return (raw[0], raw[1], raw[2])
+
+
+class FunnelPulse:
+    """Owns the Faust app and everything wired into it; no import-time globals."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.names = TopicNames.from_settings(settings)
+        self.specs = window_specs(settings.windows)
+        self.pane_sizes = granularities(self.specs)
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry, settings.max_campaign_series)
+        self.app = self._make_app()
+        self._declare_topics()
+        self._declare_tables()
+        self.pending: dict[tuple[str, int], set[tuple[str, int, int]]] = defaultdict(set)
+        self.publisher = KpiPublisher(self)
+        self._last_evict: dict[tuple[str, int], float] = {}
+        self._register()
+
+    # -- wiring -----------------------------------------------------------------------
+    def _make_app(self) -> faust.App:
+        s = self.settings
+        return faust.App(
+            s.app_id,
+            broker=f"kafka://{s.kafka_bootstrap_servers.replace(',', ';kafka://')}",
+            store="memory://",
+            datadir=s.data_dir,
+            web_port=s.web_port,
+            web_bind=s.web_host,
+            web_host=s.web_host,
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication,
+            consumer_auto_offset_reset="earliest",
+            table_standby_replicas=1,
+            producer_acks=-1,
+            stream_wait_empty=False,
+            loghandlers=[],
+        )
+
+    def _declare_topics(self) -> None:
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        s, n = self.settings, self.names
+        self.inputs = self.app.topic(*n.inputs.values(), **raw)
+        self.funnel_topic = self.app.topic(n.funnel, partitions=s.funnel_partitions, **raw)
+        self.merge_topic = self.app.topic(n.merge, partitions=s.partitions, **raw)
+        self.dead_letter = self.app.topic(n.dead_letter, **raw)
+        self.kpis_topic = self.app.topic(n.kpis, **raw)
+
+    def _declare_tables(self) -> None:
+        p, f = self.settings.partitions, self.settings.funnel_partitions
+        table = self.app.Table
+        self.partials = table("partials", partitions=p, on_recover=self._on_partials_recovered)
+        self.dedup = table("dedup", partitions=p)
+        self.funnel_partials = table(
+            "funnel-partials", partitions=f, on_recover=self._on_partials_recovered
+        )
+        self.funnel_dedup = table("funnel-dedup", partitions=f)
+        self.leads = table("leads", partitions=f)
+        self.customers = table("customers", partitions=f)
+        self.merged = table("merged", partitions=p, on_recover=self._on_merged_recovered)
+
+    def _register(self) -> None:
+        self.app.agent(self.inputs, name="intake")(self._intake)
+        self.app.agent(self.funnel_topic, name="funnel")(self._funnel)
+        self.app.agent(self.merge_topic, name="merge")(self._merge)
+        self.app.timer(self.settings.snapshot_interval, name="emit-snapshots")(self._emit_snapshots)
+        self.app.timer(self.settings.publish_interval, name="publish")(self.publisher.tick)
+        from .web import register_views
+
+        register_views(self)
+
+    # -- intake -----------------------------------------------------------------------
+    async def _intake(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                await self.handle_input(msg.topic, msg.partition, msg.offset, msg.value)
+            except Exception as exc:  # a bug must not stop the worker nor lose the message
+                log.exception("intake failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                await self._dead_letter_internal(
+                    msg.value, msg.topic, msg.partition, msg.offset, exc
+                )
+            self.metrics.processed.labels("intake").inc()
+
+    async def handle_input(
+        self, topic: str, partition: int, offset: int, value: bytes | None
+    ) -> None:
+        kind = self.names.type_of(topic)
+        now = self.clock()
+        items = decode_message(value, kind, self.limits(now))
+        counted: list[tuple[int, Event]] = []
+        funnel: list[Event] = []
+        newest = 0.0
+        for index, item in enumerate(items):
+            if isinstance(item, Rejected):
+                await self._send_dead_letter(item, topic, partition, offset)
+                continue
+            newest = max(newest, item.ts)
+            if item.type in FUNNEL_TYPES:
+                funnel.append(item)
+            else:
+                counted.append((index, item))
+        if newest:
+            self.metrics.newest_event.labels(topic).set(newest)
+            self.metrics.processing_lag.set(max(0.0, now - newest))
+        if funnel:
+            await self._forward_funnel(funnel)
+        if counted:
+            dedup: PartitionState[Any] = PartitionState(self.dedup, partition, decode=_marker)
+            stores = Stores(dedup=dedup, leads={}, customers={})
+            outcome = count_message(counted, (TOPIC_INDEX[kind], offset), stores, self.pane_sizes)
+            await self._apply("i", self.partials, partition, outcome, TOPIC_INDEX[kind], offset, now)
+            await dedup.flush()
+
+    def limits(self, now: float) -> Limits:
+        s = self.settings
+        return Limits(now, s.max_future, s.retention, s.fx_rates)
+
+    async def _forward_funnel(self, events: list[Event]) -> None:
+        parts = self.settings.funnel_partitions
+        by_partition: dict[int, list[Event]] = defaultdict(list)
+        for event in events:
+            by_partition[partition_for(funnel_key(event), parts)].append(event)
+        for funnel_partition, batch in by_partition.items():
+            await self.funnel_topic.send(value=encode_events(batch), partition=funnel_partition)
+
+    # -- funnel -----------------------------------------------------------------------
+    async def _funnel(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                await self.handle_funnel(msg.partition, msg.offset, msg.value or b"[]")
+            except Exception:
+                log.exception("funnel failed on partition %s offset %s", msg.partition, msg.offset)
+            self.metrics.processed.labels("funnel").inc()
+
+    async def handle_funnel(self, partition: int, offset: int, value: bytes) -> None:
+        events = list(enumerate(decode_events(value)))
+        stores = Stores(
+            dedup=PartitionState(self.funnel_dedup, partition, decode=_marker),
+            leads=PartitionState(self.leads, partition, Lead.to_json, Lead.from_json),
+            customers=PartitionState(self.customers, partition, decode=_marker),
+        )
+        outcome = count_message(events, (FUNNEL_SOURCE, offset), stores, self.pane_sizes)
+        self._apply(
+            "f", self.funnel_partials, partition, outcome, FUNNEL_SOURCE, offset, self.clock()
+        )
+        for state in (stores.dedup, stores.leads, stores.customers):
+            assert isinstance(state, PartitionState)
+            await state.flush()
+
+    # -- shared counting tail ---------------------------------------------------------
+    async def _apply(
+        self, source: str, table: Any, partition: int, outcome: Outcome, topic: int,
+        offset: int, now: float,
+    ) -> None:  # fmt: skip
+        state: PartitionState[Any] = PartitionState(table, partition)
+        pending = self.pending[(source, partition)]
+        for key, delta in outcome.deltas.items():
+            if apply_delta(state, pane_key(*key), delta, topic, offset):
+                pending.add(key)
+        self._maybe_evict(source, partition, state, now)
+        await state.flush()
+        self.metrics.count_events(outcome.counted)
+        self.metrics.count_money(outcome.money)
+        for kind, n in outcome.duplicates.items():
+            self.metrics.duplicates.labels(kind).inc(n)
+
+    def _maybe_evict(
+        self, source: str, partition: int, state: PartitionState[Any], now: float
+    ) -> None:
+        if now - self._last_evict.get((source, partition), 0.0) < EVICT_EVERY:
+            return
+        self._last_evict[(source, partition)] = now
+        for key in list(state):
+            _scope, size, start = split_pane_key(key)
+            if start + horizon(self.specs, size) < now - self.settings.max_future:
+                del state[key]
+
+    # -- snapshots to the merge stage -------------------------------------------------
+    async def _emit_snapshots(self) -> None:
+        pending, self.pending = self.pending, defaultdict(set)
+        for (source, partition), keys in pending.items():
+            table = self.partials if source == "i" else self.funnel_partials
+            state: PartitionState[Any] = PartitionState(table, partition)
+            by_scope: dict[str, list[list[Any]]] = defaultdict(list)
+            for scope, size, start in keys:
+                value = state.get(pane_key(scope, size, start))
+                if value is not None:
+                    by_scope[scope].append([size, start, version(value), value[0]])
+            for scope, panes in by_scope.items():
+                body = {"src": f"{source}{partition}", "scope": scope, "panes": panes}
+                await self.merge_topic.send(key=scope.encode(), value=orjson.dumps(body))
+
+    async def _on_partials_recovered(self) -> None:
+        """After recovery, re-send every partial: snapshots may have been lost in a crash."""
+        for source, table in (("i", self.partials), ("f", self.funnel_partials)):
+            for full in list(table.data):
+                partition, _, key = full.partition("|")
+                self.pending[(source, int(partition))].add(split_pane_key(key))
+
+    # -- merge ------------------------------------------------------------------------
+    async def _merge(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                await self.handle_merge(msg.partition, msg.value or b"{}")
+            except Exception:
+                log.exception("merge failed on partition %s offset %s", msg.partition, msg.offset)
+            self.metrics.processed.labels("merge").inc()
+
+    async def handle_merge(self, partition: int, value: bytes) -> None:
+        body = orjson.loads(value)
+        await self.publisher.merge(partition, body["src"], body["scope"], body["panes"])
+
+    async def _on_merged_recovered(self) -> None:
+        self.publisher.rebuild_index()
+
+    # -- dead letters -----------------------------------------------------------------
+    async def _send_dead_letter(
+        self, rejected: Rejected, topic: str, partition: int, offset: int
+    ) -> None:
+        self.metrics.rejected.labels(rejected.reason.value).inc()
+        await self.dead_letter.send(
+            value=rejected.raw, headers=dead_letter_headers(rejected, topic, partition, offset)
+        )
+
+    async def _dead_letter_internal(
+        self, value: bytes | None, topic: str, partition: int, offset: int, exc: Exception
+    ) -> None:
+        from .events import Reason
+
+        rejected = Rejected(
+            Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500], value or b"", None
+        )
+        await self._send_dead_letter(rejected, topic, partition, offset)
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FunnelPulse:
+    return FunnelPulse(settings, clock)
+
+
+def redis_publisher(settings: Settings) -> RedisPublisher:
+    return RedisPublisher(connect(settings.redis_url), settings.redis_prefix, settings.kpi_ttl)

@@ -1,0 +1,164 @@
+"""The merge state this worker owns, and the publish tick that turns it into KPIs.
+
+Each tick sums the panes of every scope that changed (and, when a minute has passed,
+of every scope: windows slide even without new events) into each rolling window, then
+writes one Redis pipeline, sets the Prometheus gauges and sends changed snapshots to the
+``kpis`` topic. A Redis failure skips Redis for that tick and keeps the scopes dirty, so
+the full current state is republished once Redis answers; consumption never waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from metrics.counts import Counts
+from metrics.redis_publisher import PublishError, RedisPublisher, connect
+from metrics.snapshots import build_snapshot, has_data, window_counts
+
+from .merge import merge_partial, total
+from .partials import pane_key, split_pane_key
+from .table_state import PartitionState
+
+if TYPE_CHECKING:
+    from .app import FunnelPulse
+
+log = logging.getLogger("funnelpulse.publisher")
+FULL_REPUBLISH_EVERY = 60.0
+
+
+class KpiPublisher:
+    def __init__(self, owner: FunnelPulse) -> None:
+        self.owner = owner
+        self.index: dict[str, tuple[int, set[tuple[int, int]]]] = {}
+        self.dirty: set[str] = set()
+        self.latest: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # window → scope
+        self.redis: RedisPublisher | None = None
+        self.redis_ok = False
+        self.redis_backlog: set[str] = set()
+        self._last_full = 0.0
+        self.last_tick = 0.0
+
+    # -- merge state ------------------------------------------------------------------
+    async def merge(self, partition: int, source: str, scope: str, panes: list[list[Any]]) -> None:
+        state: PartitionState[Any] = PartitionState(self.owner.merged, partition)
+        _, known = self.index.setdefault(scope, (partition, set()))
+        for size, start, ver, counts in panes:
+            key = pane_key(scope, size, start)
+            merged = merge_partial(state.get(key), source, ver, counts)
+            if merged is not None:
+                state[key] = merged
+                known.add((size, start))
+                self.dirty.add(scope)
+        await state.flush()
+
+    def rebuild_index(self) -> None:
+        self.index.clear()
+        for full in list(self.owner.merged.data):
+            partition, _, key = full.partition("|")
+            scope, size, start = split_pane_key(key)
+            self.index.setdefault(scope, (int(partition), set()))[1].add((size, start))
+        self.dirty.update(self.index)
+
+    def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:
+        partition, keys = self.index[scope]
+        state: PartitionState[Any] = PartitionState(self.owner.merged, partition)
+        totals = {}
+        for size, start in keys:
+            value = state.get(pane_key(scope, size, start))
+            if value is not None:
+                totals[(size, start)] = total(value)
+        return totals
+
+    # -- the tick ---------------------------------------------------------------------
+    async def tick(self) -> None:
+        started = time.monotonic()
+        now = self.owner.clock()
+        if now - self._last_full >= FULL_REPUBLISH_EVERY:
+            self._last_full = now
+            self.dirty.update(self.index)
+            await self._evict(now)
+        scopes, self.dirty = self.dirty, set()
+        snapshots = self._snapshots(scopes, now)
+        self._set_gauges()
+        await self._to_redis(scopes, snapshots, now)
+        for snap in snapshots:
+            key = f"{snap['window']}:{snap['scope']}".encode()
+            await self.owner.kpis_topic.send(key=key, value=orjson.dumps(snap))
+        self.last_tick = time.time()
+        self.owner.metrics.publish_seconds.observe(time.monotonic() - started)
+
+    def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
+        snapshots = []
+        for scope in scopes:
+            if scope not in self.index:
+                continue
+            panes = self.pane_totals(scope)
+            for spec in self.owner.specs:
+                counts = window_counts(panes, spec, now)
+                if has_data(counts) or scope in self.latest[spec.name]:
+                    snap = build_snapshot(spec, scope, counts, now)
+                    snap["_counts"] = counts
+                    self.latest[spec.name][scope] = snap
+                    snapshots.append(snap)
+        for snap in snapshots:
+            snap.pop("_counts", None)
+        return snapshots
+
+    def _set_gauges(self) -> None:
+        from metrics.counts import COUNT_FIELDS, MICROS, MONEY_FIELDS
+
+        for window, by_scope in self.latest.items():
+            rows = []
+            for scope, snap in by_scope.items():
+                counts = [
+                    round(snap[f] * MICROS) if f in MONEY_FIELDS else snap[f] for f in COUNT_FIELDS
+                ]
+                rows.append((scope, counts))
+            self.owner.metrics.set_kpis(window, rows)
+
+    async def _to_redis(
+        self, scopes: set[str], snapshots: list[dict[str, Any]], now: float
+    ) -> None:
+        if self.redis is None:
+            s = self.owner.settings
+            self.redis = RedisPublisher(connect(s.redis_url), s.redis_prefix, s.kpi_ttl)
+        if not self.redis_ok and self.redis_backlog is not None:
+            scopes = scopes | self.redis_backlog
+            snapshots = [
+                snap
+                for by_scope in self.latest.values()
+                for s, snap in by_scope.items()
+                if s in scopes
+            ]
+        try:
+            await self.redis.publish(snapshots, now)
+        except PublishError as exc:
+            if self.redis_ok:
+                log.warning("%s; will republish when Redis is back", exc)
+            self.redis_ok = False
+            self.redis_backlog |= scopes
+            self.owner.metrics.publish_failures.labels("redis").inc()
+            self.owner.metrics.redis_up.set(0)
+            return
+        self.redis_ok = True
+        self.redis_backlog = set()
+        self.owner.metrics.redis_up.set(1)
+
+    async def _evict(self, now: float) -> None:
+        from .panes import horizon
+
+        for scope, (_partition, keys) in list(self.index.items()):
+            stale = {(size, start) for size, start in keys
+                     if start + horizon(self.owner.specs, size) < now}  # fmt: skip
+            keys -= stale
+            if stale:
+                partition = self.index[scope][0]
+                state: PartitionState[Any] = PartitionState(self.owner.merged, partition)
+                for size, start in stale:
+                    state.pop(pane_key(scope, size, start), None)
+                await state.flush()

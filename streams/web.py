@@ -1,0 +1,103 @@
+"""HTTP endpoints on the Faust web server (SPEC §3): /kpis, /healthz, /metrics, /events."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .events import Event, EventType, Rejected, decode_message
+
+if TYPE_CHECKING:
+    from .app import FunnelPulse
+
+STALL_AFTER = 30.0
+
+
+def register_views(fp: FunnelPulse) -> None:
+    app = fp.app
+
+    @app.page("/kpis")
+    class Kpis(View):
+        async def get(self, request: Request) -> Response:
+            window = request.query.get("window", fp.specs[0].name)
+            if window not in fp.publisher.latest and window not in fp.settings.windows:
+                return self.json({"error": f"unknown window {window!r}",
+                                  "windows": list(fp.settings.windows)}, status=400)  # fmt: skip
+            by_scope = fp.publisher.latest.get(window, {})
+            scope = request.query.get("scope")
+            if scope is not None:
+                snap = by_scope.get(scope)
+                if snap is None:
+                    return self.json({"error": f"no data for {scope!r} in {window}"}, status=404)
+                return self.json(snap)
+            return self.json({"window": window, "scopes": by_scope})
+
+    @app.page("/healthz")
+    class Healthz(View):
+        async def get(self, request: Request) -> Response:
+            report = health(fp)
+            return self.json(report, status=200 if report["status"] != "stalled" else 503)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            body = generate_latest(fp.registry)
+            return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/events/{event_type}")
+    class Collector(View):
+        async def post(self, request: Request, event_type: str) -> Response:
+            try:
+                kind = EventType(event_type)
+            except ValueError:
+                return self.json({"error": f"unknown event type {event_type!r}"}, status=404)
+            body = await request.read()
+            return await collect(self, fp, kind, body)
+
+
+async def collect(view: View, fp: FunnelPulse, kind: EventType, body: bytes) -> Response:
+    """Validates like the worker does; produces the good events, reports the bad ones."""
+    items = decode_message(body, kind, fp.limits(fp.clock()))
+    errors = [{"index": item.index, "reason": item.reason.value, "detail": item.detail}
+              for item in items if isinstance(item, Rejected)]  # fmt: skip
+    good = _good_raw(body, items)
+    topic = fp.app.topic(fp.names.inputs[kind], key_serializer="raw", value_serializer="raw")
+    for campaign, docs in good.items():
+        await topic.send(key=campaign.encode() if campaign else None,
+                         value=b"[" + b",".join(docs) + b"]")  # fmt: skip
+    accepted = sum(len(docs) for docs in good.values())
+    return view.json({"accepted": accepted, "rejected": errors}, status=400 if errors else 202)
+
+
+def _good_raw(body: bytes, items: list[Event | Rejected]) -> dict[str, list[bytes]]:
+    """The accepted events' original JSON, grouped by campaign (the topics' key)."""
+    if any(isinstance(item, Event) for item in items):
+        doc = orjson.loads(body)
+        docs = doc if isinstance(doc, list) else [doc]
+    grouped: dict[str, list[bytes]] = defaultdict(list)
+    for i, item in enumerate(items):
+        if isinstance(item, Event):
+            grouped[item.campaign_id or ""].append(orjson.dumps(docs[i]))
+    return grouped
+
+
+def health(fp: FunnelPulse) -> dict[str, Any]:
+    """Liveness that an orchestrator can trust: is the publish loop still turning?"""
+    since_tick = time.time() - fp.publisher.last_tick if fp.publisher.last_tick else None
+    stalled = since_tick is not None and since_tick > STALL_AFTER
+    status = "stalled" if stalled else ("ok" if fp.publisher.redis_ok else "degraded")
+    return {
+        "status": status,
+        "redis": "up" if fp.publisher.redis_ok else "down",
+        "seconds_since_publish": since_tick,
+        "scopes": len(fp.publisher.index),
+    }
+
+
+__all__ = ["faust", "register_views"]
