@@ -55,12 +55,24 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     def report(sent: int, elapsed: float) -> None:
         if args.quiet:
             return
-        print(f"\rsimulate: {sent:,} events in {elapsed:,.0f} s ({sent / max(elapsed, 1e-9):,.0f}/s)",
-              end="", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"\rsimulate: {sent:,} events in {elapsed:,.0f} s ({sent / max(elapsed, 1e-9):,.0f}/s)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     sent = asyncio.run(
-        simulate(settings.kafka_bootstrap_servers, settings.topic_prefix, args.rate, args.seed,
-                 args.duration, args.single, args.campaigns, report)  # fmt: skip
+        simulate(
+            settings.kafka_bootstrap_servers,
+            settings.topic_prefix,
+            args.rate,
+            args.seed,
+            args.duration,
+            args.single,
+            args.campaigns,
+            report,
+        )
     )
     print(f"\nsimulate: sent {sent:,} events", file=sys.stderr)
     return 0

@@ -25,6 +25,7 @@ from streams.events import TOPIC_SUFFIX, EventType
 
 CHANNELS = ("email", "paid_search", "paid_social", "display", "video", "affiliate")
 Emit = Callable[[EventType, dict[str, Any]], None]
+_Batches = dict[tuple[EventType, str], list[dict[str, Any]]]
 
 
 @dataclass
@@ -50,9 +51,14 @@ class FunnelModel:
         self.rng = random.Random(self.seed)
         currencies = ("USD", "USD", "EUR", "GBP")
         self.campaigns = [
-            Campaign(f"{ch}-{i:03d}", ch, self.rng.uniform(0.01, 0.06),
-                     self.rng.uniform(0.05, 0.2), self.rng.uniform(0.3, 2.5),
-                     currencies[i % len(currencies)])  # fmt: skip
+            Campaign(
+                f"{ch}-{i:03d}",
+                ch,
+                self.rng.uniform(0.01, 0.06),
+                self.rng.uniform(0.05, 0.2),
+                self.rng.uniform(0.3, 2.5),
+                currencies[i % len(currencies)],
+            )
             for i, ch in ((i, CHANNELS[i % len(CHANNELS)]) for i in range(self.campaigns_count))
         ]
 
@@ -91,10 +97,17 @@ class FunnelModel:
                 continue
             emit(EventType.LEAD_STAGE, self._stage(now, lead, campaign, stages[stage]))
             if stages[stage] == "won":
-                emit(EventType.PURCHASE, {"event_id": self._id(), "ts": round(now, 3),
-                                          "lead_id": lead, "customer_id": f"cust-{lead}",
-                                          "amount": round(self.rng.uniform(50, 900), 2),
-                                          "currency": "USD"})  # fmt: skip
+                emit(
+                    EventType.PURCHASE,
+                    {
+                        "event_id": self._id(),
+                        "ts": round(now, 3),
+                        "lead_id": lead,
+                        "customer_id": f"cust-{lead}",
+                        "amount": round(self.rng.uniform(50, 900), 2),
+                        "currency": "USD",
+                    },
+                )
             else:
                 keep.append((lead, campaign, stage + 1))
         self.leads = keep[-20_000:]
@@ -110,16 +123,30 @@ class FunnelModel:
         for c in self.campaigns:
             if c.accrued > 0:
                 amount = round(c.accrued * rates[c.currency], 2)
-                emit(EventType.SPEND, {"event_id": self._id(), "ts": round(now, 3),
-                                       "campaign_id": c.campaign_id, "channel": c.channel,
-                                       "amount": amount, "currency": c.currency})  # fmt: skip
+                emit(
+                    EventType.SPEND,
+                    {
+                        "event_id": self._id(),
+                        "ts": round(now, 3),
+                        "campaign_id": c.campaign_id,
+                        "channel": c.channel,
+                        "amount": amount,
+                        "currency": c.currency,
+                    },
+                )
                 c.accrued = 0.0
 
 
 async def simulate(
-    bootstrap: str, topic_prefix: str, rate: float, seed: int, duration: float | None,
-    single: bool, campaigns: int, report: Callable[[int, float], None],
-) -> int:  # fmt: skip
+    bootstrap: str,
+    topic_prefix: str,
+    rate: float,
+    seed: int,
+    duration: float | None,
+    single: bool,
+    campaigns: int,
+    report: Callable[[int, float], None],
+) -> int:
     """Produces about ``rate`` events/s until ``duration`` passes; returns the count sent."""
     model = FunnelModel(seed, campaigns)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
@@ -130,7 +157,7 @@ async def simulate(
             tick = time.time()
             batches: dict[tuple[EventType, str], list[dict[str, Any]]] = defaultdict(list)
 
-            def emit(kind: EventType, doc: dict[str, Any]) -> None:
+            def emit(kind: EventType, doc: dict[str, Any], batches: _Batches = batches) -> None:
                 batches[(kind, str(doc.get("campaign_id", doc.get("lead_id", ""))))].append(doc)
 
             target = int(rate * 0.1)

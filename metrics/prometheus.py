@@ -9,6 +9,7 @@ way, so the series count stays bounded however many ids arrive.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -29,45 +30,73 @@ class Metrics:
         self.max_campaigns = max_campaigns
         self._known_campaigns: set[str] = set()
         r = registry
-        self.events = Counter("marketing_events", "Events counted (after dedup)",
-                              ["type", "channel", "campaign"], registry=r)  # fmt: skip
-        self.spend = Counter("marketing_spend", "Spend, reporting currency",
-                             ["channel", "campaign"], registry=r)  # fmt: skip
-        self.revenue = Counter("marketing_revenue", "Revenue, reporting currency",
-                               ["channel", "campaign"], registry=r)  # fmt: skip
-        self.rejected = Counter("marketing_events_rejected", "Events sent to the dead-letter topic",
-                                ["reason"], registry=r)  # fmt: skip
-        self.duplicates = Counter("marketing_events_duplicate", "Repeated event_ids not counted",
-                                  ["type"], registry=r)  # fmt: skip
+        self.events = Counter(
+            "marketing_events",
+            "Events counted (after dedup)",
+            ["type", "channel", "campaign"],
+            registry=r,
+        )
+        self.spend = Counter(
+            "marketing_spend", "Spend, reporting currency", ["channel", "campaign"], registry=r
+        )
+        self.revenue = Counter(
+            "marketing_revenue", "Revenue, reporting currency", ["channel", "campaign"], registry=r
+        )
+        self.rejected = Counter(
+            "marketing_events_rejected",
+            "Events sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "marketing_events_duplicate", "Repeated event_ids not counted", ["type"], registry=r
+        )
         self.kpis = {
             kpi.name: Gauge(kpi.gauge_name, f"{kpi.description}: {kpi.formula}", LABELS, registry=r)
             for kpi in KPIS
         }
-        self.folded = Gauge("marketing_campaigns_folded",
-                            "Campaigns whose series are folded into campaign=(other)",
-                            registry=r)  # fmt: skip
-        self.processed = Counter("funnelpulse_messages_processed", "Kafka messages processed",
-                                 ["stage"], registry=r)  # fmt: skip
-        self.processing_lag = Gauge("funnelpulse_processing_lag_seconds",
-                                    "now - event time of the newest event processed",
-                                    registry=r)  # fmt: skip
-        self.newest_event = Gauge("funnelpulse_newest_event_timestamp_seconds",
-                                  "Event time of the newest event seen, per input topic",
-                                  ["topic"], registry=r)  # fmt: skip
-        self.late_events = Counter("funnelpulse_late_events",
-                                   "Events older than the newest pane of their scope when counted",
-                                   registry=r)  # fmt: skip
-        self.publish_seconds = Histogram("funnelpulse_publish_seconds", "Duration of one publish tick",
-                                         registry=r)  # fmt: skip
-        self.publish_failures = Counter("funnelpulse_publish_failures", "Failed publishes",
-                                        ["target"], registry=r)  # fmt: skip
-        self.consumer_lag = Gauge("funnelpulse_consumer_lag_messages",
-                                  "Messages not yet consumed, per input topic",
-                                  ["topic"], registry=r)  # fmt: skip
-        self.state_keys = Gauge("funnelpulse_state_keys", "Keys held in each state table",
-                                ["table"], registry=r)  # fmt: skip
-        self.redis_up = Gauge("funnelpulse_redis_up", "1 when the last Redis publish worked",
-                              registry=r)  # fmt: skip
+        self.folded = Gauge(
+            "marketing_campaigns_folded",
+            "Campaigns whose series are folded into campaign=(other)",
+            registry=r,
+        )
+        self.processed = Counter(
+            "funnelpulse_messages_processed", "Kafka messages processed", ["stage"], registry=r
+        )
+        self.processing_lag = Gauge(
+            "funnelpulse_processing_lag_seconds",
+            "now - event time of the newest event processed",
+            registry=r,
+        )
+        self.newest_event = Gauge(
+            "funnelpulse_newest_event_timestamp_seconds",
+            "Event time of the newest event seen, per input topic",
+            ["topic"],
+            registry=r,
+        )
+        self.late_events = Counter(
+            "funnelpulse_late_events",
+            "Events older than the newest pane of their scope when counted",
+            registry=r,
+        )
+        self.publish_seconds = Histogram(
+            "funnelpulse_publish_seconds", "Duration of one publish tick", registry=r
+        )
+        self.publish_failures = Counter(
+            "funnelpulse_publish_failures", "Failed publishes", ["target"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            "funnelpulse_consumer_lag_messages",
+            "Messages not yet consumed, per input topic",
+            ["topic"],
+            registry=r,
+        )
+        self.state_keys = Gauge(
+            "funnelpulse_state_keys", "Keys held in each state table", ["table"], registry=r
+        )
+        self.redis_up = Gauge(
+            "funnelpulse_redis_up", "1 when the last Redis publish worked", registry=r
+        )
 
     def campaign_label(self, campaign: str) -> str:
         """The campaign's own label while under the cap, else ``(other)``."""
@@ -133,7 +162,5 @@ def _labels(window: str, scope: str) -> tuple[str, str, str, str]:
 
 
 def _remove(gauge: Any, labels: tuple[str, ...]) -> None:
-    try:
+    with contextlib.suppress(KeyError):
         gauge.remove(*labels)
-    except KeyError:
-        pass

@@ -10,7 +10,7 @@ full current state, once Redis answers again. Consumption never waits on Redis.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -52,7 +52,7 @@ class RedisPublisher:
             key = self.hash_key(snap["window"], snap["scope"])
             fields = {k: _field(v) for k, v in snap.items() if k not in ("window", "scope")}
             pipe.delete(key)  # KPIs that became undefined must disappear
-            pipe.hset(key, mapping=fields)
+            pipe.hset(key, mapping=cast(Any, fields))
             pipe.expire(key, self.ttl)
             pipe.zadd(f"{self.prefix}scopes:{snap['window']}", {snap["scope"]: snap["updated_at"]})
         message = orjson.dumps({"updated_at": now, "snapshots": snapshots})

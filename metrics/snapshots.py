@@ -11,7 +11,7 @@ from typing import Any
 
 from streams.panes import WindowSpec
 
-from .counts import COUNT_FIELDS, MONEY_FIELDS, MICROS, Counts, add_into, zero
+from .counts import COUNT_FIELDS, MICROS, MONEY_FIELDS, Counts, add_into, zero
 from .kpis import compute_all
 
 PaneTotals = Mapping[tuple[int, int], Sequence[int]]  # (pane size, pane start) → counts

@@ -168,7 +168,9 @@ class FunnelPulse:
             dedup: PartitionState[Any] = PartitionState(self.dedup, partition, decode=_marker)
             stores = Stores(dedup=dedup, leads={}, customers={})
             outcome = count_message(counted, (TOPIC_INDEX[kind], offset), stores, self.pane_sizes)
-            await self._apply("i", self.partials, partition, outcome, TOPIC_INDEX[kind], offset, now)
+            await self._apply(
+                "i", self.partials, partition, outcome, TOPIC_INDEX[kind], offset, now
+            )
             await dedup.flush()
 
     def limits(self, now: float) -> Limits:
@@ -201,7 +203,7 @@ class FunnelPulse:
             customers=PartitionState(self.customers, partition, decode=_marker),
         )
         outcome = count_message(events, (FUNNEL_SOURCE, offset), stores, self.pane_sizes)
-        self._apply(
+        await self._apply(
             "f", self.funnel_partials, partition, outcome, FUNNEL_SOURCE, offset, self.clock()
         )
         for state in (stores.dedup, stores.leads, stores.customers):
@@ -210,9 +212,15 @@ class FunnelPulse:
 
     # -- shared counting tail ---------------------------------------------------------
     async def _apply(
-        self, source: str, table: Any, partition: int, outcome: Outcome, topic: int,
-        offset: int, now: float,
-    ) -> None:  # fmt: skip
+        self,
+        source: str,
+        table: Any,
+        partition: int,
+        outcome: Outcome,
+        topic: int,
+        offset: int,
+        now: float,
+    ) -> None:
         state: PartitionState[Any] = PartitionState(table, partition)
         pending = self.pending[(source, partition)]
         for key, delta in outcome.deltas.items():

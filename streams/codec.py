@@ -12,20 +12,40 @@ from .events import Event, EventType, Rejected
 
 def encode_events(events: list[Event]) -> bytes:
     rows = [
-        [e.type.value, e.event_id, e.ts, e.campaign_id, e.channel, e.lead_id, e.stage,
-         e.amount_micros, e.count, e.customer_id]
+        [
+            e.type.value,
+            e.event_id,
+            e.ts,
+            e.campaign_id,
+            e.channel,
+            e.lead_id,
+            e.stage,
+            e.amount_micros,
+            e.count,
+            e.customer_id,
+        ]
         for e in events
-    ]  # fmt: skip
+    ]
     return orjson.dumps(rows)
 
 
 def decode_events(raw: bytes) -> list[Event]:
     rows: list[list[Any]] = orjson.loads(raw)
     return [
-        Event(EventType(r[0]), r[1], r[2], r[3], r[4], lead_id=r[5], stage=r[6],
-              amount_micros=r[7], count=r[8], customer_id=r[9])
+        Event(
+            EventType(r[0]),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            lead_id=r[5],
+            stage=r[6],
+            amount_micros=r[7],
+            count=r[8],
+            customer_id=r[9],
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 def funnel_key(event: Event) -> str:

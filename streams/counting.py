@@ -21,8 +21,13 @@ from .state import Lead, Marker, Seen, enter_stage, first_sight
 
 PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
 
-_STAGE_FIELD = {"mql": "mql", "sql": "sql", "opportunity": "opportunities", "won": "won",
-                "lost": "lost"}  # fmt: skip
+_STAGE_FIELD = {
+    "mql": "mql",
+    "sql": "sql",
+    "opportunity": "opportunities",
+    "won": "won",
+    "lost": "lost",
+}
 F = INDEX
 
 
@@ -46,9 +51,11 @@ class Outcome:
 
 
 def count_message(
-    events: Iterable[tuple[int, Event]], source: tuple[int, int], stores: Stores,
+    events: Iterable[tuple[int, Event]],
+    source: tuple[int, int],
+    stores: Stores,
     panes: Sequence[int],
-) -> Outcome:  # fmt: skip
+) -> Outcome:
     """Counts ``(index, event)`` pairs of the message at ``source`` = (topic index, offset)."""
     outcome = Outcome()
     for index, event in events:

@@ -41,9 +41,19 @@ TOPIC_SUFFIX: Mapping[EventType, str] = {
     EventType.SPEND: "spend",
 }
 CHANNELS = frozenset(
-    {"email", "paid_search", "paid_social", "display", "video", "affiliate", "organic",
-     "referral", "direct", "other"}
-)  # fmt: skip
+    {
+        "email",
+        "paid_search",
+        "paid_social",
+        "display",
+        "video",
+        "affiliate",
+        "organic",
+        "referral",
+        "direct",
+        "other",
+    }
+)
 STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost")
 NO_CAMPAIGN = "(none)"
 MAX_EVENT_BYTES = 64 * 1024
@@ -276,39 +286,67 @@ Parser = Callable[[Mapping[str, Any], EventType, str, float, Limits], Event]
 
 def _touch(doc: Mapping[str, Any], kind: EventType, event_id: str, ts: float, _: Limits) -> Event:
     count = _count(doc) if kind is EventType.IMPRESSION else 1
-    return Event(kind, event_id, ts, _campaign(doc, True), _channel(doc), count=count,
-                 user_id=_string(doc, "user_id"))  # fmt: skip
+    return Event(
+        kind,
+        event_id,
+        ts,
+        _campaign(doc, True),
+        _channel(doc),
+        count=count,
+        user_id=_string(doc, "user_id"),
+    )
 
 
 def _signup(doc: Mapping[str, Any], kind: EventType, event_id: str, ts: float, _: Limits) -> Event:
-    return Event(kind, event_id, ts, _campaign(doc, True), _channel(doc),
-                 lead_id=_string(doc, "lead_id", required=True, min_len=1),
-                 user_id=_string(doc, "user_id"))  # fmt: skip
+    return Event(
+        kind,
+        event_id,
+        ts,
+        _campaign(doc, True),
+        _channel(doc),
+        lead_id=_string(doc, "lead_id", required=True, min_len=1),
+        user_id=_string(doc, "user_id"),
+    )
 
 
 def _lead_stage(
     doc: Mapping[str, Any], kind: EventType, event_id: str, ts: float, _: Limits
 ) -> Event:
-    return Event(kind, event_id, ts, _campaign(doc, False), _channel(doc),
-                 lead_id=_string(doc, "lead_id", required=True, min_len=1),
-                 stage=_stage(doc), user_id=_string(doc, "user_id"))  # fmt: skip
+    return Event(
+        kind,
+        event_id,
+        ts,
+        _campaign(doc, False),
+        _channel(doc),
+        lead_id=_string(doc, "lead_id", required=True, min_len=1),
+        stage=_stage(doc),
+        user_id=_string(doc, "user_id"),
+    )
 
 
 def _purchase(
     doc: Mapping[str, Any], kind: EventType, event_id: str, ts: float, limits: Limits
 ) -> Event:
     _string(doc, "order_id")
-    return Event(kind, event_id, ts, _campaign(doc, False), _channel(doc),
-                 lead_id=_string(doc, "lead_id"), amount_micros=_money(doc, limits),
-                 customer_id=_string(doc, "customer_id"),
-                 user_id=_string(doc, "user_id"))  # fmt: skip
+    return Event(
+        kind,
+        event_id,
+        ts,
+        _campaign(doc, False),
+        _channel(doc),
+        lead_id=_string(doc, "lead_id"),
+        amount_micros=_money(doc, limits),
+        customer_id=_string(doc, "customer_id"),
+        user_id=_string(doc, "user_id"),
+    )
 
 
 def _spend(
     doc: Mapping[str, Any], kind: EventType, event_id: str, ts: float, limits: Limits
 ) -> Event:
-    return Event(kind, event_id, ts, _campaign(doc, True), _channel(doc),
-                 amount_micros=_money(doc, limits))  # fmt: skip
+    return Event(
+        kind, event_id, ts, _campaign(doc, True), _channel(doc), amount_micros=_money(doc, limits)
+    )
 
 
 _PARSERS: Mapping[EventType, Parser] = {

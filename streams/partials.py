@@ -28,9 +28,12 @@ def split_pane_key(key: str) -> tuple[str, int, int]:
 
 
 def apply_delta(
-    state: MutableMapping[str, PartialValue], key: str, delta: Sequence[int], topic: int,
+    state: MutableMapping[str, PartialValue],
+    key: str,
+    delta: Sequence[int],
+    topic: int,
     offset: int,
-) -> bool:  # fmt: skip
+) -> bool:
     """Adds one message's delta unless this pane already holds that message."""
     value = state.get(key)
     if value is None:

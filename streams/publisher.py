@@ -153,8 +153,11 @@ class KpiPublisher:
         from .panes import horizon
 
         for scope, (_partition, keys) in list(self.index.items()):
-            stale = {(size, start) for size, start in keys
-                     if start + horizon(self.owner.specs, size) < now}  # fmt: skip
+            stale = {
+                (size, start)
+                for size, start in keys
+                if start + horizon(self.owner.specs, size) < now
+            }
             keys -= stale
             if stale:
                 partition = self.index[scope][0]

@@ -77,8 +77,9 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
         for full in dirty:
             value = self._store.get(full)
             if value is None:
-                await topic.send(key=full, value=None, partition=self._partition,
-                                 value_serializer="raw")  # fmt: skip
+                await topic.send(
+                    key=full, value=None, partition=self._partition, value_serializer="raw"
+                )
             else:
                 await topic.send(key=full, value=value, partition=self._partition)
         return len(dirty)

@@ -7,6 +7,7 @@ topics must share one partition count for Faust to co-assign their partitions.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -70,10 +71,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [spec for spec in topic_specs(names, settings) if spec.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
         return [spec.name for spec in missing]
     finally:
         await admin.close()

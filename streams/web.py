@@ -27,8 +27,10 @@ def register_views(fp: FunnelPulse) -> None:
         async def get(self, request: Request) -> Response:
             window = request.query.get("window", fp.specs[0].name)
             if window not in fp.publisher.latest and window not in fp.settings.windows:
-                return self.json({"error": f"unknown window {window!r}",
-                                  "windows": list(fp.settings.windows)}, status=400)  # fmt: skip
+                return self.json(
+                    {"error": f"unknown window {window!r}", "windows": list(fp.settings.windows)},
+                    status=400,
+                )
             by_scope = fp.publisher.latest.get(window, {})
             scope = request.query.get("scope")
             if scope is not None:
@@ -64,13 +66,17 @@ def register_views(fp: FunnelPulse) -> None:
 async def collect(view: View, fp: FunnelPulse, kind: EventType, body: bytes) -> Response:
     """Validates like the worker does; produces the good events, reports the bad ones."""
     items = decode_message(body, kind, fp.limits(fp.clock()))
-    errors = [{"index": item.index, "reason": item.reason.value, "detail": item.detail}
-              for item in items if isinstance(item, Rejected)]  # fmt: skip
+    errors = [
+        {"index": item.index, "reason": item.reason.value, "detail": item.detail}
+        for item in items
+        if isinstance(item, Rejected)
+    ]
     good = _good_raw(body, items)
     topic = fp.app.topic(fp.names.inputs[kind], key_serializer="raw", value_serializer="raw")
     for campaign, docs in good.items():
-        await topic.send(key=campaign.encode() if campaign else None,
-                         value=b"[" + b",".join(docs) + b"]")  # fmt: skip
+        await topic.send(
+            key=campaign.encode() if campaign else None, value=b"[" + b",".join(docs) + b"]"
+        )
     accepted = sum(len(docs) for docs in good.values())
     return view.json({"accepted": accepted, "rejected": errors}, status=400 if errors else 202)
 

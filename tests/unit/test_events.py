@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -502,15 +503,18 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=20,
 )
 FIELDS = ["event_id", "type", "ts", "campaign_id", "channel", "user_id", "lead_id", "stage",
           "amount", "currency", "count", "customer_id", "order_id"]  # fmt: skip
+DAY = timedelta(hours=23, minutes=59)
+utc_offsets = st.builds(timezone, st.timedeltas(min_value=-DAY, max_value=DAY))
 field_values = (
     json_values
-    | st.datetimes(timezones=st.timezones() | st.none()).map(lambda d: d.isoformat())
+    | st.datetimes(timezones=utc_offsets | st.none()).map(lambda d: d.isoformat())
     | st.floats(min_value=NOW - 200_000, max_value=NOW + 1000)
     | st.sampled_from(["NaN", "Infinity", "-1", "1e12", "1e13", "-0", "EUR", "eur", "mql",
                        "click", "email", "EMAIL", NOW_RFC])
@@ -555,7 +559,7 @@ def test_arbitrary_json_never_raises(value: Any, kind: EventType) -> None:
         assert len(items) == 1
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(event_like, st.lists(event_like, min_size=1, max_size=4)), KINDS)
 def test_event_shaped_json_never_raises(value: Any, kind: EventType) -> None:
     check_items(decode_message(orjson.dumps(value), kind, LIMITS))

@@ -151,7 +151,7 @@ def test_count_fields_are_the_raw_counts_of_the_spec() -> None:
         "revenue", "spend",
     )  # fmt: skip
     assert WIDTH == len(COUNT_FIELDS) == len(set(COUNT_FIELDS))
-    assert MONEY_FIELDS == {"revenue", "spend"}
+    assert {"revenue", "spend"} == MONEY_FIELDS
     assert all(COUNT_FIELDS[i] == name for name, i in INDEX.items())
 
 
@@ -254,7 +254,7 @@ vectors = st.lists(count_values, min_size=WIDTH, max_size=WIDTH)
 RATIO_KPIS = [kpi for kpi in KPIS if kpi.unit is Unit.RATIO]
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(vectors)
 def test_compute_all_is_always_finite(vector: list[int]) -> None:
     values = compute_all(vector)
@@ -263,7 +263,7 @@ def test_compute_all_is_always_finite(vector: list[int]) -> None:
         assert math.isfinite(value), name
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(vectors)
 def test_a_kpi_is_none_iff_its_denominator_is_zero(vector: list[int]) -> None:
     values = compute_all(vector)
@@ -273,7 +273,7 @@ def test_a_kpi_is_none_iff_its_denominator_is_zero(vector: list[int]) -> None:
         assert (kpi.name not in values) == zero_denominator, kpi.name
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(vectors, st.integers(min_value=1, max_value=10**6))
 def test_scaling_every_count_leaves_ratios_unchanged(vector: list[int], k: int) -> None:
     scaled = [value * k for value in vector]
@@ -285,7 +285,7 @@ def test_scaling_every_count_leaves_ratios_unchanged(vector: list[int], k: int) 
             assert after == pytest.approx(before, rel=1e-12, abs=0.0)
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(vectors)
 def test_money_kpis_have_at_most_six_decimals(vector: list[int]) -> None:
     for kpi in KPIS:
@@ -294,7 +294,7 @@ def test_money_kpis_have_at_most_six_decimals(vector: list[int]) -> None:
             assert value == round(value, MONEY_DECIMALS)
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.decimals(min_value=-(10**12), max_value=10**12, places=6, allow_nan=False))
 def test_to_micros_round_trips_whole_micros(amount: Decimal) -> None:
     micros = to_micros(amount)
@@ -302,13 +302,13 @@ def test_to_micros_round_trips_whole_micros(amount: Decimal) -> None:
     assert Decimal(micros) == amount * MICROS
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.integers(min_value=-(10**18), max_value=10**18))
 def test_from_micros_round_trips(micros: int) -> None:
     assert to_micros(from_micros(micros)) == micros
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.integers(min_value=-(10**15), max_value=10**15))
 def test_to_micros_half_micro_goes_to_the_even_neighbour(micros: int) -> None:
     half_above = (Decimal(micros) + Decimal("0.5")) / MICROS
@@ -317,7 +317,7 @@ def test_to_micros_half_micro_goes_to_the_even_neighbour(micros: int) -> None:
     assert rounded % 2 == 0
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(
     st.decimals(min_value=0, max_value=10**9, allow_nan=False, allow_infinity=False),
 )
