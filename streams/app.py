@@ -52,6 +52,10 @@ def _marker(raw: list[int]) -> tuple[int, int, int]:
     return (raw[0], raw[1], raw[2])
 
 
+def _record(raw: list[Any]) -> tuple[Any, ...]:
+    return tuple(raw)
+
+
 class FunnelPulse:
     """Owns the Faust app and everything wired into it; no import-time globals."""
 
@@ -165,7 +169,7 @@ class FunnelPulse:
         if funnel:
             await self._forward_funnel(funnel)
         if counted:
-            dedup: PartitionState[Any] = PartitionState(self.dedup, partition, decode=_marker)
+            dedup: PartitionState[Any] = PartitionState(self.dedup, partition, decode=_record)
             stores = Stores(dedup=dedup, leads={}, customers={})
             outcome = count_message(counted, (TOPIC_INDEX[kind], offset), stores, self.pane_sizes)
             await self._apply(
@@ -198,7 +202,7 @@ class FunnelPulse:
     async def handle_funnel(self, partition: int, offset: int, value: bytes) -> None:
         events = list(enumerate(decode_events(value)))
         stores = Stores(
-            dedup=PartitionState(self.funnel_dedup, partition, decode=_marker),
+            dedup=PartitionState(self.funnel_dedup, partition, decode=_record),
             leads=PartitionState(self.leads, partition, Lead.to_json, Lead.from_json),
             customers=PartitionState(self.customers, partition, decode=_marker),
         )

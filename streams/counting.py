@@ -31,9 +31,12 @@ _STAGE_FIELD = {
 F = INDEX
 
 
+DedupRecord = tuple[int, int, int, str, str]  # marker, then the attribution decided then
+
+
 @dataclass
 class Stores:
-    dedup: MutableMapping[str, Marker]
+    dedup: MutableMapping[str, DedupRecord]
     leads: MutableMapping[str, Lead]
     customers: MutableMapping[str, Marker]
 
@@ -60,10 +63,16 @@ def count_message(
     outcome = Outcome()
     for index, event in events:
         marker = (source[0], source[1], index)
-        if first_sight(stores.dedup, f"{event.type}:{event.event_id}", marker) is Seen.DUPLICATE:
+        identity = f"{event.type}:{event.event_id}"
+        known = stores.dedup.get(identity)
+        if known is None:
+            campaign, channel = _attribute(event, stores)
+            stores.dedup[identity] = (*marker, campaign, channel)
+        elif tuple(known[:3]) == marker:  # a replay: attributed as the first time
+            campaign, channel = known[3], known[4]
+        else:
             outcome.duplicates[event.type] += 1
             continue
-        campaign, channel = _attribute(event, stores)
         vector = _contribution(event, channel, marker, stores)
         outcome.counted[(event.type, channel, campaign)] += 1
         if event.amount_micros:

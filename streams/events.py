@@ -186,7 +186,7 @@ def parse_ts(value: Any, limits: Limits) -> float:
         raise BadEvent(Reason.WRONG_TYPE, f"ts must be a string or a number, not {_kind(value)}")
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows "t" and "z"
         except ValueError:
             raise BadEvent(Reason.INVALID_TS, f"ts {value[:64]!r} is not RFC 3339") from None
         if parsed.tzinfo is None:
@@ -227,7 +227,7 @@ def _string(
 
 def _campaign(doc: Mapping[str, Any], required: bool) -> str | None:
     value = _string(doc, "campaign_id", required=required, min_len=1)
-    if value is not None and not _CAMPAIGN.match(value):
+    if value is not None and not _CAMPAIGN.fullmatch(value):
         raise BadEvent(Reason.INVALID_VALUE, "campaign_id may only hold [A-Za-z0-9._:-]")
     return value
 

@@ -45,9 +45,10 @@ def pane_start(ts: float, size: int) -> int:
 def window_specs(names: Sequence[str]) -> tuple[WindowSpec, ...]:
     specs = []
     for name in names:
-        seconds = int(parse_duration(name))
+        exact = parse_duration(name)
+        seconds = int(exact)
         pane = FINE_PANE if seconds <= FINE_LIMIT else COARSE_PANE
-        if seconds % pane:
+        if seconds != exact or seconds <= 0 or seconds % pane:
             raise ValueError(f"window {name} is not a whole number of {pane // 60}-minute panes")
         specs.append(WindowSpec(name, seconds, pane))
     return tuple(specs)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
-
 from metrics.counts import COUNT_FIELDS, INDEX, Counts, summed, zero
 from streams.counting import Outcome, Stores, count_message
 from streams.events import NO_CAMPAIGN, Event, EventType
@@ -311,13 +309,6 @@ def test_a_replayed_stage_counts_again() -> None:
     assert field(first, "opportunities") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a replayed anonymous lead_stage is re-attributed from the lead store, which "
-    "by then holds a later sign-up: the replay moves its count from campaign:(none) to the "
-    "sign-up's campaign and channel, panes whose high-water mark is below its offset count it "
-    "twice",
-)
 def test_a_stage_before_its_signup_replays_identically() -> None:
     store = stores()
     stage = [ev(LEAD_STAGE, "st1", None, "other", lead_id="L1", stage="mql")]
