@@ -62,6 +62,7 @@ class Scenario:
         default_factory=lambda: defaultdict(lambda: dict.fromkeys(FIELDS, 0))
     )
     bad_reasons: list[str] = field(default_factory=list)
+    purchases_by_phase: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: int = 0
     valid_events: int = 0
 
@@ -77,7 +78,7 @@ class Scenario:
 def build(seed: int, now: float, target_events: int = 20_000) -> Scenario:
     rng = random.Random(seed)
     sc = Scenario(seed, now)
-    phase_events: dict[int, list[tuple[str, dict[str, Any]]]] = {1: [], 2: []}
+    phase_events: dict[int, list[tuple[str, dict[str, Any]]]] = {1: [], 2: [], 3: []}
     serial = iter(range(10**9))
 
     def ts() -> float:
@@ -205,8 +206,10 @@ def _purchases(
         if named:
             doc["campaign_id"] = campaign
             doc["channel"] = channel
-        # Repeat purchases go in phase 2, so "first purchase" is well defined.
-        add("purchase", doc, 1 if named and nth == 0 else 2)
+        # A customer's first purchase is the first to arrive: repeats go in phase 3.
+        phase = (1 if named else 2) if nth == 0 else 3
+        add("purchase", doc, phase)
+        sc.purchases_by_phase[phase] += 1
         sc.count(
             campaign,
             channel,
@@ -244,6 +247,7 @@ def _orphans(sc: Scenario, add: Any, eid: Any, ts: Any) -> None:
             },
             2,
         )
+        sc.purchases_by_phase[2] += 1
         sc.count(
             "(none)",
             "other",
@@ -299,19 +303,19 @@ def _bad_messages(rng: random.Random, sc: Scenario, now: float) -> None:
         ("ts_too_old", "clicks", {**good, "ts": now - 30 * 3600}),
         ("too_large", "clicks", {**good, "user_id": "u", "pad": "x" * 70_000}),
     ]
-    for reason, suffix, body in cases:
+    for case, (reason, suffix, body) in enumerate(cases):
         for copy in range(3):
             doc = (
                 body
                 if isinstance(body, bytes)
-                else {**body, "event_id": f"bad-{reason}-{copy}"}
+                else {**body, "event_id": f"bad-{case}-{copy}"}
                 if "event_id" in body
                 else body
             )
             if isinstance(doc, bytes):
                 value = doc
             elif copy == 1:  # a bad event among good ones in a batch
-                neighbour = _neighbour(sc, suffix, f"good-next-to-{reason}-{copy}", now - 300)
+                neighbour = _neighbour(sc, suffix, f"good-next-to-{case}-{reason}", now - 300)
                 value = orjson.dumps([doc, neighbour])
             else:
                 value = orjson.dumps(doc)
