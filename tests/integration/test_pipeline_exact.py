@@ -41,8 +41,8 @@ async def produce(bootstrap: str, namespace: str, messages: list[Message]) -> No
         await producer.stop()
 
 
-async def wait_for_counts(redis: Redis, key: str, want: Mapping[str, int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for_counts(redis: Redis, key: str, want: Mapping[str, int], patience: float) -> None:
+    deadline = time.monotonic() + patience
     got: dict[str, float] = {}
     while time.monotonic() < deadline:
         raw = await redis.hgetall(key)
@@ -178,7 +178,7 @@ async def dead_letters(bootstrap: str, topic: str, expected: int) -> list[Any]:
 
 
 async def check_everything(redis: Redis, ns: str, worker: Worker, sc: Scenario) -> None:
-    await wait_for_counts(redis, f"{ns}:kpi:24h:all", sc.truth[("all", "24h")], timeout=120)
+    await wait_for_counts(redis, f"{ns}:kpi:24h:all", sc.truth[("all", "24h")], patience=120)
     await asyncio.sleep(1.5)  # let every scope's snapshot of that tick land
     with_data = sum(1 for _w, _s, counts in scopes_and_counts(sc) if any(counts.values()))
     assert with_data >= 60
@@ -196,10 +196,10 @@ async def test_every_kpi_equals_an_independent_recount(
     try:
         await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 1])
         signups = {"signups": sc.truth[("all", "24h")]["signups"]}
-        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", signups, timeout=120)
+        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", signups, patience=120)
         await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 2])
         purchases = {"purchases": sc.purchases_by_phase[1] + sc.purchases_by_phase[2]}
-        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", purchases, timeout=120)
+        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", purchases, patience=120)
         await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 3])
         await check_everything(redis, namespace, worker, sc)
 
