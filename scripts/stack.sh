@@ -102,7 +102,7 @@ stop() {  # name
 [ -x "$py" ] || die "no Python environment at $py: run 'make venv' first"
 case "${1:-}" in
   up) kafka_up; redis_up; log "up: Kafka ${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$kafka_port}, Redis ${REDIS_URL:-redis://127.0.0.1:$redis_port/0}" ;;
-  down) stop kafka; stop redis ;;
+  down) case "${FUNNELPULSE_ONLY:-}" in kafka) stop kafka ;; redis) stop redis ;; *) stop kafka; stop redis ;; esac ;;
   status) for s in kafka redis; do if alive "$state/$s.pid"; then echo "$s: running (pid $(cat "$state/$s.pid"))"; else echo "$s: not started by make up"; fi; done ;;
   *) die "usage: $0 up|down|status" ;;
 esac

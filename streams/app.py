@@ -46,6 +46,7 @@ FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURC
 TOPIC_INDEX = {kind: i for i, kind in enumerate(EventType)}
 FUNNEL_SOURCE = len(TOPIC_INDEX)  # the funnel topic's index in replay marks
 EVICT_EVERY = 60.0
+LATE_AFTER = 60.0  # an event older than its minute pane when it arrives is "late"
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
@@ -78,6 +79,7 @@ class FunnelPulse:
         self.pending: dict[tuple[str, int], set[tuple[str, int, int]]] = defaultdict(set)
         self.publisher = KpiPublisher(self)
         self._last_evict: dict[tuple[str, int], float] = {}
+        self.last_progress = time.monotonic()
         self._register()
 
     # -- wiring -----------------------------------------------------------------------
@@ -144,6 +146,7 @@ class FunnelPulse:
                     msg.value, msg.topic, msg.partition, msg.offset, exc
                 )
             self.metrics.processed.labels("intake").inc()
+            self.last_progress = time.monotonic()
 
     async def handle_input(
         self, topic: str, partition: int, offset: int, value: bytes | None
@@ -153,16 +156,19 @@ class FunnelPulse:
         items = decode_message(value, kind, self.limits(now))
         counted: list[tuple[int, Event]] = []
         funnel: list[Event] = []
-        newest = 0.0
+        newest, late = 0.0, 0
         for index, item in enumerate(items):
             if isinstance(item, Rejected):
                 await self._send_dead_letter(item, topic, partition, offset)
                 continue
             newest = max(newest, item.ts)
+            late += item.ts < now - LATE_AFTER
             if item.type in FUNNEL_TYPES:
                 funnel.append(item)
             else:
                 counted.append((index, item))
+        if late:
+            self.metrics.late_events.inc(late)
         if newest:
             self.metrics.newest_event.labels(topic).set(newest)
             self.metrics.processing_lag.set(max(0.0, now - newest))
@@ -198,6 +204,7 @@ class FunnelPulse:
             except Exception:
                 log.exception("funnel failed on partition %s offset %s", msg.partition, msg.offset)
             self.metrics.processed.labels("funnel").inc()
+            self.last_progress = time.monotonic()
 
     async def handle_funnel(self, partition: int, offset: int, value: bytes) -> None:
         events = list(enumerate(decode_events(value)))
@@ -279,6 +286,7 @@ class FunnelPulse:
             except Exception:
                 log.exception("merge failed on partition %s offset %s", msg.partition, msg.offset)
             self.metrics.processed.labels("merge").inc()
+            self.last_progress = time.monotonic()
 
     async def handle_merge(self, partition: int, value: bytes) -> None:
         body = orjson.loads(value)
@@ -286,6 +294,29 @@ class FunnelPulse:
 
     async def _on_merged_recovered(self) -> None:
         self.publisher.rebuild_index()
+
+    # -- health -----------------------------------------------------------------------
+    def consumer_lag(self) -> dict[str, int]:
+        """Messages not yet read, per input topic, over this worker's partitions."""
+        consumer = self.app.consumer
+        inputs = set(self.names.inputs.values())
+        lag: dict[str, int] = dict.fromkeys(inputs, 0)
+        for tp in consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            read = getattr(consumer, "_read_offset", {}).get(tp)  # Faust keeps no public one
+            lag[tp.topic] += max(0, (high or 0) - (read + 1 if read is not None else 0))
+        return lag
+
+    def state_sizes(self) -> dict[str, int]:
+        tables = {"partials": self.partials, "dedup": self.dedup, "leads": self.leads,
+                  "customers": self.customers, "funnel_dedup": self.funnel_dedup,
+                  "funnel_partials": self.funnel_partials, "merged": self.merged}  # fmt: skip
+        return {name: len(table.data) for name, table in tables.items()}
 
     # -- dead letters -----------------------------------------------------------------
     async def _send_dead_letter(

@@ -42,6 +42,7 @@ class KpiPublisher:
         self.redis_backlog: set[str] = set()
         self._last_full = 0.0
         self.last_tick = 0.0
+        self.lag: dict[str, int] = {}
 
     # -- merge state ------------------------------------------------------------------
     async def merge(self, partition: int, source: str, scope: str, panes: list[list[Any]]) -> None:
@@ -90,7 +91,16 @@ class KpiPublisher:
             key = f"{snap['window']}:{snap['scope']}".encode()
             await self.owner.kpis_topic.send(key=key, value=orjson.dumps(snap))
         self.last_tick = time.time()
+        self._health_metrics()
         self.owner.metrics.publish_seconds.observe(time.monotonic() - started)
+
+    def _health_metrics(self) -> None:
+        metrics = self.owner.metrics
+        self.lag = self.owner.consumer_lag()
+        for topic, lag in self.lag.items():
+            metrics.consumer_lag.labels(topic).set(lag)
+        for table, size in self.owner.state_sizes().items():
+            metrics.state_keys.labels(table).set(size)
 
     def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
         snapshots = []

@@ -16,7 +16,8 @@ from .events import Event, EventType, Rejected, decode_message
 if TYPE_CHECKING:
     from .app import FunnelPulse
 
-STALL_AFTER = 30.0
+STALL_AFTER = 30.0  # no publish tick for this long: the event loop is stuck
+NO_PROGRESS_AFTER = 120.0  # input waiting but nothing processed for this long: stuck consumer
 
 
 def register_views(fp: FunnelPulse) -> None:
@@ -94,14 +95,25 @@ def _good_raw(body: bytes, items: list[Event | Rejected]) -> dict[str, list[byte
 
 
 def health(fp: FunnelPulse) -> dict[str, Any]:
-    """Liveness that an orchestrator can trust: is the publish loop still turning?"""
+    """Liveness an orchestrator can trust: is the loop turning, is the consumer moving?
+
+    Faust recovery and rebalances are known to hang; a worker whose input is waiting
+    while nothing gets processed reports ``stalled`` (HTTP 503) so it can be restarted.
+    Redis being down is ``degraded``: consumption goes on and nothing is lost.
+    """
     since_tick = time.time() - fp.publisher.last_tick if fp.publisher.last_tick else None
-    stalled = since_tick is not None and since_tick > STALL_AFTER
+    lag = sum(fp.publisher.lag.values())
+    idle = time.monotonic() - fp.last_progress
+    stalled = (since_tick is not None and since_tick > STALL_AFTER) or (
+        lag > 0 and idle > NO_PROGRESS_AFTER
+    )
     status = "stalled" if stalled else ("ok" if fp.publisher.redis_ok else "degraded")
     return {
         "status": status,
         "redis": "up" if fp.publisher.redis_ok else "down",
         "seconds_since_publish": since_tick,
+        "seconds_since_progress": round(idle, 3),
+        "consumer_lag": lag,
         "scopes": len(fp.publisher.index),
     }
 
