@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 from .connectivity import kafka_round_trip, redis_ping
 from .settings import Settings, SettingsError
+from .top import run_top, window_name
+
+_N = TypeVar("_N", int, float)
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,21 +37,9 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    """Creates the topics, then runs the Faust worker until SIGTERM/SIGINT (graceful)."""
-    import faust
+    from .worker import run_worker
 
-    from streams.app import create_app
-    from streams.topics import ensure_topics
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    created = loop.run_until_complete(ensure_topics(settings))
-    if created:
-        print(f"created topics: {', '.join(created)}", file=sys.stderr)
-    fp = create_app(settings)
-    worker = faust.Worker(fp.app, loglevel=settings.log_level, quiet=True, loop=loop)
-    worker.execute_from_commandline()
-    return 0
+    return run_worker(settings)
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -78,6 +71,33 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _top(settings: Settings, args: argparse.Namespace) -> int:
+    return run_top(settings, args.window, args.interval, args.limit, args.once)
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from .replay import Options, run_replay
+
+    options = Options(args.file, args.batch, args.single, args.rate, args.quiet)
+    return run_replay(settings, options)
+
+
+def _at_least(kind: Callable[[str], _N], low: _N, inclusive: bool = True) -> Callable[[str], _N]:
+    """An argparse ``type`` for a finite number with a lower bound."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {kind.__name__}: {text!r}") from None
+        if not math.isfinite(value) or not (value >= low if inclusive else value > low):
+            op = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"{text}: need a finite number {op} {low}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="funnelpulse",
@@ -97,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--single", action="store_true", help="one event per message")
     sim.add_argument("--quiet", action="store_true")
     sim.set_defaults(run=_simulate)
+    positive = _at_least(float, 0.0, inclusive=False)
+    top = commands.add_parser("top", help="live terminal table of the KPIs in Redis")
+    top.add_argument("--window", type=window_name, default="5m", help="KPI window (default 5m)")
+    top.add_argument("--interval", type=positive, default=1.0, help="seconds per frame")
+    top.add_argument("--limit", type=_at_least(int, 0), default=20, help="campaign rows shown")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.set_defaults(run=_top)
+    replay = commands.add_parser("replay", help="JSON Lines file of events → the input topics")
+    replay.add_argument("file", metavar="FILE", help="one event object per line; - is stdin")
+    replay.add_argument("--batch", type=_at_least(int, 1), default=100, help="events per message")
+    replay.add_argument("--single", action="store_true", help="one event per message")
+    replay.add_argument("--rate", type=positive, default=None, help="events per second")
+    replay.add_argument("--quiet", action="store_true", help="no progress line")
+    replay.set_defaults(run=_replay)
     return parser
 
 

@@ -146,21 +146,25 @@ async def simulate(
     single: bool,
     campaigns: int,
     report: Callable[[int, float], None],
+    limit: int | None = None,
 ) -> int:
-    """Produces about ``rate`` events/s until ``duration`` passes; returns the count sent."""
+    """Produces about ``rate`` events/s until ``duration`` passes or ``limit`` events
+    are sent; returns the count sent."""
     model = FunnelModel(seed, campaigns)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
     await producer.start()
     sent, started, last_spend = 0, time.time(), 0.0
     try:
-        while duration is None or time.time() - started < duration:
+        while (duration is None or time.time() - started < duration) and (
+            limit is None or sent < limit
+        ):
             tick = time.time()
             batches: dict[tuple[EventType, str], list[dict[str, Any]]] = defaultdict(list)
 
             def emit(kind: EventType, doc: dict[str, Any], batches: _Batches = batches) -> None:
                 batches[(kind, str(doc.get("campaign_id", doc.get("lead_id", ""))))].append(doc)
 
-            target = int(rate * 0.1)
+            target = int(rate * 0.1) if limit is None else min(int(rate * 0.1), limit - sent)
             produced = 0
             while produced < target:
                 before = sum(len(v) for v in batches.values())

@@ -32,6 +32,7 @@ from metrics.redis_publisher import RedisPublisher, connect
 
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
 from .counting import Outcome, Stores, count_message
+from .dedup import DedupRecord, MessageDedup, persist, rebuild, sweep
 from .events import Event, EventType, Limits, Rejected, decode_message
 from .panes import granularities, horizon, window_specs
 from .partials import apply_delta, pane_key, split_pane_key, version
@@ -51,10 +52,6 @@ LATE_AFTER = 60.0  # an event older than its minute pane when it arrives is "lat
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
     return (raw[0], raw[1], raw[2])
-
-
-def _record(raw: list[Any]) -> tuple[Any, ...]:
-    return tuple(raw)
 
 
 class FunnelPulse:
@@ -80,6 +77,7 @@ class FunnelPulse:
         self.publisher = KpiPublisher(self)
         self._last_evict: dict[tuple[str, int], float] = {}
         self.last_progress = time.monotonic()
+        self.dedup_indexes: dict[tuple[str, int], dict[str, DedupRecord]] = {}
         self._register()
 
     # -- wiring -----------------------------------------------------------------------
@@ -115,11 +113,11 @@ class FunnelPulse:
         p, f = self.settings.partitions, self.settings.funnel_partitions
         table = self.app.Table
         self.partials = table("partials", partitions=p, on_recover=self._on_partials_recovered)
-        self.dedup = table("dedup", partitions=p)
+        self.dedup = table("dedup", partitions=p, on_recover=self._on_dedup_recovered)
         self.funnel_partials = table(
             "funnel-partials", partitions=f, on_recover=self._on_partials_recovered
         )
-        self.funnel_dedup = table("funnel-dedup", partitions=f)
+        self.funnel_dedup = table("funnel-dedup", partitions=f, on_recover=self._on_dedup_recovered)
         self.leads = table("leads", partitions=f)
         self.customers = table("customers", partitions=f)
         self.merged = table("merged", partitions=p, on_recover=self._on_merged_recovered)
@@ -175,13 +173,14 @@ class FunnelPulse:
         if funnel:
             await self._forward_funnel(funnel)
         if counted:
-            dedup: PartitionState[Any] = PartitionState(self.dedup, partition, decode=_record)
+            dedup = MessageDedup(self._dedup_index("i", partition))
             stores = Stores(dedup=dedup, leads={}, customers={})
             outcome = count_message(counted, (TOPIC_INDEX[kind], offset), stores, self.pane_sizes)
             await self._apply(
                 "i", self.partials, partition, outcome, TOPIC_INDEX[kind], offset, now
             )
-            await dedup.flush()
+            source = f"{TOPIC_INDEX[kind]}:{offset}"
+            await persist(PartitionState(self.dedup, partition), source, dedup, now)
 
     def limits(self, now: float) -> Limits:
         s = self.settings
@@ -208,18 +207,32 @@ class FunnelPulse:
 
     async def handle_funnel(self, partition: int, offset: int, value: bytes) -> None:
         events = list(enumerate(decode_events(value)))
-        stores = Stores(
-            dedup=PartitionState(self.funnel_dedup, partition, decode=_record),
-            leads=PartitionState(self.leads, partition, Lead.to_json, Lead.from_json),
-            customers=PartitionState(self.customers, partition, decode=_marker),
+        dedup = MessageDedup(self._dedup_index("f", partition))
+        leads: PartitionState[Lead] = PartitionState(
+            self.leads, partition, Lead.to_json, Lead.from_json
         )
+        customers: PartitionState[Any] = PartitionState(self.customers, partition, decode=_marker)
+        stores = Stores(dedup=dedup, leads=leads, customers=customers)
+        now = self.clock()
         outcome = count_message(events, (FUNNEL_SOURCE, offset), stores, self.pane_sizes)
-        await self._apply(
-            "f", self.funnel_partials, partition, outcome, FUNNEL_SOURCE, offset, self.clock()
-        )
-        for state in (stores.dedup, stores.leads, stores.customers):
-            assert isinstance(state, PartitionState)
-            await state.flush()
+        await self._apply("f", self.funnel_partials, partition, outcome, FUNNEL_SOURCE, offset, now)
+        await leads.flush()
+        await customers.flush()
+        await persist(PartitionState(self.funnel_dedup, partition), f"f:{offset}", dedup, now)
+
+    # -- dedup --------------------------------------------------------------------------
+    def _dedup_table(self, source: str) -> Any:
+        return self.dedup if source == "i" else self.funnel_dedup
+
+    def _dedup_index(self, source: str, partition: int) -> dict[str, DedupRecord]:
+        index = self.dedup_indexes.get((source, partition))
+        if index is None:
+            index = rebuild(PartitionState(self._dedup_table(source), partition))
+            self.dedup_indexes[(source, partition)] = index
+        return index
+
+    async def _on_dedup_recovered(self) -> None:
+        self.dedup_indexes.clear()  # rebuilt from the recovered tables on first use
 
     # -- shared counting tail ---------------------------------------------------------
     async def _apply(
@@ -237,19 +250,22 @@ class FunnelPulse:
         for key, delta in outcome.deltas.items():
             if apply_delta(state, pane_key(*key), delta, topic, offset):
                 pending.add(key)
-        self._maybe_evict(source, partition, state, now)
+        await self._maybe_evict(source, partition, state, now)
         await state.flush()
         self.metrics.count_events(outcome.counted)
         self.metrics.count_money(outcome.money)
         for kind, n in outcome.duplicates.items():
             self.metrics.duplicates.labels(kind).inc(n)
 
-    def _maybe_evict(
+    async def _maybe_evict(
         self, source: str, partition: int, state: PartitionState[Any], now: float
     ) -> None:
         if now - self._last_evict.get((source, partition), 0.0) < EVICT_EVERY:
             return
         self._last_evict[(source, partition)] = now
+        dedup_state: PartitionState[Any] = PartitionState(self._dedup_table(source), partition)
+        index = self._dedup_index(source, partition)
+        await sweep(dedup_state, index, now - self.settings.dedup_horizon)
         for key in list(state):
             _scope, size, start = split_pane_key(key)
             if start + horizon(self.specs, size) < now - self.settings.max_future:
@@ -313,10 +329,11 @@ class FunnelPulse:
         return lag
 
     def state_sizes(self) -> dict[str, int]:
+        sizes = {f"dedup_index_{s}{p}": len(ix) for (s, p), ix in self.dedup_indexes.items()}
         tables = {"partials": self.partials, "dedup": self.dedup, "leads": self.leads,
                   "customers": self.customers, "funnel_dedup": self.funnel_dedup,
                   "funnel_partials": self.funnel_partials, "merged": self.merged}  # fmt: skip
-        return {name: len(table.data) for name, table in tables.items()}
+        return {**sizes, **{name: len(table.data) for name, table in tables.items()}}
 
     # -- dead letters -----------------------------------------------------------------
     async def _send_dead_letter(

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 V = TypeVar("V")
 Encode = Callable[[Any], Any]
 
@@ -73,13 +75,20 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
     async def flush(self) -> int:
         """Sends every dirty key's current value (or a tombstone) to the changelog."""
         dirty, self._dirty = self._dirty, set()
-        topic = self._table.changelog_topic
         for full in dirty:
-            value = self._store.get(full)
-            if value is None:
-                await topic.send(
-                    key=full, value=None, partition=self._partition, value_serializer="raw"
-                )
-            else:
-                await topic.send(key=full, value=value, partition=self._partition)
+            await send_changelog(self._table, self._partition, full, self._store.get(full))
         return len(dirty)
+
+
+async def send_changelog(table: Any, partition: int, key: str, value: Any) -> None:
+    """One changelog record, straight to the producer (the per-send cost of Faust's
+    channel machinery is several times aiokafka's). Encoded as the table's JSON codec
+    does (orjson), so recovery reads it like any other; ``None`` is a tombstone."""
+    await table.app.producer.send(
+        table.changelog_topic.get_topic_name(),
+        orjson.dumps(key),
+        None if value is None else orjson.dumps(value),
+        partition,
+        None,
+        None,
+    )

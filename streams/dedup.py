@@ -1,0 +1,76 @@
+"""event_id dedup with one changelog record per source message, not per event.
+
+A dedup entry per event would cost a changelog message per event, the single largest
+cost of counting. Instead the identities first seen in a message are written together,
+under that message's source position, and an in-memory index answers lookups. After a
+restart the index is rebuilt from the recovered table. Records older than the dedup
+horizon are swept away (with their index entries), which keeps the state bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from .table_state import PartitionState
+
+DedupRecord = tuple[Any, ...]  # (topic, offset, index, campaign, channel)
+
+
+class MessageDedup(MutableMapping[str, DedupRecord]):
+    """The dedup view one message is counted against."""
+
+    def __init__(self, index: dict[str, DedupRecord]) -> None:
+        self._index = index
+        self.new: list[list[Any]] = []
+
+    def __getitem__(self, identity: str) -> DedupRecord:
+        return self._index[identity]
+
+    def get(self, identity: str, default: Any = None) -> Any:
+        return self._index.get(identity, default)
+
+    def __setitem__(self, identity: str, record: DedupRecord) -> None:
+        self._index[identity] = record
+        self.new.append([identity, *record])
+
+    def __delitem__(self, identity: str) -> None:
+        del self._index[identity]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+async def persist(state: PartitionState[Any], source: str, dedup: MessageDedup, now: float) -> None:
+    """Writes this message's new identities as one record keyed by its source position."""
+    if dedup.new:
+        state[source] = [now, dedup.new]
+        await state.flush()
+
+
+def rebuild(state: PartitionState[Any]) -> dict[str, DedupRecord]:
+    index: dict[str, DedupRecord] = {}
+    for key in state:
+        _seen, entries = state[key]
+        for identity, *record in entries:
+            index.setdefault(identity, tuple(record))
+    return index
+
+
+async def sweep(state: PartitionState[Any], index: dict[str, DedupRecord], before: float) -> int:
+    """Forgets message records first seen before ``before``; returns identities dropped."""
+    dropped = 0
+    for key in list(state):
+        seen, entries = state[key]
+        if seen >= before:
+            continue
+        for identity, *record in entries:
+            if index.get(identity) == tuple(record):
+                del index[identity]
+                dropped += 1
+        del state[key]
+    await state.flush()
+    return dropped
