@@ -46,6 +46,7 @@ log = logging.getLogger("funnelpulse")
 FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURCHASE})
 TOPIC_INDEX = {kind: i for i, kind in enumerate(EventType)}
 FUNNEL_SOURCE = len(TOPIC_INDEX)  # the funnel topic's index in replay marks
+STATE_VERSION = 2  # in every table name: a change of state format starts from new tables
 EVICT_EVERY = 60.0
 LATE_AFTER = 60.0  # an event older than its minute pane when it arrives is "late"
 
@@ -111,7 +112,10 @@ class FunnelPulse:
 
     def _declare_tables(self) -> None:
         p, f = self.settings.partitions, self.settings.funnel_partitions
-        table = self.app.Table
+
+        def table(name: str, **options: Any) -> Any:
+            return self.app.Table(f"{name}-v{STATE_VERSION}", **options)
+
         self.partials = table("partials", partitions=p, on_recover=self._on_partials_recovered)
         self.dedup = table("dedup", partitions=p, on_recover=self._on_dedup_recovered)
         self.funnel_partials = table(
