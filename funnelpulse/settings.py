@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from metrics.alerts import CplSpikeRule
+
 from .durations import format_duration, parse_duration
 
 
@@ -55,6 +57,12 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
     EnvVar("FUNNELPULSE_PUBLISH_INTERVAL", "1s", "publish tick: Redis, Prometheus, mkt.kpis"),
     EnvVar("FUNNELPULSE_KPI_TTL", "48h", "TTL of the Redis KPI hashes"),
     EnvVar("FUNNELPULSE_MAX_CAMPAIGN_SERIES", "500", "campaigns with their own Prometheus series"),
+    EnvVar("FUNNELPULSE_CPL_SHORT_WINDOW", "15m", "cpl_spike: window of the current CPL"),
+    EnvVar("FUNNELPULSE_CPL_LONG_WINDOW", "24h", "cpl_spike: window of the baseline CPL"),
+    EnvVar("FUNNELPULSE_CPL_FACTOR", "2.0", "cpl_spike fires above factor x baseline"),
+    EnvVar("FUNNELPULSE_CPL_CLEAR_FACTOR", "1.5", "cpl_spike resolves under this x baseline"),
+    EnvVar("FUNNELPULSE_CPL_MIN_LEADS", "20", "cpl_spike: leads needed in the baseline"),
+    EnvVar("FUNNELPULSE_CPL_MIN_SPEND", "50", "cpl_spike: spend needed in the short window"),
     EnvVar("FUNNELPULSE_WEB_HOST", "127.0.0.1", "bind address of the HTTP server"),
     EnvVar("FUNNELPULSE_WEB_PORT", "6066", "port of the HTTP server"),
     EnvVar("FUNNELPULSE_DATA_DIR", "./funnelpulse-data", "Faust data folder (local table state)"),
@@ -85,6 +93,39 @@ def _duration(env: Mapping[str, str], name: str) -> float:
         return parse_duration(_get(env, name))
     except ValueError as exc:
         raise SettingsError(f"{name}: {exc}") from None
+
+
+def _float(env: Mapping[str, str], name: str, low: float) -> float:
+    raw = _get(env, name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value >= low or value == float("inf"):
+        raise SettingsError(f"{name}={raw} must be a finite number >= {low}")
+    return value
+
+
+def _window_name(env: Mapping[str, str], name: str) -> str:
+    try:
+        return format_duration(parse_duration(_get(env, name)))
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+def _cpl_rule(env: Mapping[str, str]) -> CplSpikeRule:
+    factor = _float(env, "FUNNELPULSE_CPL_FACTOR", 1.0)
+    clear = _float(env, "FUNNELPULSE_CPL_CLEAR_FACTOR", 1.0)
+    if clear > factor:
+        raise SettingsError("FUNNELPULSE_CPL_CLEAR_FACTOR must not exceed FUNNELPULSE_CPL_FACTOR")
+    return CplSpikeRule(
+        short_window=_window_name(env, "FUNNELPULSE_CPL_SHORT_WINDOW"),
+        long_window=_window_name(env, "FUNNELPULSE_CPL_LONG_WINDOW"),
+        factor=factor,
+        clear_factor=clear,
+        min_leads=_int(env, "FUNNELPULSE_CPL_MIN_LEADS", 0, 10**9),
+        min_spend=_float(env, "FUNNELPULSE_CPL_MIN_SPEND", 0.0),
+    )
 
 
 def parse_windows(raw: str) -> tuple[str, ...]:
@@ -137,6 +178,7 @@ class Settings:
     publish_interval: float = 1.0
     kpi_ttl: float = 172800.0
     max_campaign_series: int = 500
+    cpl_rule: CplSpikeRule = field(default_factory=CplSpikeRule)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = _DEFAULTS["FUNNELPULSE_DATA_DIR"]
@@ -169,6 +211,7 @@ class Settings:
             publish_interval=_duration(env, "FUNNELPULSE_PUBLISH_INTERVAL"),
             kpi_ttl=_duration(env, "FUNNELPULSE_KPI_TTL"),
             max_campaign_series=_int(env, "FUNNELPULSE_MAX_CAMPAIGN_SERIES", 0, 100_000),
+            cpl_rule=_cpl_rule(env),
             web_host=_get(env, "FUNNELPULSE_WEB_HOST"),
             web_port=_int(env, "FUNNELPULSE_WEB_PORT", 1, 65535),
             data_dir=_get(env, "FUNNELPULSE_DATA_DIR"),
@@ -178,6 +221,13 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        rule = self.cpl_rule
+        for name in ("short_window", "long_window"):
+            window = getattr(rule, name)
+            if window not in self.windows:
+                raise SettingsError(
+                    f"FUNNELPULSE_CPL_{name.upper()}={window} is not one of FUNNELPULSE_WINDOWS"
+                )
         longest = parse_duration(self.windows[-1])
         if self.retention < longest:
             raise SettingsError(

@@ -13,7 +13,13 @@ import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 from streams.scopes import kind_of
 
@@ -26,6 +32,7 @@ LABELS = ("window", "scope", "channel", "campaign")
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry, max_campaigns: int) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise
         self.registry = registry
         self.max_campaigns = max_campaigns
         self._known_campaigns: set[str] = set()
@@ -94,6 +101,8 @@ class Metrics:
         self.state_keys = Gauge(
             "funnelpulse_state_keys", "Keys held in each state table", ["table"], registry=r
         )
+        self.alert_active = Gauge("marketing_alert_active", "1 while an in-stream alert fires",
+                                  ["alert", "scope", "campaign"], registry=r)  # fmt: skip
         self.redis_up = Gauge(
             "funnelpulse_redis_up", "1 when the last Redis publish worked", registry=r
         )
@@ -143,6 +152,14 @@ class Metrics:
                 _remove(gauge, labels)
             else:
                 gauge.labels(*labels).set(value)
+
+    def set_alert(self, alert: str, scope: str, active: bool) -> None:
+        kind, _, name = scope.partition(":")
+        labels = (alert, kind, self.campaign_label(name) if kind == "campaign" else "")
+        if active:
+            self.alert_active.labels(*labels).set(1)
+        else:
+            _remove(self.alert_active, labels)
 
     def drop_scopes(self, window: str, scopes: Iterable[str]) -> None:
         """Removes series of scopes this worker no longer has data for."""

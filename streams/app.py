@@ -109,6 +109,7 @@ class FunnelPulse:
         self.merge_topic = self.app.topic(n.merge, partitions=s.partitions, **raw)
         self.dead_letter = self.app.topic(n.dead_letter, **raw)
         self.kpis_topic = self.app.topic(n.kpis, **raw)
+        self.alerts_topic = self.app.topic(n.alerts, **raw)
 
     def _declare_tables(self) -> None:
         p, f = self.settings.partitions, self.settings.funnel_partitions

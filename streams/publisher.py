@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from metrics.alerts import AlertTracker, reading_from
 from metrics.counts import Counts
 from metrics.redis_publisher import PublishError, RedisPublisher, connect
 from metrics.snapshots import build_snapshot, has_data, window_counts
@@ -42,6 +43,7 @@ class KpiPublisher:
         self.redis_backlog: set[str] = set()
         self._last_full = 0.0
         self.last_tick = 0.0
+        self.alerts = AlertTracker(owner.settings.cpl_rule)
         self.lag: dict[str, int] = {}
 
     # -- merge state ------------------------------------------------------------------
@@ -85,11 +87,14 @@ class KpiPublisher:
             await self._evict(now)
         scopes, self.dirty = self.dirty, set()
         snapshots = self._snapshots(scopes, now)
+        alert_events = self._evaluate_alerts(scopes, now)
         self._set_gauges()
         await self._to_redis(scopes, snapshots, now)
         for snap in snapshots:
             key = f"{snap['window']}:{snap['scope']}".encode()
             await self.owner.kpis_topic.send(key=key, value=orjson.dumps(snap))
+        for alert in alert_events:
+            await self._announce(alert)
         self.last_tick = time.time()
         self._health_metrics()
         self.owner.metrics.publish_seconds.observe(time.monotonic() - started)
@@ -118,6 +123,40 @@ class KpiPublisher:
         for snap in snapshots:
             snap.pop("_counts", None)
         return snapshots
+
+    def _evaluate_alerts(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
+        """cpl_spike for ``all`` and every campaign whose numbers just changed."""
+        rule = self.alerts.rule
+        short, long = self.latest[rule.short_window], self.latest[rule.long_window]
+        events = []
+        for scope in scopes:
+            if scope.startswith("channel:") or scope not in long:
+                continue
+            event = self.alerts.observe(scope, reading_from(short.get(scope, {}), long[scope]), now)
+            if event is not None:
+                events.append(event)
+        return events
+
+    async def _announce(self, alert: dict[str, Any]) -> None:
+        """Kafka (durable), Redis pub/sub (at most once), the gauge, and the log."""
+        firing = alert["state"] == "firing"
+        self.owner.metrics.set_alert(alert["alert"], alert["scope"], firing)
+        log.warning("alert %s %s for %s: CPL %s vs baseline %s", alert["alert"], alert["state"],
+                    alert["scope"], alert["current_cpl"], alert["baseline_cpl"])  # fmt: skip
+        body = orjson.dumps(alert)
+        await self.owner.alerts_topic.send(key=alert["scope"].encode(), value=body)
+        if self.redis is not None:
+            try:
+                await self.redis.publish_alert(alert)
+            except PublishError as exc:
+                log.warning("%s", exc)
+                self.owner.metrics.publish_failures.labels("redis").inc()
+
+    def active_alerts(self) -> list[dict[str, Any]]:
+        return [
+            {"alert": "cpl_spike", "scope": a.scope, "reason": a.reason, "started_at": a.started_at}
+            for a in self.alerts.active.values()
+        ]
 
     def _set_gauges(self) -> None:
         from metrics.counts import COUNT_FIELDS, MICROS, MONEY_FIELDS

@@ -41,6 +41,11 @@ def register_views(fp: FunnelPulse) -> None:
                 return self.json(snap)
             return self.json({"window": window, "scopes": by_scope})
 
+    @app.page("/alerts")
+    class Alerts(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"active": fp.publisher.active_alerts()})
+
     @app.page("/healthz")
     class Healthz(View):
         async def get(self, request: Request) -> Response:

@@ -26,8 +26,8 @@ def test_every_setting_is_documented_once() -> None:
 
 
 def test_windows_are_canonical_and_sorted() -> None:
-    settings = Settings.from_env({"FUNNELPULSE_WINDOWS": "60m, 1m,300s,1d"})
-    assert settings.windows == ("1m", "5m", "1h", "24h")
+    settings = Settings.from_env({"FUNNELPULSE_WINDOWS": "60m, 1m,300s,1d,900s"})
+    assert settings.windows == ("1m", "5m", "15m", "1h", "24h")
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,11 @@ def test_windows_are_canonical_and_sorted() -> None:
         ({"FUNNELPULSE_FX_RATES": "EUR=-1"}, "rate > 0"),
         ({"FUNNELPULSE_LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"FUNNELPULSE_RETENTION": "1h"}, "shorter than the longest window"),
+        ({"FUNNELPULSE_CPL_SHORT_WINDOW": "10m"}, "is not one of FUNNELPULSE_WINDOWS"),
+        ({"FUNNELPULSE_CPL_FACTOR": "two"}, "FUNNELPULSE_CPL_FACTOR='two' is not a number"),
+        ({"FUNNELPULSE_CPL_FACTOR": "nan"}, "finite number"),
+        ({"FUNNELPULSE_CPL_CLEAR_FACTOR": "3"}, "must not exceed"),
+        ({"FUNNELPULSE_CPL_MIN_SPEND": "-1"}, "finite number >= 0"),
     ],
 )
 def test_bad_settings_fail_loudly(env: dict[str, str], message: str) -> None:
