@@ -6,7 +6,9 @@ the baseline and ``min_spend`` spend in the short window; and also when spend pa
 ``min_spend`` while the short window has no leads at all (the broken-form case, where the
 ratio is undefined, not infinite). Hysteresis: a firing alert resolves only once short CPL
 is back under ``clear_factor`` × baseline (below ``factor``), so a CPL hovering around the
-threshold does not flap.
+threshold does not flap. The caller evaluates only when the pipeline has settled (no
+input waiting anywhere): counts of different topics land a moment apart while catching
+up (spend merged, its sign-ups not yet), and such a moment must not page anybody.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class AlertTracker:
 
     def forget(self, scope: str) -> None:
         self.active.pop(scope, None)
+
+    def watched(self) -> set[str]:
+        """Scopes to evaluate again even if unchanged: the firing ones."""
+        return set(self.active)
 
 
 def event(

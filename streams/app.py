@@ -78,6 +78,8 @@ class FunnelPulse:
         self.publisher = KpiPublisher(self)
         self._last_evict: dict[tuple[str, int], float] = {}
         self.last_progress = time.monotonic()
+        self.processed: dict[tuple[str, int], int] = {}
+        self.watched_topics = {*self.names.inputs.values(), self.names.funnel, self.names.merge}
         self.dedup_indexes: dict[tuple[str, int], dict[str, DedupRecord]] = {}
         self._register()
 
@@ -149,7 +151,7 @@ class FunnelPulse:
                     msg.value, msg.topic, msg.partition, msg.offset, exc
                 )
             self.metrics.processed.labels("intake").inc()
-            self.last_progress = time.monotonic()
+            self._done(msg.topic, msg.partition, msg.offset)
 
     async def handle_input(
         self, topic: str, partition: int, offset: int, value: bytes | None
@@ -208,7 +210,7 @@ class FunnelPulse:
             except Exception:
                 log.exception("funnel failed on partition %s offset %s", msg.partition, msg.offset)
             self.metrics.processed.labels("funnel").inc()
-            self.last_progress = time.monotonic()
+            self._done(msg.topic, msg.partition, msg.offset)
 
     async def handle_funnel(self, partition: int, offset: int, value: bytes) -> None:
         events = list(enumerate(decode_events(value)))
@@ -307,7 +309,7 @@ class FunnelPulse:
             except Exception:
                 log.exception("merge failed on partition %s offset %s", msg.partition, msg.offset)
             self.metrics.processed.labels("merge").inc()
-            self.last_progress = time.monotonic()
+            self._done(msg.topic, msg.partition, msg.offset)
 
     async def handle_merge(self, partition: int, value: bytes) -> None:
         body = orjson.loads(value)
@@ -317,21 +319,34 @@ class FunnelPulse:
         self.publisher.rebuild_index()
 
     # -- health -----------------------------------------------------------------------
-    def consumer_lag(self) -> dict[str, int]:
-        """Messages not yet read, per input topic, over this worker's partitions."""
+    async def consumer_lag(self) -> dict[str, int]:
+        """Messages not yet *processed*, per topic, over this worker's partitions.
+
+        Faust's read offset moves when a message enters a stream buffer, not when an
+        agent is done with it, so the agents record what they processed themselves.
+        """
         consumer = self.app.consumer
-        inputs = set(self.names.inputs.values())
-        lag: dict[str, int] = dict.fromkeys(inputs, 0)
-        for tp in consumer.assignment():
-            if tp.topic not in inputs:
-                continue
-            try:
-                high = consumer.highwater(tp)
-            except Exception:  # not fetched yet
-                continue
-            read = getattr(consumer, "_read_offset", {}).get(tp)  # Faust keeps no public one
-            lag[tp.topic] += max(0, (high or 0) - (read + 1 if read is not None else 0))
+        committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
+        lag: dict[str, int] = dict.fromkeys(self.names.inputs.values(), 0)
+        tps = [tp for tp in consumer.assignment() if tp.topic in self.watched_topics]
+        try:
+            highs = await consumer.highwaters(*tps) if tps else {}
+        except Exception as exc:  # broker unreachable: unknown, which is not "caught up"
+            log.debug("end offsets unavailable: %r", exc)
+            return {topic: -1 for topic in lag}
+        for tp, high in highs.items():
+            done = self.processed.get((tp.topic, tp.partition))
+            position = done + 1 if done is not None else committed.get(tp) or high
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, (high or 0) - position)
         return lag
+
+    def _done(self, topic: str, partition: int, offset: int) -> None:
+        self.processed[(topic, partition)] = offset
+        self.last_progress = time.monotonic()
+
+    def settled(self, lag: dict[str, int]) -> bool:
+        """Nothing waiting anywhere in the pipeline: safe to judge KPIs (alerts)."""
+        return not any(self.pending.values()) and all(v == 0 for v in lag.values())
 
     def state_sizes(self) -> dict[str, int]:
         sizes = {f"dedup_index_{s}{p}": len(ix) for (s, p), ix in self.dedup_indexes.items()}

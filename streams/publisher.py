@@ -44,6 +44,7 @@ class KpiPublisher:
         self._last_full = 0.0
         self.last_tick = 0.0
         self.alerts = AlertTracker(owner.settings.cpl_rule)
+        self.alert_dirty: set[str] = set()
         self.lag: dict[str, int] = {}
 
     # -- merge state ------------------------------------------------------------------
@@ -80,6 +81,7 @@ class KpiPublisher:
     # -- the tick ---------------------------------------------------------------------
     async def tick(self) -> None:
         started = time.monotonic()
+        self.lag = await self.owner.consumer_lag()
         now = self.owner.clock()
         if now - self._last_full >= FULL_REPUBLISH_EVERY:
             self._last_full = now
@@ -101,7 +103,6 @@ class KpiPublisher:
 
     def _health_metrics(self) -> None:
         metrics = self.owner.metrics
-        self.lag = self.owner.consumer_lag()
         for topic, lag in self.lag.items():
             metrics.consumer_lag.labels(topic).set(lag)
         for table, size in self.owner.state_sizes().items():
@@ -125,11 +126,16 @@ class KpiPublisher:
         return snapshots
 
     def _evaluate_alerts(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
-        """cpl_spike for ``all`` and every campaign whose numbers just changed."""
+        """cpl_spike for ``all`` and every campaign whose numbers changed, or that is
+        pending or firing; skipped while this worker still has input to read."""
+        self.alert_dirty |= scopes
+        if not self.owner.settled(self.lag):
+            return []  # catching up: numbers are still moving, evaluate once settled
         rule = self.alerts.rule
         short, long = self.latest[rule.short_window], self.latest[rule.long_window]
         events = []
-        for scope in scopes:
+        due, self.alert_dirty = self.alert_dirty | self.alerts.watched(), set()
+        for scope in due:
             if scope.startswith("channel:") or scope not in long:
                 continue
             event = self.alerts.observe(scope, reading_from(short.get(scope, {}), long[scope]), now)
