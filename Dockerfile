@@ -7,7 +7,7 @@ COPY funnelpulse ./funnelpulse
 COPY streams ./streams
 COPY metrics ./metrics
 RUN pip install --no-cache-dir . && useradd --uid 10001 --create-home funnelpulse
-USER funnelpulse
+USER 10001
 ENV FUNNELPULSE_DATA_DIR=/home/funnelpulse/data
 EXPOSE 6066
 ENTRYPOINT ["funnelpulse"]

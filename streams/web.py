@@ -107,18 +107,22 @@ def health(fp: FunnelPulse) -> dict[str, Any]:
     Redis being down is ``degraded``: consumption goes on and nothing is lost.
     """
     since_tick = time.time() - fp.publisher.last_tick if fp.publisher.last_tick else None
-    lag = sum(fp.publisher.lag.values())
+    lag = sum(v for v in fp.publisher.lag.values() if v > 0)
     idle = time.monotonic() - fp.last_progress
+    recovering = bool(getattr(fp.app, "in_recovery", False))
     stalled = (since_tick is not None and since_tick > STALL_AFTER) or (
-        lag > 0 and idle > NO_PROGRESS_AFTER
+        lag > 0 and idle > NO_PROGRESS_AFTER and not recovering
     )
     status = "stalled" if stalled else ("ok" if fp.publisher.redis_ok else "degraded")
+    if recovering and not stalled:
+        status = "recovering"  # restoring tables from changelogs: alive, not ready
     return {
         "status": status,
         "redis": "up" if fp.publisher.redis_ok else "down",
         "seconds_since_publish": since_tick,
         "seconds_since_progress": round(idle, 3),
         "consumer_lag": lag,
+        "recovering": recovering,
         "scopes": len(fp.publisher.index),
     }
 
