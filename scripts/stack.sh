@@ -18,6 +18,12 @@ die() { echo "stack: error: $*" >&2; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+adopt() {  # name port check target env-var: use a service found on our port, never stop it
+  log "port $2 is taken: checking it is a $1 we can use (not ours: left alone)"
+  "$py" -m funnelpulse.connectivity --wait 10 "$3" "$4" \
+    || die "port $2 is taken by something that is not a working $1; free it or set $5"
+}
+
 wait_healthy() {  # what, check args...
   local what=$1; shift
   "$py" -m funnelpulse.connectivity --wait 90 "$@" || die "$what did not become healthy; see $state/*.log"
@@ -31,10 +37,7 @@ kafka_up() {
   local bootstrap="127.0.0.1:$kafka_port" pidf="$state/kafka.pid"
   if alive "$pidf"; then log "Kafka already running (pid $(cat "$pidf"))"
   elif port_open "$kafka_port"; then
-    log "port $kafka_port is taken: checking it is a Kafka broker we can use (not ours: left alone)"
-    "$py" -m funnelpulse.connectivity --wait 10 --kafka "$bootstrap" \
-      || die "port $kafka_port is taken by something that is not a working Kafka broker; free it or set KAFKA_BOOTSTRAP_SERVERS"
-    return
+    adopt "Kafka broker" "$kafka_port" --kafka "$bootstrap" KAFKA_BOOTSTRAP_SERVERS; return
   else
     port_open "$controller_port" && die "KRaft controller port $controller_port is taken; set FUNNELPULSE_KAFKA_CONTROLLER_PORT"
     command -v java >/dev/null || die "Java 17+ is needed for the local broker (apt-get install openjdk-17-jre-headless), or set KAFKA_BOOTSTRAP_SERVERS"
@@ -72,10 +75,7 @@ redis_up() {
   local url="redis://127.0.0.1:$redis_port/0" pidf="$state/redis.pid"
   if alive "$pidf"; then log "Redis already running (pid $(cat "$pidf"))"
   elif port_open "$redis_port"; then
-    log "port $redis_port is taken: checking it is a Redis we can use (not ours: left alone)"
-    "$py" -m funnelpulse.connectivity --wait 10 --redis "$url" \
-      || die "port $redis_port is taken by something that is not a working Redis; free it or set REDIS_URL"
-    return
+    adopt Redis "$redis_port" --redis "$url" REDIS_URL; return
   else
     ensure_redis_server
     mkdir -p "$state/redis"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
 from funnelpulse.connectivity import kafka_round_trip, redis_ping
@@ -63,3 +64,12 @@ async def redis(stack: Stack) -> AsyncIterator[Redis]:
     client = Redis.from_url(stack.redis_url, socket_timeout=5)
     yield client
     await client.aclose()
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()

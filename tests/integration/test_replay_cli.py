@@ -11,22 +11,13 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from .conftest import ROOT, Stack
+from .conftest import ROOT, Stack, create_topic
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 250
 
-
-async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 def _jsonl(path: Path) -> None:
@@ -75,7 +66,7 @@ async def test_replay_sends_every_good_line_as_batches(
     stack: Stack, namespace: str, tmp_path: Path
 ) -> None:
     topic = f"{namespace}.clicks"
-    await _create_topic(stack.bootstrap, topic, 3)
+    await create_topic(stack.bootstrap, topic, 3)
     path = tmp_path / "events.jsonl"
     _jsonl(path)
     env = {

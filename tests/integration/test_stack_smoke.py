@@ -10,27 +10,19 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from .conftest import Stack
+from .conftest import Stack, create_topic
 from .processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.integration
 
 
-async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
-
 
 async def test_kafka_produce_consume_round_trip(stack: Stack, namespace: str) -> None:
     topic = f"{namespace}.roundtrip"
-    await _create_topic(stack.bootstrap, topic, 3)
+    await create_topic(stack.bootstrap, topic, 3)
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
     await producer.start()
     sent = {f"m{i}".encode() for i in range(100)}
@@ -123,7 +115,7 @@ async def test_faust_table_recovers_from_changelog(
     args = [app, f"--datadir={tmp_path / 'data'}", "worker", "--loglevel=warn"]
     words = [f"w{i % 7}" for i in range(70)] + [f"u{uuid.uuid4().hex[:4]}"]
     expected = {w: words.count(w) for w in set(words)}
-    await _create_topic(stack.bootstrap, topic, 2)
+    await create_topic(stack.bootstrap, topic, 2)
 
     first = ServiceProcess(args, env, tmp_path / "first.log").start()
     try:
