@@ -36,6 +36,7 @@ class Metrics:
         self.registry = registry
         self.max_campaigns = max_campaigns
         self._known_campaigns: set[str] = set()
+        self._shown: dict[str, set[str]] = {}  # window → scopes with gauge series
         r = registry
         self.events = Counter(
             "marketing_events",
@@ -135,13 +136,18 @@ class Metrics:
         kept = campaigns[: self.max_campaigns]
         folded = campaigns[self.max_campaigns :]
         self.folded.set(len(folded))
+        shown = set()
         for scope, counts in [row for row in rows if kind_of(row[0]) != "campaign"] + kept:
             self._set_row(window, scope, counts)
+            shown.add(scope)
         if folded:
             other: Counts = zero()
             for _scope, counts in folded:
                 add_into(other, counts)
             self._set_row(window, f"campaign:{OTHER}", other)
+            shown.add(f"campaign:{OTHER}")
+        self.drop_scopes(window, self._shown.get(window, set()) - shown)
+        self._shown[window] = shown
 
     def _set_row(self, window: str, scope: str, counts: Sequence[int]) -> None:
         labels = _labels(window, scope)

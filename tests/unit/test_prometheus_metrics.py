@@ -1,0 +1,89 @@
+"""Prometheus series from the KPI snapshots: labels, absent KPIs, the campaign cap."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from metrics.counts import INDEX, zero
+from metrics.prometheus import Metrics
+
+
+def counts(impressions: int, clicks: int, spend_micros: int = 0, signups: int = 0) -> list[int]:
+    vector = zero()
+    vector[INDEX["impressions"]] = impressions
+    vector[INDEX["clicks"]] = clicks
+    vector[INDEX["spend"]] = spend_micros
+    vector[INDEX["signups"]] = signups
+    return vector
+
+
+def series(registry: CollectorRegistry, name: str) -> list[dict[str, str]]:
+    return [s.labels for m in registry.collect() for s in m.samples if s.name == name]
+
+
+def test_labels_per_scope_kind_and_absent_kpis() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=10)
+    metrics.set_kpis("5m", [("all", counts(100, 5)), ("channel:email", counts(50, 0)),
+                            ("campaign:spring", counts(10, 1, 2_000_000))])  # fmt: skip
+    get = registry.get_sample_value
+    assert (
+        get("marketing_ctr_ratio", {"window": "5m", "scope": "all", "channel": "", "campaign": ""})
+        == 0.05
+    )
+    assert (
+        get(
+            "marketing_ctr_ratio",
+            {"window": "5m", "scope": "channel", "channel": "email", "campaign": ""},
+        )
+        == 0.0
+    )
+    assert (
+        get(
+            "marketing_cpc",
+            {"window": "5m", "scope": "campaign", "channel": "", "campaign": "spring"},
+        )
+        == 2.0
+    )
+    # no sign-ups: CPL is absent, not 0 or +Inf
+    assert (
+        get(
+            "marketing_cpl",
+            {"window": "5m", "scope": "campaign", "channel": "", "campaign": "spring"},
+        )
+        is None
+    )
+
+
+def test_campaign_series_are_capped_and_folded() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=5)
+    rows = [(f"campaign:c{i:03d}", counts(1000 - i, 10)) for i in range(40)]
+    metrics.set_kpis("1h", rows)
+    campaigns = {s["campaign"] for s in series(registry, "marketing_ctr_ratio")}
+    assert campaigns == {"c000", "c001", "c002", "c003", "c004", "(other)"}
+    assert registry.get_sample_value("marketing_campaigns_folded") == 35
+    other = {"window": "1h", "scope": "campaign", "channel": "", "campaign": "(other)"}
+    expected = 35 * 10 / sum(1000 - i for i in range(5, 40))
+    assert abs(registry.get_sample_value("marketing_ctr_ratio", other) - expected) < 1e-12
+
+
+def test_a_campaign_leaving_the_top_loses_its_series() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=1)
+    metrics.set_kpis("1h", [("campaign:a", counts(100, 1)), ("campaign:b", counts(10, 1))])
+    metrics.set_kpis("1h", [("campaign:a", counts(100, 1)), ("campaign:b", counts(1000, 1))])
+    campaigns = {s["campaign"] for s in series(registry, "marketing_ctr_ratio")}
+    assert campaigns == {"b", "(other)"}
+
+
+def test_event_counters_fold_beyond_the_cap() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=2)
+    metrics.count_events({("click", "email", f"c{i}"): 1 for i in range(100)})
+    labels = {s["campaign"] for s in series(registry, "marketing_events_total")}
+    assert labels == {"c0", "c1", "(other)"}
+    total = registry.get_sample_value(
+        "marketing_events_total", {"type": "click", "channel": "email", "campaign": "(other)"}
+    )
+    assert total == 98
