@@ -44,6 +44,11 @@ class Metrics:
             ["type", "channel", "campaign"],
             registry=r,
         )
+        self.impressions = Counter("marketing_impressions", "Impressions (an event's count)",
+                                   ["channel", "campaign"], registry=r)  # fmt: skip
+        self.transitions = Counter("marketing_stage_transitions",
+                                   "Leads entering a stage (once per lead), and new customers",
+                                   ["stage", "channel", "campaign"], registry=r)  # fmt: skip
         self.spend = Counter(
             "marketing_spend", "Spend, reporting currency", ["channel", "campaign"], registry=r
         )
@@ -120,6 +125,16 @@ class Metrics:
     def count_events(self, counted: Mapping[tuple[str, str, str], int]) -> None:
         for (kind, channel, campaign), n in counted.items():
             self.events.labels(kind, channel, self.campaign_label(campaign)).inc(n)
+
+    def count_funnel(
+        self,
+        impressions: Mapping[tuple[str, str], int],
+        stages: Mapping[tuple[str, str, str], int],
+    ) -> None:
+        for (channel, campaign), n in impressions.items():
+            self.impressions.labels(channel, self.campaign_label(campaign)).inc(n)
+        for (stage, channel, campaign), n in stages.items():
+            self.transitions.labels(stage, channel, self.campaign_label(campaign)).inc(n)
 
     def count_money(self, money: Mapping[tuple[str, str, str], int]) -> None:
         for (kind, channel, campaign), micros in money.items():

@@ -261,6 +261,7 @@ class FunnelPulse:
         await state.flush()
         self.metrics.count_events(outcome.counted)
         self.metrics.count_money(outcome.money)
+        self.metrics.count_funnel(outcome.impressions, outcome.stages)
         for kind, n in outcome.duplicates.items():
             self.metrics.duplicates.labels(kind).inc(n)
 

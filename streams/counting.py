@@ -51,6 +51,11 @@ class Outcome:
         default_factory=Counter
     )  # field, channel, campaign
     duplicates: Counter[str] = field(default_factory=Counter)
+    # impressions (with their count) and funnel transitions, per channel and campaign
+    impressions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    stages: Counter[tuple[str, str, str]] = field(
+        default_factory=Counter
+    )  # stage, channel, campaign
 
 
 def count_message(
@@ -75,6 +80,7 @@ def count_message(
             continue
         vector = _contribution(event, channel, marker, stores)
         outcome.counted[(event.type, channel, campaign)] += 1
+        _tally(outcome, event, vector, channel, campaign)
         if event.amount_micros:
             kind = "revenue" if event.type is EventType.PURCHASE else "spend"
             outcome.money[(kind, channel, campaign)] += event.amount_micros
@@ -88,6 +94,17 @@ def count_message(
                     for i, value in enumerate(vector):
                         total[i] += value
     return outcome
+
+
+def _tally(outcome: Outcome, event: Event, vector: Counts, channel: str, campaign: str) -> None:
+    if event.type is EventType.IMPRESSION:
+        outcome.impressions[(channel, campaign)] += event.count
+    elif event.type is EventType.LEAD_STAGE:
+        field_name = _STAGE_FIELD.get(event.stage or "")
+        if field_name and vector[F[field_name]]:
+            outcome.stages[(event.stage or "", channel, campaign)] += 1
+    elif event.type is EventType.PURCHASE and vector[F["new_customers"]]:
+        outcome.stages[("new_customer", channel, campaign)] += 1
 
 
 def _attribute(event: Event, stores: Stores) -> tuple[str, str]:

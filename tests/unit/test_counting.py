@@ -406,3 +406,19 @@ def test_outcome_tallies_over_a_mixed_batch() -> None:
     assert total(out, "campaign:spring", 900) == vec(spend=60_000_000)
     assert total(out) == [a + b for a, b in zip(news, vec(spend=60_000_000), strict=True)]
     assert len(COUNT_FIELDS) == len(total(out))
+
+
+def test_outcome_tallies_impressions_and_transitions_once() -> None:
+    from streams.counting import Stores, count_message
+    from streams.events import Event, EventType
+
+    stores = Stores(dedup={}, leads={}, customers={})
+    events = [
+        Event(EventType.IMPRESSION, "i1", 60.0, "a", "email", count=40),
+        Event(EventType.LEAD_STAGE, "s1", 60.0, "a", "email", lead_id="L", stage="mql"),
+        Event(EventType.LEAD_STAGE, "s2", 60.0, "a", "email", lead_id="L", stage="mql"),
+        Event(EventType.PURCHASE, "p1", 60.0, "a", "email", amount_micros=5, customer_id="C"),
+    ]
+    outcome = count_message(list(enumerate(events)), (0, 1), stores, [60])
+    assert outcome.impressions == {("email", "a"): 40}
+    assert outcome.stages == {("mql", "email", "a"): 1, ("new_customer", "email", "a"): 1}

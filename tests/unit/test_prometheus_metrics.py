@@ -87,3 +87,18 @@ def test_event_counters_fold_beyond_the_cap() -> None:
         "marketing_events_total", {"type": "click", "channel": "email", "campaign": "(other)"}
     )
     assert total == 98
+
+
+def test_impressions_and_stage_transitions_counters() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=10)
+    metrics.count_funnel({("email", "a"): 40}, {("mql", "email", "a"): 2})
+    get = registry.get_sample_value
+    assert get("marketing_impressions_total", {"channel": "email", "campaign": "a"}) == 40
+    assert (
+        get(
+            "marketing_stage_transitions_total",
+            {"stage": "mql", "channel": "email", "campaign": "a"},
+        )
+        == 2
+    )
