@@ -19,7 +19,6 @@ pytestmark = pytest.mark.integration
 EVENTS = 250
 
 
-
 def _jsonl(path: Path) -> None:
     """250 clicks over two campaigns, with one broken line and one line without a type."""
     now = time.time()

@@ -19,7 +19,6 @@ from .processes import ServiceProcess, free_port
 pytestmark = pytest.mark.integration
 
 
-
 async def test_kafka_produce_consume_round_trip(stack: Stack, namespace: str) -> None:
     topic = f"{namespace}.roundtrip"
     await create_topic(stack.bootstrap, topic, 3)
