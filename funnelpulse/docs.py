@@ -31,7 +31,17 @@ def kpi_table() -> str:
     return "\n".join([*header, *rows])
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"settings": settings_table, "kpis": kpi_table}
+def monitoring() -> str:
+    """docs/MONITORING.md without its heading (the README has its own)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "MONITORING.md").read_text()
+    return text.split("\n", 1)[1].strip() if text.startswith("## ") else text.strip()
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "settings": settings_table,
+    "kpis": kpi_table,
+    "monitoring": monitoring,
+}
 
 
 def render(readme: str) -> str:

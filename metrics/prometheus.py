@@ -37,6 +37,7 @@ class Metrics:
         self.max_campaigns = max_campaigns
         self._known_campaigns: set[str] = set()
         self._shown: dict[str, set[str]] = {}  # window → scopes with gauge series
+        self._alerting: dict[tuple[str, str, str], set[str]] = {}  # labels → firing scopes
         r = registry
         self.events = Counter(
             "marketing_events",
@@ -175,11 +176,17 @@ class Metrics:
                 gauge.labels(*labels).set(value)
 
     def set_alert(self, alert: str, scope: str, active: bool) -> None:
+        """1 while any scope behind these labels fires (folded campaigns share a label)."""
         kind, _, name = scope.partition(":")
         labels = (alert, kind, self.campaign_label(name) if kind == "campaign" else "")
+        firing = self._alerting.setdefault(labels, set())
         if active:
+            firing.add(scope)
             self.alert_active.labels(*labels).set(1)
-        else:
+            return
+        firing.discard(scope)
+        if not firing:
+            del self._alerting[labels]
             _remove(self.alert_active, labels)
 
     def drop_scopes(self, window: str, scopes: Iterable[str]) -> None:

@@ -102,3 +102,15 @@ def test_impressions_and_stage_transitions_counters() -> None:
         )
         == 2
     )
+
+
+def test_alert_gauge_of_folded_campaigns_stays_while_any_fires() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=0)  # every campaign folds into (other)
+    labels = {"alert": "cpl_spike", "scope": "campaign", "campaign": "(other)"}
+    metrics.set_alert("cpl_spike", "campaign:x", True)
+    metrics.set_alert("cpl_spike", "campaign:y", True)
+    metrics.set_alert("cpl_spike", "campaign:x", False)
+    assert registry.get_sample_value("marketing_alert_active", labels) == 1
+    metrics.set_alert("cpl_spike", "campaign:y", False)
+    assert registry.get_sample_value("marketing_alert_active", labels) is None
