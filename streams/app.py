@@ -46,7 +46,10 @@ log = logging.getLogger("funnelpulse")
 FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURCHASE})
 TOPIC_INDEX = {kind: i for i, kind in enumerate(EventType)}
 FUNNEL_SOURCE = len(TOPIC_INDEX)  # the funnel topic's index in replay marks
-STATE_VERSION = 2  # in every table name: a change of state format starts from new tables
+STATE_VERSION = 3  # in every table name: a change of state format starts from new tables
+# Pane keys are overwritten all the time: let the broker compact them soon, so that a
+# restart replays live keys, not every write since the topic was made.
+CHANGELOG_CONFIG = {"segment.ms": str(10 * 60_000), "min.cleanable.dirty.ratio": "0.2"}
 EVICT_EVERY = 60.0
 LATE_AFTER = 60.0  # an event older than its minute pane when it arrives is "late"
 
@@ -117,7 +120,8 @@ class FunnelPulse:
         p, f = self.settings.partitions, self.settings.funnel_partitions
 
         def table(name: str, **options: Any) -> Any:
-            return self.app.Table(f"{name}-v{STATE_VERSION}", **options)
+            name = f"{name}-v{STATE_VERSION}"
+            return self.app.Table(name, extra_topic_configs=CHANGELOG_CONFIG, **options)
 
         self.partials = table("partials", partitions=p, on_recover=self._on_partials_recovered)
         self.dedup = table("dedup", partitions=p, on_recover=self._on_dedup_recovered)
