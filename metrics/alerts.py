@@ -6,9 +6,10 @@ the baseline and ``min_spend`` spend in the short window; and also when spend pa
 ``min_spend`` while the short window has no leads at all (the broken-form case, where the
 ratio is undefined, not infinite). Hysteresis: a firing alert resolves only once short CPL
 is back under ``clear_factor`` × baseline (below ``factor``), so a CPL hovering around the
-threshold does not flap. The caller evaluates only when the pipeline has settled (no
-input waiting anywhere): counts of different topics land a moment apart while catching
-up (spend merged, its sign-ups not yet), and such a moment must not page anybody.
+threshold does not flap. Counts of different topics land a moment apart while a backlog
+is being read (spend merged, its sign-ups not yet): the caller does not evaluate while the
+worker is catching up, and a breach must be seen on two consecutive evaluations before it
+fires, so the tail end of a burst cannot page anybody either.
 """
 
 from __future__ import annotations
@@ -74,13 +75,19 @@ class AlertTracker:
 
     rule: CplSpikeRule
     active: dict[str, Active] = field(default_factory=dict)
+    pending: dict[str, float] = field(default_factory=dict)  # scope → first breach seen
 
     def observe(self, scope: str, reading: Reading, now: float) -> dict[str, Any] | None:
         current = self.active.get(scope)
         if current is None:
             reason = breach(self.rule, reading, self.rule.factor)
             if reason is None:
+                self.pending.pop(scope, None)
                 return None
+            if scope not in self.pending:
+                self.pending[scope] = now
+                return None
+            del self.pending[scope]
             self.active[scope] = Active(scope, reason, now)
             return event(self.rule, "firing", scope, reason, reading, now, now)
         reason = breach(self.rule, reading, self.rule.clear_factor)
@@ -92,10 +99,11 @@ class AlertTracker:
 
     def forget(self, scope: str) -> None:
         self.active.pop(scope, None)
+        self.pending.pop(scope, None)
 
     def watched(self) -> set[str]:
-        """Scopes to evaluate again even if unchanged: the firing ones."""
-        return set(self.active)
+        """Scopes to evaluate again even if unchanged: pending or firing."""
+        return set(self.pending) | set(self.active)
 
 
 def event(

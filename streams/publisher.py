@@ -45,6 +45,7 @@ class KpiPublisher:
         self.last_tick = 0.0
         self.alerts = AlertTracker(owner.settings.cpl_rule)
         self.alert_dirty: set[str] = set()
+        self._done_seen = 0  # messages processed as of the previous tick
         self.lag: dict[str, int] = {}
 
     # -- merge state ------------------------------------------------------------------
@@ -127,10 +128,12 @@ class KpiPublisher:
 
     def _evaluate_alerts(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
         """cpl_spike for ``all`` and every campaign whose numbers changed, or that is
-        pending or firing; skipped while this worker still has input to read."""
+        pending or firing; skipped while this worker is reading a backlog."""
         self.alert_dirty |= scopes
-        if not self.owner.settled(self.lag):
-            return []  # catching up: numbers are still moving, evaluate once settled
+        done = self.owner.messages_done
+        done_last_tick, self._done_seen = done - self._done_seen, done
+        if not self.owner.caught_up(self.lag, done_last_tick):
+            return []  # reading a backlog: numbers are still moving
         rule = self.alerts.rule
         short, long = self.latest[rule.short_window], self.latest[rule.long_window]
         events = []

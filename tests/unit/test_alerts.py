@@ -35,6 +35,7 @@ def test_fires_once_then_resolves_with_hysteresis() -> None:
     spike = Reading(100, 4, 1000, 100)  # 25 vs 10
     hovering = Reading(100, 6, 1000, 100)  # 16.7: under 2×, over 1.5×
     assert tracker.observe("campaign:a", calm, 1.0) is None
+    assert tracker.observe("campaign:a", spike, 1.5) is None  # one breach: pending
     fired = tracker.observe("campaign:a", spike, 2.0)
     assert fired is not None and fired["state"] == "firing"
     assert fired["current_cpl"] == 25.0 and fired["baseline_cpl"] == 10.0
@@ -47,8 +48,17 @@ def test_fires_once_then_resolves_with_hysteresis() -> None:
     assert tracker.active == {}
 
 
+def test_a_single_breach_between_calm_readings_never_fires() -> None:
+    tracker = AlertTracker(RULE)
+    calm, spike = Reading(100, 10, 1000, 100), Reading(100, 0, 1000, 100)
+    for t, reading in enumerate([calm, spike, calm, spike, calm]):
+        assert tracker.observe("all", reading, float(t)) is None
+    assert tracker.watched() == set()
+
+
 def test_scopes_are_independent() -> None:
     tracker = AlertTracker(RULE)
+    assert tracker.observe("all", Reading(100, 0, 100, 0), 0.5) is None
     assert tracker.observe("all", Reading(100, 0, 100, 0), 1.0) is not None
     assert tracker.observe("campaign:b", Reading(100, 10, 1000, 100), 1.0) is None
     assert set(tracker.active) == {"all"}
