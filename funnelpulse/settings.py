@@ -52,6 +52,9 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
         "reporting-currency value of one unit of each other currency",
     ),
     EnvVar("FUNNELPULSE_DEDUP_HORIZON", "24h", "how long a repeated event_id is recognised"),
+    EnvVar(
+        "FUNNELPULSE_DEDUP_MAX_IDS", "2000000", "event_ids remembered per partition (memory cap)"
+    ),
     EnvVar("FUNNELPULSE_RETENTION", "25h", "oldest event time accepted (older: dead letter)"),
     EnvVar("FUNNELPULSE_MAX_FUTURE", "5m", "newest event time accepted ahead of now"),
     EnvVar("FUNNELPULSE_PUBLISH_INTERVAL", "1s", "publish tick: Redis, Prometheus, mkt.kpis"),
@@ -173,6 +176,7 @@ class Settings:
         default_factory=lambda: parse_fx_rates(_DEFAULTS["FUNNELPULSE_FX_RATES"], "USD")
     )
     dedup_horizon: float = 86400.0
+    dedup_max_ids: int = 2_000_000
     retention: float = 90000.0
     max_future: float = 300.0
     publish_interval: float = 1.0
@@ -206,6 +210,7 @@ class Settings:
             reporting_currency=currency,
             fx_rates=parse_fx_rates(_get(env, "FUNNELPULSE_FX_RATES"), currency),
             dedup_horizon=_duration(env, "FUNNELPULSE_DEDUP_HORIZON"),
+            dedup_max_ids=_int(env, "FUNNELPULSE_DEDUP_MAX_IDS", 1000, 10**9),
             retention=_duration(env, "FUNNELPULSE_RETENTION"),
             max_future=_duration(env, "FUNNELPULSE_MAX_FUTURE"),
             publish_interval=_duration(env, "FUNNELPULSE_PUBLISH_INTERVAL"),

@@ -110,6 +110,9 @@ class Metrics:
         )
         self.alert_active = Gauge("marketing_alert_active", "1 while an in-stream alert fires",
                                   ["alert", "scope", "campaign"], registry=r)  # fmt: skip
+        self.dedup_early = Counter("funnelpulse_dedup_evicted_early",
+                                   "event_ids forgotten before the dedup horizon (size cap)",
+                                   registry=r)  # fmt: skip
         self.redis_up = Gauge(
             "funnelpulse_redis_up", "1 when the last Redis publish worked", registry=r
         )

@@ -33,7 +33,7 @@ from metrics.redis_publisher import RedisPublisher, connect
 
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
 from .counting import Outcome, Stores, count_message
-from .dedup import DedupRecord, MessageDedup, persist, rebuild, sweep
+from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, persist, rebuild, sweep
 from .events import Event, EventType, Limits, Rejected, decode_message
 from .panes import granularities, horizon, window_specs
 from .partials import apply_delta, pane_key, split_pane_key, version
@@ -281,7 +281,11 @@ class FunnelPulse:
         self._last_evict[(source, partition)] = now
         dedup_state: PartitionState[Any] = PartitionState(self._dedup_table(source), partition)
         index = self._dedup_index(source, partition)
-        await sweep(dedup_state, index, now - self.settings.dedup_horizon)
+        horizon_cut = now - self.settings.dedup_horizon
+        cut = cutoff_for_cap(dedup_state, len(index), self.settings.dedup_max_ids, horizon_cut)
+        dropped = await sweep(dedup_state, index, cut)
+        if cut > horizon_cut:
+            self.metrics.dedup_early.inc(dropped)
         for key in list(state):
             _scope, size, start = split_pane_key(key)
             if start + horizon(self.specs, size) < now - self.settings.max_future:

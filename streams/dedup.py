@@ -60,6 +60,20 @@ def rebuild(state: PartitionState[Any]) -> dict[str, DedupRecord]:
     return index
 
 
+def cutoff_for_cap(state: PartitionState[Any], index_size: int, cap: int, before: float) -> float:
+    """The sweep time that brings the index under ``cap`` ids, oldest records first."""
+    if index_size <= cap:
+        return before
+    records = sorted((state[key][0], len(state[key][1])) for key in state)
+    excess = index_size - cap
+    for seen, size in records:  # oldest first; those before the horizon go anyway
+        if excess <= 0:
+            break
+        excess -= size
+        before = max(before, seen + 1e-6)
+    return before
+
+
 async def sweep(state: PartitionState[Any], index: dict[str, DedupRecord], before: float) -> int:
     """Forgets message records first seen before ``before``; returns identities dropped."""
     dropped = 0

@@ -1,0 +1,82 @@
+"""Message-level dedup records: persistence shape, rebuild, horizon sweep, size cap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.dedup import MessageDedup, cutoff_for_cap, persist, rebuild, sweep
+from streams.table_state import PartitionState
+
+
+class FakeTable:
+    """A table with a plain dict store; changelog writes are recorded, not sent."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+
+def state_with(records: dict[str, tuple[float, int]]) -> PartitionState[Any]:
+    table = FakeTable()
+    state: PartitionState[Any] = PartitionState(table, 0)
+    for key, (seen, n) in records.items():
+        table.data[f"0|{key}"] = [seen, [[f"{key}-{i}", 0, 1, i, "c", "email"] for i in range(n)]]
+    return state
+
+
+def test_rebuild_indexes_every_identity() -> None:
+    state = state_with({"0:1": (10.0, 3), "0:2": (20.0, 2)})
+    index = rebuild(state)
+    assert len(index) == 5
+    assert index["0:1-2"] == (0, 1, 2, "c", "email")
+
+
+def test_cutoff_is_the_horizon_under_the_cap() -> None:
+    state = state_with({"a": (10.0, 3), "b": (20.0, 3)})
+    assert cutoff_for_cap(state, 6, cap=10, before=5.0) == 5.0
+
+
+def test_cutoff_drops_oldest_records_until_under_the_cap() -> None:
+    state = state_with({"a": (10.0, 3), "b": (20.0, 3), "c": (30.0, 3)})
+    cut = cutoff_for_cap(state, 9, cap=5, before=0.0)
+    assert 20.0 < cut < 30.0  # a and b go (6 ids), c stays
+
+
+def test_cutoff_counts_records_already_past_the_horizon() -> None:
+    state = state_with({"old": (1.0, 4), "a": (10.0, 3), "b": (20.0, 3)})
+    cut = cutoff_for_cap(state, 10, cap=6, before=5.0)
+    assert cut == 5.0  # dropping "old" (past the horizon) is enough
+
+
+async def test_sweep_forgets_records_and_their_ids(monkeypatch: Any) -> None:
+    state = state_with({"a": (10.0, 2), "b": (30.0, 2)})
+    index = rebuild(state)
+    sent: list[tuple[str, Any]] = []
+
+    async def fake_send(table: Any, partition: int, key: str, value: Any) -> None:
+        sent.append((key, value))
+
+    monkeypatch.setattr("streams.table_state.send_changelog", fake_send)
+    dropped = await sweep(state, index, before=20.0)
+    assert dropped == 2
+    assert set(index) == {"b-0", "b-1"}
+    assert sent == [("0|a", None)]  # a tombstone for the forgotten record
+
+
+async def test_persist_writes_one_record_per_message(monkeypatch: Any) -> None:
+    state: PartitionState[Any] = PartitionState(FakeTable(), 3)
+    sent: list[tuple[str, Any]] = []
+
+    async def fake_send(table: Any, partition: int, key: str, value: Any) -> None:
+        sent.append((key, value))
+
+    monkeypatch.setattr("streams.table_state.send_changelog", fake_send)
+    dedup = MessageDedup({})
+    dedup["click:e1"] = (0, 7, 0, "c", "email")
+    dedup["click:e2"] = (0, 7, 1, "c", "email")
+    await persist(state, "0:7", dedup, now=99.0)
+    assert sent == [
+        (
+            "3|0:7",
+            [99.0, [["click:e1", 0, 7, 0, "c", "email"], ["click:e2", 0, 7, 1, "c", "email"]]],
+        )
+    ]
