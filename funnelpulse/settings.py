@@ -168,7 +168,7 @@ class Settings:
     redis_prefix: str = _DEFAULTS["FUNNELPULSE_REDIS_PREFIX"]
     partitions: int = 4
     funnel_partitions: int = 1
-    snapshot_interval: float = 0.25
+    snapshot_interval: float = 0.1
     replication: int = 1
     windows: tuple[str, ...] = ("1m", "5m", "15m", "1h", "24h")
     reporting_currency: str = "USD"

@@ -21,7 +21,7 @@ from .conftest import Stack
 from .worker import Worker
 
 pytestmark = pytest.mark.integration
-TICK = 0.5
+TICK = 1.0  # the default publish interval
 ids = itertools.count()
 
 
@@ -83,7 +83,8 @@ async def first_snapshot(redis: Redis, ns: str, scope: str, min_spend: float) ->
 async def test_cpl_spike_fires_and_resolves(
     stack: Stack, namespace: str, tmp_path: Path, redis: Redis
 ) -> None:
-    settings = {"FUNNELPULSE_CPL_MIN_SPEND": "100", "FUNNELPULSE_CPL_MIN_LEADS": "20"}
+    settings = {"FUNNELPULSE_CPL_MIN_SPEND": "100", "FUNNELPULSE_CPL_MIN_LEADS": "20",
+                "FUNNELPULSE_PUBLISH_INTERVAL": "1s"}  # fmt: skip
     worker = Worker(stack, namespace, tmp_path, **settings).start_ready()
     pubsub = redis.pubsub()
     await pubsub.subscribe(f"{namespace}:alerts")
