@@ -41,7 +41,7 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
         "FUNNELPULSE_FUNNEL_PARTITIONS", "1", "partitions of the internal funnel topic (lead state)"
     ),
     EnvVar(
-        "FUNNELPULSE_SNAPSHOT_INTERVAL", "250ms", "how often partial counts go to the merge stage"
+        "FUNNELPULSE_SNAPSHOT_INTERVAL", "100ms", "how often partial counts go to the merge stage"
     ),
     EnvVar("FUNNELPULSE_REPLICATION", "1", "replication factor of the topics the worker creates"),
     EnvVar("FUNNELPULSE_WINDOWS", "1m,5m,15m,1h,24h", "rolling KPI windows"),
