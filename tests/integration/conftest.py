@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -45,12 +46,29 @@ def stack() -> Iterator[Stack]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     running = _healthy("kafka", bootstrap) and _healthy("redis", redis_url)
-    env = {**os.environ, "FUNNELPULSE_STACK_DIR": str(ROOT / ".stack" / "tests")}
+    env = _local_stack_env(bootstrap, redis_url)
     if not running:
         subprocess.run([str(ROOT / "scripts" / "stack.sh"), "up"], check=True, env=env)
     yield Stack(bootstrap, redis_url)
     if not running:
         subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], check=False, env=env)
+
+
+def _local_stack_env(bootstrap: str, redis_url: str) -> dict[str, str]:
+    """Environment for scripts/stack.sh to start the services *at these addresses*."""
+    kafka_host, _, kafka_port = bootstrap.split(",")[0].rpartition(":")
+    redis = urlparse(redis_url)
+    for host in (kafka_host, redis.hostname):
+        if host not in ("127.0.0.1", "localhost"):
+            pytest.exit(f"{host} is not answering and is not local: nothing for the tests to start")
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    return {
+        **env,
+        "FUNNELPULSE_STACK_DIR": str(ROOT / ".stack" / f"tests-{kafka_port}"),
+        "FUNNELPULSE_KAFKA_PORT": kafka_port,
+        "FUNNELPULSE_KAFKA_CONTROLLER_PORT": str(int(kafka_port) + 1),
+        "FUNNELPULSE_REDIS_PORT": str(redis.port or 6379),
+    }
 
 
 @pytest.fixture
