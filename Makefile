@@ -51,8 +51,8 @@ fmt: venv  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: venv  ## side-by-side benchmark; rewrites docs/BENCHMARKS.md
-	@echo "make bench: not built yet (see the benchmarks issue)"; exit 1
+bench: up  ## side-by-side benchmark (raw aiokafka, Quix Streams, Faust, funnelpulse); rewrites docs/BENCHMARKS.md
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean: down  ## stop the stack and remove local state (.stack/), keeping the Kafka jar cache
 	rm -rf .stack
