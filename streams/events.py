@@ -57,8 +57,11 @@ CHANNELS = frozenset(
 STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost")
 NO_CAMPAIGN = "(none)"
 MAX_EVENT_BYTES = 64 * 1024
+MAX_BATCH_EVENTS = 10_000  # one hostile 300 KB message must not become 100,000 dead letters
+MAX_NESTING = 254  # orjson re-encodes no deeper: a deeper batch element has no bytes of its own
 MAX_AMOUNT = Decimal("1e12")
 _CAMPAIGN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$", re.ASCII)
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?", re.ASCII)  # JSON's grammar
 
 
 class Reason(StrEnum):
@@ -78,6 +81,7 @@ class Reason(StrEnum):
     INVALID_TS = "invalid_ts"
     TS_IN_FUTURE = "ts_in_future"
     TS_TOO_OLD = "ts_too_old"
+    TOO_DEEP = "too_deep"
     INTERNAL_ERROR = "internal_error"  # a bug, not the producer's fault: the message is kept
 
 
@@ -137,16 +141,67 @@ def decode_message(
     if isinstance(doc, dict):
         if len(raw) > MAX_EVENT_BYTES:
             return [_reject(Reason.TOO_LARGE, f"event is {len(raw)} bytes", raw, None)]
+        if raw.count(b"{") + raw.count(b"[") > MAX_NESTING and _too_deep(doc):
+            return [_reject(Reason.TOO_DEEP, _DEEP, raw, None)]
         return [_validate_one(doc, topic_type, limits, raw, None)]
     if not isinstance(doc, list):
         return [_reject(Reason.NOT_AN_OBJECT, f"message is a JSON {_kind(doc)}", raw, None)]
     if not doc:
         return [_reject(Reason.EMPTY_BATCH, "message is an empty JSON array", raw, None)]
+    if len(doc) > MAX_BATCH_EVENTS:
+        detail = f"batch of {len(doc)} events; at most {MAX_BATCH_EVENTS}"
+        return [_reject(Reason.TOO_LARGE, detail, raw, None)]
     return [_validate_element(item, topic_type, limits, i) for i, item in enumerate(doc)]
 
 
+_DEEP = f"event nests objects/arrays deeper than {MAX_NESTING} levels"
+
+
+def _too_deep(value: Any) -> bool:
+    """Iterative, so that no nesting orjson accepts (1,024 levels) can exhaust the stack."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _encode_deep(value: Any) -> bytes:
+    """orjson's compact encoding without its depth limit (an explicit stack), so a deep
+    element is dead-lettered as its own bytes, never as a copy of the whole message."""
+    out: list[bytes] = []
+    todo: list[Any] = [value]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, bytes):  # a piece of syntax queued below; JSON has no bytes
+            out.append(node)
+            continue
+        parts: list[Any]
+        if isinstance(node, dict):
+            parts = [b"{"]
+            for n, (key, child) in enumerate(node.items()):
+                parts += [b"," if n else b"", orjson.dumps(key) + b":", child]
+            parts.append(b"}")
+        elif isinstance(node, list):
+            parts = [b"["]
+            for n, child in enumerate(node):
+                parts += [b"," if n else b"", child]
+            parts.append(b"]")
+        else:
+            out.append(orjson.dumps(node))
+            continue
+        todo.extend(reversed(parts))
+    return b"".join(out)
+
+
 def _validate_element(item: Any, topic_type: EventType, limits: Limits, i: int) -> Event | Rejected:
-    raw = orjson.dumps(item)
+    try:
+        raw = orjson.dumps(item)
+    except TypeError:  # orjson's depth limit: only events nested absurdly deep get here
+        return _reject(Reason.TOO_DEEP, _DEEP, _encode_deep(item), i)
     if not isinstance(item, dict):
         return _reject(Reason.NOT_AN_OBJECT, f"batch element is a JSON {_kind(item)}", raw, i)
     if len(raw) > MAX_EVENT_BYTES:
@@ -246,8 +301,11 @@ def _money(doc: Mapping[str, Any], limits: Limits) -> int:
     value = _required(doc, "amount")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise BadEvent(Reason.WRONG_TYPE, f"amount must be a number, not {_kind(value)}")
+    text = repr(value) if isinstance(value, float) else str(value).strip()
+    if isinstance(value, str) and not _NUMBER.fullmatch(text):  # not "1_000", "٣", "Infinity"
+        raise BadEvent(Reason.INVALID_AMOUNT, f"amount {value[:32]!r} is not a number")
     try:
-        amount = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+        amount = Decimal(text)
     except InvalidOperation:
         raise BadEvent(
             Reason.INVALID_AMOUNT, f"amount {str(value)[:32]!r} is not a number"
