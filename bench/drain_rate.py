@@ -41,6 +41,10 @@ def main() -> int:
     parser.add_argument("--mode", choices=["batch", "single"], default="batch")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--profile", help="py-spy the worker while it drains: collapsed stacks to this file"
+    )
+    parser.add_argument("--profile-seconds", type=int, default=10)
     args = parser.parse_args()
     ns = f"drain{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "FUNNELPULSE_APP_ID": ns, "FUNNELPULSE_TOPIC_PREFIX": f"{ns}.",
@@ -70,6 +74,12 @@ def main() -> int:
                 continue
             if n > 0 and first is None:
                 first = (time.monotonic(), n)
+                if args.profile:
+                    spy = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                           "--pid", str(worker.pid), "--duration", str(args.profile_seconds),
+                           "--rate", "250", "--format", "raw", "--nonblocking",
+                           "-o", args.profile]  # fmt: skip
+                    subprocess.Popen(spy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if n >= sent:
                 break
         assert first is not None

@@ -43,6 +43,12 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
     EnvVar(
         "FUNNELPULSE_SNAPSHOT_INTERVAL", "100ms", "how often partial counts go to the merge stage"
     ),
+    EnvVar(
+        "FUNNELPULSE_BATCH_MAX_MESSAGES",
+        "1000",
+        "Kafka messages counted together (one table write per touched key, then one ack)",
+    ),
+    EnvVar("FUNNELPULSE_BATCH_WAIT", "20ms", "longest a message waits for its batch to fill"),
     EnvVar("FUNNELPULSE_REPLICATION", "1", "replication factor of the topics the worker creates"),
     EnvVar("FUNNELPULSE_WINDOWS", "1m,5m,15m,1h,24h", "rolling KPI windows"),
     EnvVar("FUNNELPULSE_REPORTING_CURRENCY", "USD", "currency of all money outputs"),
@@ -169,6 +175,8 @@ class Settings:
     partitions: int = 4
     funnel_partitions: int = 1
     snapshot_interval: float = 0.1
+    batch_max_messages: int = 1000
+    batch_wait: float = 0.02
     replication: int = 1
     windows: tuple[str, ...] = ("1m", "5m", "15m", "1h", "24h")
     reporting_currency: str = "USD"
@@ -205,6 +213,8 @@ class Settings:
             partitions=_int(env, "FUNNELPULSE_PARTITIONS", 1, 1024),
             funnel_partitions=_int(env, "FUNNELPULSE_FUNNEL_PARTITIONS", 1, 1024),
             snapshot_interval=_duration(env, "FUNNELPULSE_SNAPSHOT_INTERVAL"),
+            batch_max_messages=_int(env, "FUNNELPULSE_BATCH_MAX_MESSAGES", 1, 100_000),
+            batch_wait=_duration(env, "FUNNELPULSE_BATCH_WAIT"),
             replication=_int(env, "FUNNELPULSE_REPLICATION", 1, 16),
             windows=parse_windows(_get(env, "FUNNELPULSE_WINDOWS")),
             reporting_currency=currency,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import faust
@@ -31,12 +31,13 @@ from funnelpulse.settings import Settings
 from metrics.prometheus import Metrics
 from metrics.redis_publisher import RedisPublisher, connect
 
+from .batch import Batch, PartitionWork, message_batches
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
-from .counting import Outcome, Stores, count_message
-from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, persist, rebuild, sweep
+from .counting import Stores, count_message
+from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .events import Event, EventType, Limits, Rejected, decode_message
 from .panes import granularities, horizon, window_specs
-from .partials import apply_delta, pane_key, split_pane_key, version
+from .partials import pane_key, split_pane_key, version
 from .publisher import KpiPublisher
 from .state import Lead
 from .table_state import PartitionState
@@ -47,13 +48,14 @@ log = logging.getLogger("funnelpulse")
 FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURCHASE})
 TOPIC_INDEX = {kind: i for i, kind in enumerate(EventType)}
 FUNNEL_SOURCE = len(TOPIC_INDEX)  # the funnel topic's index in replay marks
-STATE_VERSION = 3  # in every table name: a change of state format starts from new tables
+STATE_VERSION = 4  # in every table name: a change of state format starts from new tables
 # Pane keys are overwritten all the time: let the broker compact them soon, so that a
 # restart replays live keys, not every write since the topic was made.
 CHANGELOG_CONFIG = {"segment.ms": str(10 * 60_000), "min.cleanable.dirty.ratio": "0.2"}
 EVICT_EVERY = 60.0
 LATE_AFTER = 60.0
 LAG_SLACK = 50  # messages in flight that never count as a backlog
+SNAPSHOT_PANES_PER_MESSAGE = 2000  # ~200 KB of JSON
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
@@ -147,25 +149,36 @@ class FunnelPulse:
 
         register_views(self)
 
+    def _batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[list[Any]]:
+        s = self.settings
+        return message_batches(stream, s.batch_max_messages, s.batch_wait)
+
     # -- intake -----------------------------------------------------------------------
     async def _intake(self, stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            msg = event.message
+        async for messages in self._batches(stream):
+            await self.handle_inputs(messages)
+
+    async def handle_inputs(self, messages: Sequence[Any]) -> None:
+        """One batch of input messages: counted one by one, written to the tables once."""
+        batch = Batch(self.clock(), lambda p: self._open_partition("i", p))
+        for msg in messages:
             try:
-                await self.handle_input(msg.topic, msg.partition, msg.offset, msg.value)
+                await self._take_input(batch, msg.topic, msg.partition, msg.offset, msg.value)
             except Exception as exc:  # a bug must not stop the worker nor lose the message
                 log.exception("intake failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
                 await self._dead_letter_internal(
                     msg.value, msg.topic, msg.partition, msg.offset, exc
                 )
-            self.metrics.processed.labels("intake").inc()
-            self._done(msg.topic, msg.partition, msg.offset)
+            batch.done(msg.topic, msg.partition, msg.offset)
+        for funnel_partition, events in batch.funnel.items():
+            await self.funnel_topic.send(value=encode_events(events), partition=funnel_partition)
+        await self._finish(batch, "i", "intake")
 
-    async def handle_input(
-        self, topic: str, partition: int, offset: int, value: bytes | None
+    async def _take_input(
+        self, batch: Batch, topic: str, partition: int, offset: int, value: bytes | None
     ) -> None:
         kind = self.names.type_of(topic)
-        now = self.clock()
+        now = batch.now
         items = decode_message(value, kind, self.limits(now))
         counted: list[tuple[int, Event]] = []
         funnel: list[Event] = []
@@ -180,60 +193,85 @@ class FunnelPulse:
                 funnel.append(item)
             else:
                 counted.append((index, item))
-        if late:
-            self.metrics.late_events.inc(late)
         if newest:
-            self.metrics.newest_event.labels(topic).set(newest)
-            self.metrics.processing_lag.set(max(0.0, now - newest))
-        if funnel:
-            await self._forward_funnel(funnel)
+            batch.tally.saw(topic, newest, late)
+        parts = self.settings.funnel_partitions
+        for event in funnel:
+            batch.funnel[partition_for(funnel_key(event), parts)].append(event)
         if counted:
-            dedup = MessageDedup(self._dedup_index("i", partition))
-            stores = Stores(dedup=dedup, leads={}, customers={})
-            outcome = count_message(counted, (TOPIC_INDEX[kind], offset), stores, self.pane_sizes)
-            await self._apply(
-                "i", self.partials, partition, outcome, TOPIC_INDEX[kind], offset, now
+            work = batch.partition(partition)
+            outcome = count_message(
+                counted, (TOPIC_INDEX[kind], offset), work.stores, self.pane_sizes
             )
-            source = f"{TOPIC_INDEX[kind]}:{offset}"
-            await persist(PartitionState(self.dedup, partition), source, dedup, now)
+            work.apply(outcome, TOPIC_INDEX[kind], offset)
+            batch.tally.add(outcome)
 
     def limits(self, now: float) -> Limits:
         s = self.settings
         return Limits(now, s.max_future, s.retention, s.fx_rates)
 
-    async def _forward_funnel(self, events: list[Event]) -> None:
-        parts = self.settings.funnel_partitions
-        by_partition: dict[int, list[Event]] = defaultdict(list)
-        for event in events:
-            by_partition[partition_for(funnel_key(event), parts)].append(event)
-        for funnel_partition, batch in by_partition.items():
-            await self.funnel_topic.send(value=encode_events(batch), partition=funnel_partition)
+    def _open_partition(self, source: str, partition: int) -> PartitionWork:
+        """The tables one batch may change in ``partition`` of the intake or funnel stage."""
+        funnel = source == "f"
+        dedup = MessageDedup(self._dedup_index(source, partition))
+        work = PartitionWork(
+            partials=PartitionState(self.funnel_partials if funnel else self.partials, partition),
+            dedup_table=PartitionState(self._dedup_table(source), partition),
+            dedup=dedup,
+            stores=Stores(dedup=dedup, leads={}, customers={}),
+        )
+        if funnel:
+            leads: PartitionState[Lead] = PartitionState(
+                self.leads, partition, Lead.to_json, Lead.from_json
+            )
+            customers: PartitionState[Any] = PartitionState(
+                self.customers, partition, decode=_marker
+            )
+            work.stores = Stores(dedup=dedup, leads=leads, customers=customers)
+            work.flushers = [leads, customers]
+        return work
 
     # -- funnel -----------------------------------------------------------------------
     async def _funnel(self, stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            msg = event.message
+        async for messages in self._batches(stream):
+            await self.handle_funnels(messages)
+
+    async def handle_funnels(self, messages: Sequence[Any]) -> None:
+        batch = Batch(self.clock(), lambda p: self._open_partition("f", p))
+        for msg in messages:
             try:
-                await self.handle_funnel(msg.partition, msg.offset, msg.value or b"[]")
+                events = list(enumerate(decode_events(msg.value or b"[]")))
+                work = batch.partition(msg.partition)
+                source = (FUNNEL_SOURCE, msg.offset)
+                outcome = count_message(events, source, work.stores, self.pane_sizes)
+                work.apply(outcome, FUNNEL_SOURCE, msg.offset)
+                batch.tally.add(outcome)
             except Exception:
                 log.exception("funnel failed on partition %s offset %s", msg.partition, msg.offset)
-            self.metrics.processed.labels("funnel").inc()
-            self._done(msg.topic, msg.partition, msg.offset)
+            batch.done(msg.topic, msg.partition, msg.offset)
+        await self._finish(batch, "f", "funnel")
 
-    async def handle_funnel(self, partition: int, offset: int, value: bytes) -> None:
-        events = list(enumerate(decode_events(value)))
-        dedup = MessageDedup(self._dedup_index("f", partition))
-        leads: PartitionState[Lead] = PartitionState(
-            self.leads, partition, Lead.to_json, Lead.from_json
-        )
-        customers: PartitionState[Any] = PartitionState(self.customers, partition, decode=_marker)
-        stores = Stores(dedup=dedup, leads=leads, customers=customers)
-        now = self.clock()
-        outcome = count_message(events, (FUNNEL_SOURCE, offset), stores, self.pane_sizes)
-        await self._apply("f", self.funnel_partials, partition, outcome, FUNNEL_SOURCE, offset, now)
-        await leads.flush()
-        await customers.flush()
-        await persist(PartitionState(self.funnel_dedup, partition), f"f:{offset}", dedup, now)
+    async def _finish(self, batch: Batch, source: str, stage: str) -> None:
+        """Writes what the batch changed, then the metrics; the offsets are acked after."""
+        for partition, work in batch.parts.items():
+            await self._maybe_evict(source, partition, work.partials, batch.now)
+            await work.flush(batch.now)
+            # looked up now: the snapshot timer swaps ``pending`` while a batch awaits
+            self.pending[(source, partition)] |= work.touched
+        tally, metrics = batch.tally, self.metrics
+        metrics.count_events(tally.counted)
+        metrics.count_money(tally.money)
+        metrics.count_funnel(tally.impressions, tally.stages)
+        for kind, n in tally.duplicates.items():
+            metrics.duplicates.labels(kind).inc(n)
+        if tally.late:
+            metrics.late_events.inc(tally.late)
+        for topic, newest in tally.newest.items():
+            metrics.newest_event.labels(topic).set(newest)
+        if tally.newest:
+            metrics.processing_lag.set(max(0.0, batch.now - max(tally.newest.values())))
+        metrics.processed.labels(stage).inc(batch.messages)
+        self._done(batch.last_offsets, batch.messages)
 
     # -- dedup --------------------------------------------------------------------------
     def _dedup_table(self, source: str) -> Any:
@@ -250,29 +288,6 @@ class FunnelPulse:
         self.dedup_indexes.clear()  # rebuilt from the recovered tables on first use
 
     # -- shared counting tail ---------------------------------------------------------
-    async def _apply(
-        self,
-        source: str,
-        table: Any,
-        partition: int,
-        outcome: Outcome,
-        topic: int,
-        offset: int,
-        now: float,
-    ) -> None:
-        state: PartitionState[Any] = PartitionState(table, partition)
-        pending = self.pending[(source, partition)]
-        for key, delta in outcome.deltas.items():
-            if apply_delta(state, pane_key(*key), delta, topic, offset):
-                pending.add(key)
-        await self._maybe_evict(source, partition, state, now)
-        await state.flush()
-        self.metrics.count_events(outcome.counted)
-        self.metrics.count_money(outcome.money)
-        self.metrics.count_funnel(outcome.impressions, outcome.stages)
-        for kind, n in outcome.duplicates.items():
-            self.metrics.duplicates.labels(kind).inc(n)
-
     async def _maybe_evict(
         self, source: str, partition: int, state: PartitionState[Any], now: float
     ) -> None:
@@ -293,7 +308,11 @@ class FunnelPulse:
 
     # -- snapshots to the merge stage -------------------------------------------------
     async def _emit_snapshots(self) -> None:
+        """Absolute partials of the panes changed since the last call, in a few messages:
+        one per merge partition (scopes are owned by ``partition_for(scope)``), split so
+        that a message stays far below Kafka's size limit after a full re-send."""
         pending, self.pending = self.pending, defaultdict(set)
+        merge_partitions = self.settings.partitions
         for (source, partition), keys in pending.items():
             table = self.partials if source == "i" else self.funnel_partials
             state: PartitionState[Any] = PartitionState(table, partition)
@@ -302,9 +321,21 @@ class FunnelPulse:
                 value = state.get(pane_key(scope, size, start))
                 if value is not None:
                     by_scope[scope].append([size, start, version(value), value[0]])
+            outgoing: dict[int, dict[str, list[list[Any]]]] = defaultdict(dict)
+            sizes: dict[int, int] = defaultdict(int)
             for scope, panes in by_scope.items():
-                body = {"src": f"{source}{partition}", "scope": scope, "panes": panes}
-                await self.merge_topic.send(key=scope.encode(), value=orjson.dumps(body))
+                dest = partition_for(scope, merge_partitions)
+                outgoing[dest][scope] = panes
+                sizes[dest] += len(panes)
+                if sizes[dest] >= SNAPSHOT_PANES_PER_MESSAGE:
+                    await self._send_snapshot(f"{source}{partition}", dest, outgoing.pop(dest))
+                    sizes[dest] = 0
+            for dest, scopes in outgoing.items():
+                await self._send_snapshot(f"{source}{partition}", dest, scopes)
+
+    async def _send_snapshot(self, src: str, dest: int, scopes: dict[str, Any]) -> None:
+        body = orjson.dumps({"src": src, "scopes": scopes})
+        await self.merge_topic.send(value=body, partition=dest)
 
     async def _on_partials_recovered(self) -> None:
         """After recovery, re-send every partial: snapshots may have been lost in a crash."""
@@ -315,18 +346,27 @@ class FunnelPulse:
 
     # -- merge ------------------------------------------------------------------------
     async def _merge(self, stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            msg = event.message
+        async for messages in self._batches(stream):
+            await self.handle_merges(messages)
+
+    async def handle_merges(self, messages: Sequence[Any]) -> None:
+        states: dict[int, PartitionState[Any]] = {}
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            state = states.get(msg.partition)
+            if state is None:
+                state = states[msg.partition] = PartitionState(self.merged, msg.partition)
             try:
-                await self.handle_merge(msg.partition, msg.value or b"{}")
+                body = orjson.loads(msg.value or b"{}")
+                for scope, panes in body["scopes"].items():
+                    self.publisher.merge(state, msg.partition, body["src"], scope, panes)
             except Exception:
                 log.exception("merge failed on partition %s offset %s", msg.partition, msg.offset)
-            self.metrics.processed.labels("merge").inc()
-            self._done(msg.topic, msg.partition, msg.offset)
-
-    async def handle_merge(self, partition: int, value: bytes) -> None:
-        body = orjson.loads(value)
-        await self.publisher.merge(partition, body["src"], body["scope"], body["panes"])
+            offsets[(msg.topic, msg.partition)] = msg.offset
+        for state in states.values():
+            await state.flush()
+        self.metrics.processed.labels("merge").inc(len(messages))
+        self._done(offsets, len(messages))
 
     async def _on_merged_recovered(self) -> None:
         self.publisher.rebuild_index()
@@ -368,9 +408,9 @@ class FunnelPulse:
         by_key = {(tp.topic, tp.partition): tp for tp in tps}
         return {by_key[(tp.topic, tp.partition)]: end for tp, end in ends.items()}
 
-    def _done(self, topic: str, partition: int, offset: int) -> None:
-        self.processed[(topic, partition)] = offset
-        self.messages_done += 1
+    def _done(self, offsets: dict[tuple[str, int], int], messages: int) -> None:
+        self.processed.update(offsets)
+        self.messages_done += messages
         self.last_progress = time.monotonic()
 
     def caught_up(self, lag: dict[str, int], done_last_tick: int) -> bool:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
-from metrics.counts import INDEX, Counts, zero
+from metrics.counts import INDEX, Counts, add_into, zero
 
 from .events import NO_CAMPAIGN, Event, EventType
 from .panes import pane_start
@@ -29,6 +29,12 @@ _STAGE_FIELD = {
     "lost": "lost",
 }
 F = INDEX
+Contribution = list[tuple[int, int]]  # sparse: (field index, amount)
+_IMPRESSIONS, _EMAIL_IMPRESSIONS = F["impressions"], F["email_impressions"]
+_CLICK: Contribution = [(F["clicks"], 1)]
+_EMAIL_CLICK: Contribution = [(F["clicks"], 1), (F["email_clicks"], 1)]
+_OPEN: Contribution = [(F["opens"], 1)]
+_SIGNUP: Contribution = [(F["signups"], 1)]
 
 
 DedupRecord = tuple[int, int, int, str, str]  # marker, then the attribution decided then
@@ -64,8 +70,15 @@ def count_message(
     stores: Stores,
     panes: Sequence[int],
 ) -> Outcome:
-    """Counts ``(index, event)`` pairs of the message at ``source`` = (topic index, offset)."""
+    """Counts ``(index, event)`` pairs of the message at ``source`` = (topic index, offset).
+
+    Events are first summed per (campaign, channel, finest pane) cell — a batch of a
+    hundred events usually touches a handful — and only the cells are spread over the
+    scopes and coarser panes: the per-event cost does not grow with scopes or windows.
+    """
     outcome = Outcome()
+    fine = panes[0]
+    cells: dict[tuple[str, str, int], Counts] = {}
     for index, event in events:
         marker = (source[0], source[1], index)
         identity = f"{event.type}:{event.event_id}"
@@ -78,33 +91,41 @@ def count_message(
         else:
             outcome.duplicates[event.type] += 1
             continue
-        vector = _contribution(event, channel, marker, stores)
+        contribution = _contribution(event, channel, marker, stores)
         outcome.counted[(event.type, channel, campaign)] += 1
-        _tally(outcome, event, vector, channel, campaign)
-        if event.amount_micros:
-            kind = "revenue" if event.type is EventType.PURCHASE else "spend"
-            outcome.money[(kind, channel, campaign)] += event.amount_micros
+        _tally(outcome, event, contribution, channel, campaign)
+        cell_key = (campaign, channel, int(event.ts // fine) * fine)
+        cell = cells.get(cell_key)
+        if cell is None:
+            cell = cells[cell_key] = zero()
+        for i, value in contribution:
+            cell[i] += value
+    deltas = outcome.deltas
+    for (campaign, channel, start), cell in cells.items():
         for scope in scopes_for(campaign, channel):
             for size in panes:
-                key = (scope, size, pane_start(event.ts, size))
-                total = outcome.deltas.get(key)
+                key = (scope, size, start if size == fine else pane_start(start, size))
+                total = deltas.get(key)
                 if total is None:
-                    outcome.deltas[key] = list(vector)
+                    deltas[key] = list(cell)
                 else:
-                    for i, value in enumerate(vector):
-                        total[i] += value
+                    add_into(total, cell)
     return outcome
 
 
-def _tally(outcome: Outcome, event: Event, vector: Counts, channel: str, campaign: str) -> None:
+def _tally(
+    outcome: Outcome, event: Event, contribution: Contribution, channel: str, campaign: str
+) -> None:
     if event.type is EventType.IMPRESSION:
         outcome.impressions[(channel, campaign)] += event.count
     elif event.type is EventType.LEAD_STAGE:
-        field_name = _STAGE_FIELD.get(event.stage or "")
-        if field_name and vector[F[field_name]]:
+        if contribution and event.stage in _STAGE_FIELD:
             outcome.stages[(event.stage or "", channel, campaign)] += 1
-    elif event.type is EventType.PURCHASE and vector[F["new_customers"]]:
+    elif event.type is EventType.PURCHASE and (F["new_customers"], 1) in contribution:
         outcome.stages[("new_customer", channel, campaign)] += 1
+    if event.amount_micros:
+        kind = "revenue" if event.type is EventType.PURCHASE else "spend"
+        outcome.money[(kind, channel, campaign)] += event.amount_micros
 
 
 def _attribute(event: Event, stores: Stores) -> tuple[str, str]:
@@ -124,36 +145,31 @@ def _attribute(event: Event, stores: Stores) -> tuple[str, str]:
     return NO_CAMPAIGN, event.channel
 
 
-def _contribution(event: Event, channel: str, marker: Marker, stores: Stores) -> Counts:
-    vector = zero()
+def _contribution(event: Event, channel: str, marker: Marker, stores: Stores) -> Contribution:
+    """The (field index, amount) pairs one event adds to its cell."""
     kind = event.type
-    email = channel == "email"
     if kind is EventType.IMPRESSION:
-        vector[F["impressions"]] = event.count
-        if email:
-            vector[F["email_impressions"]] = event.count
-    elif kind is EventType.CLICK:
-        vector[F["clicks"]] = 1
-        if email:
-            vector[F["email_clicks"]] = 1
-    elif kind is EventType.OPEN:
-        vector[F["opens"]] = 1
-    elif kind is EventType.SIGNUP:
-        vector[F["signups"]] = 1
-    elif kind is EventType.LEAD_STAGE:
-        _count_stage(event, marker, stores, vector)
-    elif kind is EventType.PURCHASE:
-        vector[F["purchases"]] = 1
-        vector[F["revenue"]] = event.amount_micros
+        if channel == "email":
+            return [(_IMPRESSIONS, event.count), (_EMAIL_IMPRESSIONS, event.count)]
+        return [(_IMPRESSIONS, event.count)]
+    if kind is EventType.CLICK:
+        return _EMAIL_CLICK if channel == "email" else _CLICK
+    if kind is EventType.OPEN:
+        return _OPEN
+    if kind is EventType.SIGNUP:
+        return _SIGNUP
+    if kind is EventType.LEAD_STAGE:
+        return _count_stage(event, marker, stores)
+    if kind is EventType.PURCHASE:
+        pairs = [(F["purchases"], 1), (F["revenue"], event.amount_micros)]
         customer = event.customer_id
         if customer and first_sight(stores.customers, customer, marker) is not Seen.DUPLICATE:
-            vector[F["new_customers"]] = 1
-    else:
-        vector[F["spend"]] = event.amount_micros
-    return vector
+            pairs.append((F["new_customers"], 1))
+        return pairs
+    return [(F["spend"], event.amount_micros)]
 
 
-def _count_stage(event: Event, marker: Marker, stores: Stores, vector: Counts) -> None:
+def _count_stage(event: Event, marker: Marker, stores: Stores) -> Contribution:
     assert event.lead_id is not None and event.stage is not None
     lead = stores.leads.get(event.lead_id)
     if lead is None:  # a stage before its sign-up: unattributed ("") until the sign-up comes
@@ -162,4 +178,5 @@ def _count_stage(event: Event, marker: Marker, stores: Stores, vector: Counts) -
     stores.leads[event.lead_id] = lead  # write back: table stores need the assignment
     field_name = _STAGE_FIELD.get(event.stage)
     if field_name and seen is not Seen.DUPLICATE:
-        vector[F[field_name]] = 1
+        return [(F[field_name], 1)]
+    return []

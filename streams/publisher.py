@@ -49,8 +49,15 @@ class KpiPublisher:
         self.lag: dict[str, int] = {}
 
     # -- merge state ------------------------------------------------------------------
-    async def merge(self, partition: int, source: str, scope: str, panes: list[list[Any]]) -> None:
-        state: PartitionState[Any] = PartitionState(self.owner.merged, partition)
+    def merge(
+        self,
+        state: PartitionState[Any],
+        partition: int,
+        source: str,
+        scope: str,
+        panes: list[list[Any]],
+    ) -> None:
+        """Keeps the newest partial per source; the caller flushes ``state`` once per batch."""
         _, known = self.index.setdefault(scope, (partition, set()))
         for size, start, ver, counts in panes:
             key = pane_key(scope, size, start)
@@ -59,7 +66,6 @@ class KpiPublisher:
                 state[key] = merged
                 known.add((size, start))
                 self.dirty.add(scope)
-        await state.flush()
 
     def rebuild_index(self) -> None:
         self.index.clear()

@@ -1,0 +1,110 @@
+"""A batch of Kafka messages counted together: one table flush, one dedup record.
+
+Faust's per-message machinery and the changelog send per dirty key are the costs that
+matter (ARCHITECTURE.md); a message of one event paid both in full. Here the messages a
+stream hands over together (``Stream.take_events``, which acks them only after this batch
+is done) are counted message by message — every replay mark still names its own source
+offset — but each touched pane, lead and dedup record is written to the changelog once
+per batch. Since the offsets are acked after ``flush`` has handed every record to the
+producer, and Faust flushes the producer before it commits, a committed offset never
+runs ahead of the state it produced.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .counting import Outcome, PaneKey, Stores
+from .dedup import MessageDedup, persist
+from .partials import apply_delta, pane_key
+from .table_state import PartitionState
+
+
+@dataclass
+class PartitionWork:
+    """One partition's tables as this batch changes them."""
+
+    partials: PartitionState[Any]
+    dedup_table: PartitionState[Any]
+    dedup: MessageDedup
+    stores: Stores
+    touched: set[PaneKey] = field(default_factory=set)  # panes to snapshot once flushed
+    flushers: list[PartitionState[Any]] = field(default_factory=list)
+    first_source: str | None = None
+
+    def apply(self, outcome: Outcome, topic: int, offset: int) -> None:
+        """Adds one message's pane deltas unless a pane already holds that message."""
+        if self.first_source is None and self.dedup.new:
+            self.first_source = f"{topic}:{offset}"
+        for key, delta in outcome.deltas.items():
+            if apply_delta(self.partials, pane_key(*key), delta, topic, offset):
+                self.touched.add(key)
+
+    async def flush(self, now: float) -> None:
+        await self.partials.flush()
+        for state in self.flushers:
+            await state.flush()
+        if self.first_source is not None:
+            await persist(self.dedup_table, self.first_source, self.dedup, now)
+
+
+@dataclass
+class Tally:
+    """What the batch adds to the Prometheus counters, summed before touching them."""
+
+    counted: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    money: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    impressions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    stages: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    late: int = 0
+    newest: dict[str, float] = field(default_factory=dict)  # input topic → newest event time
+
+    def add(self, outcome: Outcome) -> None:
+        self.counted.update(outcome.counted)
+        self.money.update(outcome.money)
+        self.duplicates.update(outcome.duplicates)
+        self.impressions.update(outcome.impressions)
+        self.stages.update(outcome.stages)
+
+    def saw(self, topic: str, newest: float, late: int) -> None:
+        self.late += late
+        if newest > self.newest.get(topic, 0.0):
+            self.newest[topic] = newest
+
+
+class Batch:
+    """The per-partition work and the tally of one batch of messages of one stage."""
+
+    def __init__(
+        self,
+        now: float,
+        open_partition: Callable[[int], PartitionWork],
+    ) -> None:
+        self.now = now
+        self._open = open_partition
+        self.parts: dict[int, PartitionWork] = {}
+        self.tally = Tally()
+        self.last_offsets: dict[tuple[str, int], int] = {}
+        self.messages = 0
+        self.funnel: defaultdict[int, list[Any]] = defaultdict(list)
+
+    def partition(self, partition: int) -> PartitionWork:
+        work = self.parts.get(partition)
+        if work is None:
+            work = self.parts[partition] = self._open(partition)
+        return work
+
+    def done(self, topic: str, partition: int, offset: int) -> None:
+        self.last_offsets[(topic, partition)] = offset
+        self.messages += 1
+
+
+async def message_batches(stream: Any, max_messages: int, wait: float) -> AsyncIterator[list[Any]]:
+    """The stream's messages, up to ``max_messages`` at a time or what came within ``wait``;
+    Faust acks a batch's messages when the consumer asks for the next batch."""
+    async for events in stream.take_events(max_messages, within=wait):
+        yield [event.message for event in events]
