@@ -18,8 +18,11 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     disable_created_metrics,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from streams.scopes import kind_of
 
@@ -36,7 +39,6 @@ class Metrics:
         self.registry = registry
         self.max_campaigns = max_campaigns
         self._known_campaigns: set[str] = set()
-        self._shown: dict[str, set[str]] = {}  # window → scopes with gauge series
         self._alerting: dict[tuple[str, str, str], set[str]] = {}  # labels → firing scopes
         r = registry
         self.events = Counter(
@@ -65,15 +67,8 @@ class Metrics:
         self.duplicates = Counter(
             "marketing_events_duplicate", "Repeated event_ids not counted", ["type"], registry=r
         )
-        self.kpis = {
-            kpi.name: Gauge(kpi.gauge_name, f"{kpi.description}: {kpi.formula}", LABELS, registry=r)
-            for kpi in KPIS
-        }
-        self.folded = Gauge(
-            "marketing_campaigns_folded",
-            "Campaigns whose series are folded into campaign=(other)",
-            registry=r,
-        )
+        self.kpi_rows: dict[str, Sequence[tuple[str, Sequence[int]]]] = {}  # window → rows
+        r.register(_KpiCollector(self))
         self.processed = Counter(
             "funnelpulse_messages_processed", "Kafka messages processed", ["stage"], registry=r
         )
@@ -146,37 +141,28 @@ class Metrics:
             family.labels(channel, self.campaign_label(campaign)).inc(micros / 1_000_000)
 
     def set_kpis(self, window: str, rows: Iterable[tuple[str, Sequence[int]]]) -> None:
-        """Sets every KPI gauge of ``window`` from (scope, counts) rows, folding campaigns."""
-        rows = list(rows)
+        """The (scope, counts) rows of ``window``; gauges are computed from them at scrape
+        time, so a tick costs nothing however many scopes there are, and a scope that is
+        gone from the rows is gone from the next scrape."""
+        self.kpi_rows[window] = list(rows)
+
+    def shown_rows(self, window: str) -> tuple[list[tuple[str, Sequence[int]]], int]:
+        """The rows with their own series (campaigns capped, most active first, the rest
+        summed into ``campaign:(other)``), and how many campaigns were folded."""
+        rows = self.kpi_rows.get(window, ())
         campaigns = sorted(
             ((scope, counts) for scope, counts in rows if kind_of(scope) == "campaign"),
             key=lambda row: -sum(row[1][:6]),
         )
-        kept = campaigns[: self.max_campaigns]
+        shown = [row for row in rows if kind_of(row[0]) != "campaign"]
+        shown += campaigns[: self.max_campaigns]
         folded = campaigns[self.max_campaigns :]
-        self.folded.set(len(folded))
-        shown = set()
-        for scope, counts in [row for row in rows if kind_of(row[0]) != "campaign"] + kept:
-            self._set_row(window, scope, counts)
-            shown.add(scope)
         if folded:
             other: Counts = zero()
             for _scope, counts in folded:
                 add_into(other, counts)
-            self._set_row(window, f"campaign:{OTHER}", other)
-            shown.add(f"campaign:{OTHER}")
-        self.drop_scopes(window, self._shown.get(window, set()) - shown)
-        self._shown[window] = shown
-
-    def _set_row(self, window: str, scope: str, counts: Sequence[int]) -> None:
-        labels = _labels(window, scope)
-        for kpi in KPIS:
-            value = compute(kpi, counts)
-            gauge = self.kpis[kpi.name]
-            if value is None:
-                _remove(gauge, labels)
-            else:
-                gauge.labels(*labels).set(value)
+            shown.append((f"campaign:{OTHER}", other))
+        return shown, len(folded)
 
     def set_alert(self, alert: str, scope: str, active: bool) -> None:
         """1 while any scope behind these labels fires (folded campaigns share a label)."""
@@ -192,12 +178,39 @@ class Metrics:
             del self._alerting[labels]
             _remove(self.alert_active, labels)
 
-    def drop_scopes(self, window: str, scopes: Iterable[str]) -> None:
-        """Removes series of scopes this worker no longer has data for."""
-        for scope in scopes:
-            labels = _labels(window, scope)
-            for gauge in self.kpis.values():
-                _remove(gauge, labels)
+
+class _KpiCollector(Collector):
+    """One gauge family per KPI (SPEC §3), rendered from the latest rows at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # families are unknown until collected: nothing for duplicate checks
+
+    def collect(self) -> Iterable[Metric]:
+        families = {
+            kpi.name: GaugeMetricFamily(
+                kpi.gauge_name, f"{kpi.description}: {kpi.formula}", labels=LABELS
+            )
+            for kpi in KPIS
+        }
+        folded_total = 0
+        for window in list(self.metrics.kpi_rows):
+            shown, folded = self.metrics.shown_rows(window)
+            folded_total = max(folded_total, folded)
+            for scope, counts in shown:
+                labels = list(_labels(window, scope))
+                for kpi in KPIS:
+                    value = compute(kpi, counts)
+                    if value is not None:
+                        families[kpi.name].add_metric(labels, value)
+        yield from families.values()
+        yield GaugeMetricFamily(
+            "marketing_campaigns_folded",
+            "Campaigns whose series are folded into campaign=(other)",
+            value=folded_total,
+        )
 
 
 def _labels(window: str, scope: str) -> tuple[str, str, str, str]:

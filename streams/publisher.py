@@ -38,6 +38,7 @@ class KpiPublisher:
         self.index: dict[str, tuple[int, set[tuple[int, int]]]] = {}
         self.dirty: set[str] = set()
         self.latest: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # window → scope
+        self.latest_counts: dict[str, dict[str, Counts]] = defaultdict(dict)  # for the gauges
         self.redis: RedisPublisher | None = None
         self.redis_ok = False
         self.redis_backlog: set[str] = set()
@@ -125,11 +126,9 @@ class KpiPublisher:
                 counts = window_counts(panes, spec, now)
                 if has_data(counts) or scope in self.latest[spec.name]:
                     snap = build_snapshot(spec, scope, counts, now)
-                    snap["_counts"] = counts
                     self.latest[spec.name][scope] = snap
+                    self.latest_counts[spec.name][scope] = counts
                     snapshots.append(snap)
-        for snap in snapshots:
-            snap.pop("_counts", None)
         return snapshots
 
     def _evaluate_alerts(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
@@ -174,16 +173,8 @@ class KpiPublisher:
         ]
 
     def _set_gauges(self) -> None:
-        from metrics.counts import COUNT_FIELDS, MICROS, MONEY_FIELDS
-
-        for window, by_scope in self.latest.items():
-            rows = []
-            for scope, snap in by_scope.items():
-                counts = [
-                    round(snap[f] * MICROS) if f in MONEY_FIELDS else snap[f] for f in COUNT_FIELDS
-                ]
-                rows.append((scope, counts))
-            self.owner.metrics.set_kpis(window, rows)
+        for window, by_scope in self.latest_counts.items():
+            self.owner.metrics.set_kpis(window, by_scope.items())
 
     async def _to_redis(
         self, scopes: set[str], snapshots: list[dict[str, Any]], now: float
