@@ -41,7 +41,7 @@ from .partials import pane_key, split_pane_key, version
 from .publisher import KpiPublisher
 from .state import Lead
 from .table_state import PartitionState
-from .topics import TopicNames
+from .topics import DEAD_LETTER_MAX_BYTES, TopicNames
 
 log = logging.getLogger("funnelpulse")
 
@@ -108,6 +108,7 @@ class FunnelPulse:
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=1,
             producer_acks=-1,
+            producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a 1 MiB message + headers
             stream_wait_empty=False,
             loghandlers=[],
         )

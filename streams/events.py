@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -92,8 +92,10 @@ class BadEvent(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
+    """A valid event. A named tuple, not a frozen dataclass: one is built per event, and a
+    frozen dataclass's ``__init__`` costs a ``object.__setattr__`` per field."""
+
     type: EventType
     event_id: str
     ts: float
@@ -102,7 +104,7 @@ class Event:
     lead_id: str | None = None
     stage: str | None = None
     amount_micros: int = 0
-    count: int = 1
+    count: int = 1  # type: ignore[assignment]  # shadows tuple.count, on purpose
     customer_id: str | None = None
     user_id: str | None = None
 
@@ -136,7 +138,9 @@ def decode_message(
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        reason = Reason.INVALID_UTF8 if "utf-8" in str(exc).lower() else Reason.INVALID_JSON
+        reason = (
+            Reason.INVALID_UTF8 if "not valid utf-8" in str(exc).lower() else Reason.INVALID_JSON
+        )
         return [_reject(reason, str(exc)[:200], raw, None)]
     if isinstance(doc, dict):
         if len(raw) > MAX_EVENT_BYTES:
@@ -224,6 +228,60 @@ def _reject(reason: Reason, detail: str, raw: bytes, index: int | None) -> Rejec
 
 def parse_event(doc: Mapping[str, Any], topic_type: EventType, limits: Limits) -> Event:
     """One event object → Event, or BadEvent naming the first problem found."""
+    if topic_type in _TOUCH_TYPES:
+        event = _well_formed_touch(doc, topic_type, limits)
+        if event is not None:
+            return event
+    return parse_checked(doc, topic_type, limits)
+
+
+_TOUCH_TYPES = frozenset({EventType.IMPRESSION, EventType.CLICK, EventType.OPEN})
+_NUMBER_TYPES = (int, float)
+
+
+def _well_formed_touch(doc: Mapping[str, Any], kind: EventType, limits: Limits) -> Event | None:
+    """The common case — a well-formed impression, click or open — in one function.
+
+    Impressions, clicks and opens are most of the traffic, and the checked path spends
+    more time on Python calls than on checks. Anything unusual returns None and goes
+    through ``parse_checked``, which finds and names the problem; a property test holds
+    the two paths to the same result.
+    """
+    get = doc.get
+    declared = get("type")
+    event_id = get("event_id")
+    if (declared is not None and declared != kind) or type(event_id) is not str:
+        return None
+    if not 0 < len(event_id) <= 128:
+        return None
+    raw_ts: Any = get("ts")
+    if type(raw_ts) in _NUMBER_TYPES and 0 <= raw_ts < 1e15:  # finite, not NaN
+        ts = raw_ts / 1000.0 if raw_ts > 1e11 else float(raw_ts)
+        if not limits.now - limits.retention <= ts <= limits.now + limits.max_future:
+            return None
+    elif type(raw_ts) is str:
+        ts = parse_ts(raw_ts, limits)  # raises what the checked path would raise here
+    else:
+        return None
+    campaign = get("campaign_id")
+    channel = get("channel", "other")
+    user_id = get("user_id")
+    count = get("count", 1) if kind is EventType.IMPRESSION else 1
+    if (
+        type(campaign) is not str
+        or not _CAMPAIGN.fullmatch(campaign)
+        or type(channel) is not str
+        or channel not in CHANNELS
+        or (user_id is not None and (type(user_id) is not str or len(user_id) > 128))
+        or type(count) is not int
+        or not 1 <= count <= 1_000_000
+    ):
+        return None
+    return Event(kind, event_id, ts, campaign, channel, count=count, user_id=user_id)
+
+
+def parse_checked(doc: Mapping[str, Any], topic_type: EventType, limits: Limits) -> Event:
+    """Every field checked in order; BadEvent names the first problem found."""
     declared = doc.get("type")
     if declared is not None:
         if not isinstance(declared, str):

@@ -18,6 +18,15 @@ from funnelpulse.settings import Settings
 
 from .events import TOPIC_SUFFIX, EventType
 
+# A rejected message is dead-lettered unchanged up to the 1 MiB a message may have, plus
+# its error headers: more than the broker's default ~1 MB record limit, so the dead-letter
+# topic (and the worker's producer, see streams.app) allow 2 MiB.
+DEAD_LETTER_MAX_BYTES = 2 * 1024 * 1024
+DEAD_LETTER_CONFIG = {
+    "retention.ms": str(7 * 86400_000),
+    "max.message.bytes": str(DEAD_LETTER_MAX_BYTES),
+}
+
 
 @dataclass(frozen=True)
 class TopicNames:
@@ -53,7 +62,7 @@ def topic_specs(names: TopicNames, settings: Settings) -> list[NewTopic]:
     compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
     specs = [NewTopic(name, parts, rf) for name in names.inputs.values()]
     specs += [
-        NewTopic(names.dead_letter, parts, rf, topic_configs={"retention.ms": str(7 * 86400_000)}),
+        NewTopic(names.dead_letter, parts, rf, topic_configs=DEAD_LETTER_CONFIG),
         NewTopic(names.kpis, parts, rf, topic_configs=compacted),
         NewTopic(names.alerts, 1, rf),
         NewTopic(names.funnel, settings.funnel_partitions, rf),

@@ -208,3 +208,14 @@ def test_numeric_strings_in_json_form_are_amounts(amount: str, micros: int) -> N
         orjson.dumps({**VALID[EventType.SPEND], "amount": amount}), EventType.SPEND, LIMITS
     )
     assert isinstance(item, Event) and item.amount_micros == micros
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(b"\xef\xbb\xbf{}", Reason.INVALID_JSON),  # a BOM is valid UTF-8, not valid JSON
+     (b'{"event_id":"\xc3"}', Reason.INVALID_UTF8), (b"\xed\xa0\x80", Reason.INVALID_UTF8),
+     (b'"\\ud800"', Reason.INVALID_JSON), (b"\x00", Reason.INVALID_JSON)],
+)  # fmt: skip
+def test_utf8_and_json_errors_are_told_apart(value: bytes, reason: Reason) -> None:
+    (item,) = decode_message(value, EventType.CLICK, LIMITS)
+    assert isinstance(item, Rejected) and item.reason is reason
