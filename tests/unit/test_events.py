@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from streams.events import (
     Reason,
     Rejected,
     decode_message,
+    parse_checked,
     parse_event,
 )
 
@@ -566,3 +568,46 @@ def test_a_valid_event_with_one_field_broken_never_raises(
 ) -> None:
     broken = doc(kind, **{field: data.draw(field_values, label=field)})
     check_items(decode_message(orjson.dumps(broken), kind, LIMITS))
+
+
+# -- the fast path for well-formed touches equals the checked path ----------------------
+_touch_field = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=140),
+    st.sampled_from(["email", "EMAIL", " paid_search ", "display", "fax", "cmp-1", "a" * 129]),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(
+    kind=st.sampled_from([EventType.IMPRESSION, EventType.CLICK, EventType.OPEN]),
+    fields=st.dictionaries(
+        st.sampled_from(["type", "event_id", "ts", "campaign_id", "channel", "user_id", "count"]),
+        _touch_field,
+    ),
+    base=st.booleans(),
+    ts_offset=st.floats(-200_000, 1_000, allow_nan=False),
+    ts_form=st.sampled_from(["s", "ms", "rfc"]),
+)
+def test_fast_path_agrees_with_the_checked_path(
+    kind: EventType, fields: dict[str, object], base: bool, ts_offset: float, ts_form: str
+) -> None:
+    """Any document: either both paths give the same Event, or both reject it the same way."""
+    ts: object = LIMITS.now + ts_offset
+    if ts_form == "ms":
+        ts = int(LIMITS.now * 1000 + ts_offset * 1000)
+    elif ts_form == "rfc":
+        ts = datetime.fromtimestamp(LIMITS.now + ts_offset, UTC).isoformat()
+    valid = {"event_id": "e1", "ts": ts, "campaign_id": "cmp-1", "channel": "email"}
+    document = {**(valid if base else {}), **fields}
+
+    def outcome(parse: Callable[..., Event]) -> object:
+        try:
+            return parse(document, kind, LIMITS)
+        except BadEvent as bad:
+            return bad.reason
+
+    assert outcome(parse_event) == outcome(parse_checked)
