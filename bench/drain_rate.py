@@ -27,7 +27,8 @@ from streams.topics import ensure_topics
 
 
 def counted(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    wanted = "name[]=marketing_events_total&name[]=marketing_events_duplicate_total"
+    text = httpx.get(f"{url}/metrics?{wanted}", timeout=5).text
     return sum(
         s.value
         for family in text_string_to_metric_families(text)

@@ -55,7 +55,11 @@ def register_views(fp: FunnelPulse) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            body = generate_latest(fp.registry)
+            # ?name[]=... restricts the families, as prometheus_client's own handler does:
+            # pollers that want one counter need not pay for every KPI gauge
+            query: Any = request.query  # aiohttp's MultiDict: a name may repeat
+            names = query.getall("name[]", [])
+            body = generate_latest(fp.registry.restricted_registry(names) if names else fp.registry)
             return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/events/{event_type}")
