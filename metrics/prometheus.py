@@ -31,6 +31,7 @@ from .kpis import KPIS, compute
 
 OTHER = "(other)"
 LABELS = ("window", "scope", "channel", "campaign")
+CHILD_CACHE = 50_000
 
 
 class Metrics:
@@ -39,6 +40,7 @@ class Metrics:
         self.registry = registry
         self.max_campaigns = max_campaigns
         self._known_campaigns: set[str] = set()
+        self._children: dict[tuple[Any, ...], Any] = {}
         self._alerting: dict[tuple[str, str, str], set[str]] = {}  # labels → firing scopes
         r = registry
         self.events = Counter(
@@ -121,9 +123,23 @@ class Metrics:
             return campaign
         return OTHER
 
+    def _child(self, family: Any, *labels: str) -> Any:
+        """A labelled child, cached: ``labels()`` validates and hashes every call, and a
+        batch touches the same few thousand series again and again. The last label is
+        the campaign id, folded by the cap; the cache is dropped when it grows large, so
+        hostile ids cannot grow it without bound."""
+        key = (id(family), *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= CHILD_CACHE:
+                self._children.clear()
+            folded = (*labels[:-1], self.campaign_label(labels[-1]))
+            child = self._children[key] = family.labels(*folded)
+        return child
+
     def count_events(self, counted: Mapping[tuple[str, str, str], int]) -> None:
         for (kind, channel, campaign), n in counted.items():
-            self.events.labels(kind, channel, self.campaign_label(campaign)).inc(n)
+            self._child(self.events, kind, channel, campaign).inc(n)
 
     def count_funnel(
         self,
@@ -131,14 +147,14 @@ class Metrics:
         stages: Mapping[tuple[str, str, str], int],
     ) -> None:
         for (channel, campaign), n in impressions.items():
-            self.impressions.labels(channel, self.campaign_label(campaign)).inc(n)
+            self._child(self.impressions, channel, campaign).inc(n)
         for (stage, channel, campaign), n in stages.items():
-            self.transitions.labels(stage, channel, self.campaign_label(campaign)).inc(n)
+            self._child(self.transitions, stage, channel, campaign).inc(n)
 
     def count_money(self, money: Mapping[tuple[str, str, str], int]) -> None:
         for (kind, channel, campaign), micros in money.items():
             family = self.revenue if kind == "revenue" else self.spend
-            family.labels(channel, self.campaign_label(campaign)).inc(micros / 1_000_000)
+            self._child(family, channel, campaign).inc(micros / 1_000_000)
 
     def set_kpis(self, window: str, rows: Iterable[tuple[str, Sequence[int]]]) -> None:
         """The (scope, counts) rows of ``window``; gauges are computed from them at scrape

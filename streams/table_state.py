@@ -14,12 +14,17 @@ Keys carry their partition as a prefix so partitions never share a key in one st
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 
 V = TypeVar("V")
 Encode = Callable[[Any], Any]
+_MISSING: Any = object()
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class PartitionState(MutableMapping[str, V], Generic[V]):
@@ -29,8 +34,8 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
         self,
         table: Any,
         partition: int,
-        encode: Encode = lambda v: v,
-        decode: Encode = lambda v: v,
+        encode: Encode = _same,
+        decode: Encode = _same,
     ) -> None:
         self._table = table
         self._store: MutableMapping[str, Any] = table.data
@@ -39,31 +44,57 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
         self._encode = encode
         self._decode = decode
         self._dirty: set[str] = set()
+        # Decoded values (when there is a codec): read once, changed in place, encoded
+        # into the store at flush — a lead touched by ten events is decoded once.
+        self._objects: dict[str, V] | None = None if decode is _same else {}
 
     def __getitem__(self, key: str) -> V:
-        value: V = self._decode(self._store[self._prefix + key])
-        return value
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return cast(V, value)
 
     def get(self, key: str, default: Any = None) -> Any:
+        objects = self._objects
+        if objects is not None and key in objects:
+            return objects[key]
         raw = self._store.get(self._prefix + key)
-        return default if raw is None else self._decode(raw)
+        if raw is None:
+            return default
+        if objects is None:
+            return raw
+        value = objects[key] = self._decode(raw)
+        return value
 
     def __setitem__(self, key: str, value: V) -> None:
         full = self._prefix + key
-        self._store[full] = self._encode(value)
+        if self._objects is None:
+            self._store[full] = value
+        else:
+            self._objects[key] = value
         self._dirty.add(full)
 
     def __delitem__(self, key: str) -> None:
         full = self._prefix + key
-        del self._store[full]
+        if self._objects is not None and self._objects.pop(key, _MISSING) is not _MISSING:
+            self._store.pop(full, None)
+        else:
+            del self._store[full]
         self._dirty.add(full)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (self._prefix + key) in self._store
+        if not isinstance(key, str):
+            return False
+        return (self._objects is not None and key in self._objects) or (
+            self._prefix + key
+        ) in self._store
 
     def __iter__(self) -> Iterator[str]:
         cut = len(self._prefix)
-        return (k[cut:] for k in list(self._store) if k.startswith(self._prefix))
+        keys = [k[cut:] for k in list(self._store) if k.startswith(self._prefix)]
+        if self._objects:
+            keys += [k for k in self._objects if self._prefix + k not in self._store]
+        return iter(keys)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -75,7 +106,10 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
     async def flush(self) -> int:
         """Sends every dirty key's current value (or a tombstone) to the changelog."""
         dirty, self._dirty = self._dirty, set()
+        cut = len(self._prefix)
         for full in dirty:
+            if self._objects is not None and full[cut:] in self._objects:
+                self._store[full] = self._encode(self._objects[full[cut:]])
             await send_changelog(self._table, self._partition, full, self._store.get(full))
         return len(dirty)
 
