@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,3 +68,13 @@ class ServiceProcess:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"process exited with {self.proc.returncode}; log:\n{self.tail()}")
+
+
+def redis_server(port: int, tmp: Path) -> subprocess.Popen[bytes]:
+    """A throw-away redis-server without persistence: restarted, it is empty."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is missing (make up installs it)"
+    return subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+    )

@@ -4,8 +4,6 @@ compacted kpis topic, and publishing that survives Redis going away."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from .conftest import Stack
-from .processes import free_port
+from .processes import free_port, redis_server
 from .worker import Worker
 
 pytestmark = pytest.mark.integration
@@ -90,20 +88,11 @@ async def test_collector_pubsub_stream_and_kpis_topic(
         assert worker.stop() == 0, worker.tail()
 
 
-def _redis_server(port: int, tmp: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is missing (make up installs it)"
-    return subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp)],
-        stdout=subprocess.DEVNULL,
-    )
-
-
 async def test_consumption_goes_on_while_redis_is_down(
     stack: Stack, namespace: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    server = _redis_server(port, tmp_path)
+    server = redis_server(port, tmp_path)
     url = f"redis://127.0.0.1:{port}/0"
     redis = Redis.from_url(url, socket_timeout=2)
     await asyncio.sleep(0.5)
@@ -125,7 +114,7 @@ async def test_consumption_goes_on_while_redis_is_down(
         snapshot = http.get("/kpis", params={"window": "5m", "scope": "all"}).json()
         assert snapshot["clicks"] == 12  # counted while Redis was away
 
-        server = _redis_server(port, tmp_path)  # empty: everything must be republished
+        server = redis_server(port, tmp_path)  # empty: everything must be republished
         await _hash_value(redis, key, "clicks", 12)
         assert http.get("/healthz").json()["status"] == "ok"
         assert await redis.exists(f"{namespace}:kpi:1h:campaign:spring-sale")

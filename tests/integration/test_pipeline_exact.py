@@ -6,185 +6,19 @@ a graceful restart of the worker."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from .conftest import Stack
-from .expected import RATIOS, expected_kpis, tolerance
-from .scenario import FIELDS, Message, Scenario, build
+from .recount import check_everything, counter_total, dead_letters, produce, wait_for_counts
+from .scenario import build
 from .worker import Worker
 
 pytestmark = pytest.mark.integration
-MONEY_FIELDS = {"revenue", "spend"}
-WINDOWS = ("1h", "24h")
-
-
-async def produce(bootstrap: str, namespace: str, messages: list[Message]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for m in messages:
-            key = m.key.encode() if m.key else None
-            await producer.send(f"{namespace}.{m.topic_suffix}", m.value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def wait_for_counts(redis: Redis, key: str, want: Mapping[str, int], patience: float) -> None:
-    deadline = time.monotonic() + patience
-    got: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        raw = await redis.hgetall(key)
-        got = {k.decode(): float(v) for k, v in raw.items() if k.decode() in want}
-        if all(abs(got.get(f, 0) - _unit(f, v)) < 5e-7 for f, v in want.items()):
-            return
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{key} never reached {dict(want)}; last seen {got}")
-
-
-def _unit(field: str, value: int) -> float:
-    return value / 1e6 if field in MONEY_FIELDS else float(value)
-
-
-def assert_snapshot(doc: Mapping[str, Any], counts: Mapping[str, int], where: str) -> None:
-    for f in FIELDS:
-        got = float(doc.get(f, 0))
-        assert abs(got - _unit(f, counts[f])) < 5e-7, (
-            f"{where}: {f} is {got}, want {_unit(f, counts[f])}"
-        )
-    for name, want in expected_kpis(counts).items():
-        got = doc.get(name)
-        if want is None:
-            assert got is None, f"{where}: {name} is {got}, want absent (zero denominator)"
-        else:
-            assert got is not None, f"{where}: {name} missing, want {want}"
-            assert abs(float(got) - want) <= tolerance(name) * max(1.0, abs(want)), (
-                f"{where}: {name} is {got}, want {want}"
-            )
-
-
-def scopes_and_counts(sc: Scenario) -> list[tuple[str, str, dict[str, int]]]:
-    scopes = {scope for scope, _w in sc.truth}
-    zero = dict.fromkeys(FIELDS, 0)
-    return [(w, s, sc.truth.get((s, w), zero)) for s in sorted(scopes) for w in WINDOWS]
-
-
-async def check_redis(redis: Redis, ns: str, sc: Scenario) -> int:
-    checked = 0
-    for window, scope, counts in scopes_and_counts(sc):
-        raw = await redis.hgetall(f"{ns}:kpi:{window}:{scope}")
-        doc = {k.decode(): v.decode() for k, v in raw.items()}
-        if not doc and not any(counts.values()):
-            continue  # a scope with no events in this window need not be published
-        assert doc, f"redis has no hash for {window} {scope}"
-        assert_snapshot(doc, counts, f"redis {window} {scope}")
-        assert await redis.ttl(f"{ns}:kpi:{window}:{scope}") > 0
-        assert await redis.zscore(f"{ns}:scopes:{window}", scope) is not None
-        checked += 1
-    return checked
-
-
-def check_http(url: str, sc: Scenario) -> int:
-    checked = 0
-    with httpx.Client(base_url=url, timeout=10) as client:
-        for window in WINDOWS:
-            listing = client.get("/kpis", params={"window": window}).json()["scopes"]
-            for w, scope, counts in scopes_and_counts(sc):
-                if w != window or (scope not in listing and not any(counts.values())):
-                    continue
-                one = client.get("/kpis", params={"window": window, "scope": scope})
-                assert one.status_code == 200, (window, scope, one.text)
-                assert_snapshot(one.json(), counts, f"/kpis {window} {scope}")
-                assert_snapshot(listing[scope], counts, f"/kpis listing {window} {scope}")
-                checked += 1
-    return checked
-
-
-def gauge_name(kpi: str) -> str:
-    return f"marketing_{kpi}_ratio" if kpi in RATIOS else f"marketing_{kpi}"
-
-
-def check_metrics(url: str, sc: Scenario) -> int:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    samples: dict[tuple[str, str, str, str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = s.labels
-            if "window" in labels:
-                key = (
-                    s.name,
-                    labels["window"],
-                    labels["scope"],
-                    labels["channel"],
-                    labels["campaign"],
-                )
-                samples[key] = s.value
-    checked = 0
-    for window, scope, counts in scopes_and_counts(sc):
-        kind, _, name = scope.partition(":")
-        channel = name if kind == "channel" else ""
-        campaign = name if kind == "campaign" else ""
-        for kpi, want in expected_kpis(counts).items():
-            got = samples.get((gauge_name(kpi), window, kind, channel, campaign))
-            if want is None:
-                assert got is None, (
-                    f"/metrics {gauge_name(kpi)} {window} {scope} = {got}, want absent"
-                )
-            else:
-                assert got is not None, f"/metrics {gauge_name(kpi)} {window} {scope} missing"
-                assert abs(got - want) <= tolerance(kpi) * max(1.0, abs(want)), (
-                    kpi,
-                    window,
-                    scope,
-                    got,
-                    want,
-                )
-                checked += 1
-    return checked
-
-
-def counter_total(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(
-        s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name
-    )
-
-
-async def dead_letters(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        deadline = time.monotonic() + 30
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-        for batch in (await consumer.getmany(timeout_ms=1000)).values():
-            records.extend(batch)  # anything beyond the expected count is a failure too
-    finally:
-        await consumer.stop()
-    return records
-
-
-async def check_everything(redis: Redis, ns: str, worker: Worker, sc: Scenario) -> None:
-    await wait_for_counts(redis, f"{ns}:kpi:24h:all", sc.truth[("all", "24h")], patience=120)
-    await asyncio.sleep(1.5)  # let every scope's snapshot of that tick land
-    with_data = sum(1 for _w, _s, counts in scopes_and_counts(sc) if any(counts.values()))
-    assert with_data >= 60
-    assert await check_redis(redis, ns, sc) >= with_data
-    assert check_http(worker.url, sc) >= with_data
-    assert check_metrics(worker.url, sc) >= 8 * with_data
 
 
 async def test_every_kpi_equals_an_independent_recount(
