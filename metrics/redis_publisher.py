@@ -1,7 +1,10 @@
 """Snapshots to Redis (SPEC §3): hashes, scope sets, pub/sub and a stream, per tick.
 
-Absolute snapshots only (never ``INCR``), so a repeated publish is harmless. One pipeline
-per tick in a MULTI block: a reader never sees a hash half-written. The client has short
+Absolute snapshots only (never ``INCR``), so a repeated publish is harmless. Snapshots go
+in MULTI blocks of at most ``CHUNK`` (a reader never sees a hash half-written), each with
+its own update message: a burst of new campaign ids (attacker-controlled) can neither
+build a message of hundreds of megabytes nor a pipeline that outlasts the socket timeout.
+Every key written carries the KPI TTL, so a dead deployment's keys expire. The client has short
 socket timeouts, a health check and an explicit retry; a failed tick raises
 ``PublishError`` and the caller keeps the scopes dirty, so everything is re-sent, with the
 full current state, once Redis answers again. Consumption never waits on Redis.
@@ -20,6 +23,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 STREAM_MAXLEN = 100_000
+CHUNK = 1_000  # snapshots per MULTI block and per update message (~0.5 MB)
 # Replace a snapshot hash whole (KPIs that became undefined disappear) and set its TTL:
 # one command per snapshot instead of DEL + HSET + EXPIRE, the client's cost per command
 # being what a tick of thousands of snapshots spends its time on.
@@ -55,8 +59,10 @@ class RedisPublisher:
         return f"{self.prefix}kpi:{window}:{scope}"
 
     async def publish(self, snapshots: Sequence[dict[str, Any]], now: float) -> None:
-        if not snapshots:
-            return
+        for start in range(0, len(snapshots), CHUNK):
+            await self._publish_chunk(snapshots[start : start + CHUNK], now)
+
+    async def _publish_chunk(self, snapshots: Sequence[dict[str, Any]], now: float) -> None:
         pipe = self.client.pipeline(transaction=True)
         scored: dict[str, dict[str, float]] = defaultdict(dict)  # window → scope → updated_at
         for snap in snapshots:
@@ -69,9 +75,11 @@ class RedisPublisher:
             scored[snap["window"]][snap["scope"]] = snap["updated_at"]
         for window, scores in scored.items():
             pipe.zadd(f"{self.prefix}scopes:{window}", cast(Any, scores))
+            pipe.expire(f"{self.prefix}scopes:{window}", self.ttl)
         message = orjson.dumps({"updated_at": now, "snapshots": snapshots})
         pipe.publish(f"{self.prefix}kpi-updates", message)
         pipe.xadd(f"{self.prefix}kpi-stream", {"data": message}, maxlen=STREAM_MAXLEN)
+        pipe.expire(f"{self.prefix}kpi-stream", self.ttl)
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
