@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import math
 import os
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-from .connectivity import kafka_round_trip, redis_ping
+from .connectivity import client_errors, explain, kafka_round_trip, redis_ping
+from .security import describe_kafka, kafka_client_kwargs, redact_url, redis_client_kwargs
 from .settings import Settings, SettingsError
 from .top import run_top, window_name
 
@@ -19,20 +19,23 @@ _N = TypeVar("_N", int, float)
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
-    """Round trip to Kafka and PING Redis, reporting each on its own line."""
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    """Round trip to Kafka and PING Redis, with the configured credentials and TLS,
+    reporting each on its own line (secrets never printed)."""
     failures = 0
-    probes = [
-        ("kafka", settings.kafka_bootstrap_servers, kafka_round_trip),
-        ("redis", settings.redis_url, redis_ping),
-    ]
+    s = settings
+    probes: list[tuple[str, str, Coroutine[Any, Any, float]]] = [
+        ("kafka", describe_kafka(s),
+         kafka_round_trip(s.kafka_bootstrap_servers, kafka_client_kwargs(s))),
+        ("redis", redact_url(s.redis_url), redis_ping(s.redis_url, redis_client_kwargs(s))),
+    ]  # fmt: skip
     for name, target, probe in probes:
-        try:
-            took = asyncio.run(asyncio.wait_for(probe(target), timeout=args.timeout))
-            print(f"{name:6} ok      {target}  ({took * 1000:.0f} ms)")
-        except Exception as exc:
-            failures += 1
-            print(f"{name:6} FAILED  {target}  {type(exc).__name__}: {exc}")
+        with client_errors() as logged:
+            try:
+                took = asyncio.run(asyncio.wait_for(probe, timeout=args.timeout))
+                print(f"{name:6} ok      {target}  ({took * 1000:.0f} ms)")
+            except Exception as exc:
+                failures += 1
+                print(f"{name:6} FAILED  {target}  {explain(exc, logged, name)}")
     return 1 if failures else 0
 
 
@@ -65,6 +68,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             args.single,
             args.campaigns,
             report,
+            client=kafka_client_kwargs(settings),
         )
     )
     print(f"\nsimulate: sent {sent:,} events", file=sys.stderr)

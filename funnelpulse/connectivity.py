@@ -13,17 +13,83 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from redis.asyncio import Redis
 
+from .security import redact_url
+
 HEALTH_TOPIC = "__funnelpulse_health"
+HINTS = {
+    "kafka": (
+        (
+            "SaslAuthenticationFailed",
+            "check FUNNELPULSE_KAFKA_SASL_USERNAME, _PASSWORD, _MECHANISM",
+        ),
+        ("CERTIFICATE_VERIFY_FAILED", "check FUNNELPULSE_KAFKA_SSL_CA_FILE"),
+        (
+            "WRONG_VERSION_NUMBER",
+            "TLS to a plain listener? check FUNNELPULSE_KAFKA_SECURITY_PROTOCOL",
+        ),
+    ),
+    "redis": (
+        ("AuthenticationError", "check the user and password (REDIS_URL, FUNNELPULSE_REDIS_*)"),
+        ("CERTIFICATE_VERIFY_FAILED", "check FUNNELPULSE_REDIS_SSL_CA_FILE"),
+    ),
+}
 
 
-async def _ensure_health_topic(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+class _Logged(logging.Handler):
+    """aiokafka logs why a bootstrap failed (bad password, bad certificate) and raises
+    only "Unable to bootstrap": keep what it logged, so the failure can say why."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def client_errors() -> Iterator[list[str]]:
+    """The aiokafka errors logged inside the block (and not printed)."""
+    logger, handler = logging.getLogger("aiokafka"), _Logged()
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def explain(exc: BaseException, logged: Sequence[str] = (), system: str = "kafka") -> str:
+    """One line: the exception, the client's own reason when it logged one, and a hint."""
+    name, message = type(exc).__name__, " ".join(str(exc).split())[:300]
+    text = f"{name}: {message.removeprefix(f'{name}: ')}"
+    reasons = [m for m in logged if "connect call failed" not in m.lower()] or list(logged)
+    if reasons:
+        text += f" ({' '.join(reasons[-1].split())[:300]})"
+    hint = next((h for mark, h in HINTS[system] if mark in text), None)
+    return f"{text}; {hint}" if hint else text
+
+
+def _kafka(bootstrap: str, client: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Client options: ``client`` holds credentials and TLS (security.kafka_client_kwargs)."""
+    return {**(client or {}), "bootstrap_servers": bootstrap}
+
+
+async def _ensure_health_topic(bootstrap: str, client: Mapping[str, Any] | None = None) -> None:
+    admin = AIOKafkaAdminClient(**_kafka(bootstrap, client), request_timeout_ms=5000)
     await admin.start()
     try:
         if HEALTH_TOPIC not in await admin.list_topics():
@@ -34,18 +100,18 @@ async def _ensure_health_topic(bootstrap: str) -> None:
         await admin.close()
 
 
-async def kafka_round_trip(bootstrap: str) -> float:
+async def kafka_round_trip(bootstrap: str, client: Mapping[str, Any] | None = None) -> float:
     """Produce one record and read it back; returns the round trip in seconds."""
     started = time.monotonic()
-    await _ensure_health_topic(bootstrap)
+    await _ensure_health_topic(bootstrap, client)
     token = uuid.uuid4().hex.encode()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    producer = AIOKafkaProducer(**_kafka(bootstrap, client), request_timeout_ms=5000)
     await producer.start()
     try:
         sent = await producer.send_and_wait(HEALTH_TOPIC, token)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**_kafka(bootstrap, client), enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(HEALTH_TOPIC, sent.partition)
@@ -59,10 +125,11 @@ async def kafka_round_trip(bootstrap: str) -> float:
     return time.monotonic() - started
 
 
-async def redis_ping(url: str) -> float:
-    """PING with short timeouts; returns the round trip in seconds."""
+async def redis_ping(url: str, options: Mapping[str, Any] | None = None) -> float:
+    """PING with short timeouts; returns the round trip in seconds. ``options``: credentials
+    and TLS (security.redis_client_kwargs)."""
     started = time.monotonic()
-    client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    client = Redis.from_url(url, **(options or {}), socket_timeout=2, socket_connect_timeout=2)
     try:
         if not await client.ping():
             raise RuntimeError("Redis PING did not answer PONG")
@@ -80,7 +147,9 @@ async def wait_until(check: str, target: str, patience: float) -> float:
             return await asyncio.wait_for(probe(target), timeout=max(5.0, patience))
         except Exception as exc:  # any failure means "not yet"; the last one is reported
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"{check} at {target} is not healthy: {exc!r}") from exc
+                raise RuntimeError(
+                    f"{check} at {redact_url(target)} is not healthy: {exc!r}"
+                ) from exc
             await asyncio.sleep(1.0)
 
 
@@ -100,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             print(f"{check}: FAILED: {exc}", file=sys.stderr)
             return 1
-        print(f"{check}: ok ({target}, {took * 1000:.0f} ms)", file=sys.stderr)
+        print(f"{check}: ok ({redact_url(target)}, {took * 1000:.0f} ms)", file=sys.stderr)
     return 0
 
 

@@ -17,7 +17,8 @@ from .settings import SETTINGS_DOC
 
 
 def settings_table() -> str:
-    rows = [f"| `{v.name}` | `{v.default}` | {v.doc} |" for v in SETTINGS_DOC]
+    rows = [f"| `{v.name}` | {f'`{v.default}`' if v.default else '(unset)'} | {v.doc} |"
+            for v in SETTINGS_DOC]  # fmt: skip
     return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
 
 

@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from streams.events import MAX_EVENT_BYTES, TOPIC_SUFFIX, EventType
 
+from .security import kafka_client_kwargs
 from .settings import Settings
 
 MAX_MESSAGE_BYTES = 512 * 1024  # well under the worker's and the producer's 1 MiB
@@ -315,7 +316,7 @@ async def send_all(
 ) -> None:
     """Plans and produces everything; raises KafkaError or MissingTopic on failure."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_client_kwargs(settings),
         acks="all",
         linger_ms=20,
         request_timeout_ms=15_000,

@@ -9,14 +9,17 @@ is generated from ``SETTINGS_DOC`` below, so the two cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
 
 from metrics.alerts import CplSpikeRule
 
 from .durations import format_duration, parse_duration
+from .security import KAFKA_PROTOCOLS, SASL_MECHANISMS, Secret, redact_url
 
 
 class SettingsError(ValueError):
@@ -76,6 +79,31 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
     EnvVar("FUNNELPULSE_WEB_PORT", "6066", "port of the HTTP server"),
     EnvVar("FUNNELPULSE_DATA_DIR", "./funnelpulse-data", "Faust data folder (local table state)"),
     EnvVar("FUNNELPULSE_LOG_LEVEL", "info", "worker log level: debug, info, warn, error"),
+    EnvVar(
+        "FUNNELPULSE_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "Kafka protocol: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`",
+    ),
+    EnvVar(
+        "FUNNELPULSE_KAFKA_SASL_MECHANISM",
+        "PLAIN",
+        "SASL mechanism: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`",
+    ),
+    EnvVar("FUNNELPULSE_KAFKA_SASL_USERNAME", "", "SASL user (required with `SASL_*`)"),
+    EnvVar("FUNNELPULSE_KAFKA_SASL_PASSWORD", "", "SASL password (secret, never printed)"),
+    EnvVar(
+        "FUNNELPULSE_KAFKA_SSL_CA_FILE", "", "PEM CA bundle for the brokers (default: system CAs)"
+    ),
+    EnvVar("FUNNELPULSE_KAFKA_SSL_CERT_FILE", "", "PEM client certificate (mutual TLS)"),
+    EnvVar("FUNNELPULSE_KAFKA_SSL_KEY_FILE", "", "PEM private key of the client certificate"),
+    EnvVar("FUNNELPULSE_REDIS_USERNAME", "", "Redis ACL user, when not in `REDIS_URL`"),
+    EnvVar("FUNNELPULSE_REDIS_PASSWORD", "", "Redis password, when not in `REDIS_URL` (secret)"),
+    EnvVar("FUNNELPULSE_REDIS_SSL_CA_FILE", "", "PEM CA bundle for `rediss://` (default: system)"),
+    EnvVar(
+        "FUNNELPULSE_COLLECTOR_TOKEN",
+        "",
+        "bearer token required by `POST /events/<type>` (16+ characters; unset: open)",
+    ),
 )
 
 _DEFAULTS = {var.name: var.default for var in SETTINGS_DOC}
@@ -113,6 +141,24 @@ def _float(env: Mapping[str, str], name: str, low: float) -> float:
     if not value >= low or value == float("inf"):
         raise SettingsError(f"{name}={raw} must be a finite number >= {low}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, options: tuple[str, ...]) -> str:
+    value = _get(env, name).upper()
+    if value not in options:
+        raise SettingsError(f"{name}={value!r}: use one of {', '.join(options)}")
+    return value
+
+
+def _file(env: Mapping[str, str], name: str) -> str:
+    path = _get(env, name)
+    if path and not os.access(path, os.R_OK):
+        raise SettingsError(f"{name}={path!r} is not a readable file")
+    return path
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret:
+    return Secret(env.get(name, ""))  # taken as given: a password may start with a space
 
 
 def _window_name(env: Mapping[str, str], name: str) -> str:
@@ -195,6 +241,17 @@ class Settings:
     web_port: int = 6066
     data_dir: str = _DEFAULTS["FUNNELPULSE_DATA_DIR"]
     log_level: str = "info"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = field(default_factory=Secret)
+    kafka_ssl_ca_file: str = ""
+    kafka_ssl_cert_file: str = ""
+    kafka_ssl_key_file: str = ""
+    redis_username: str = ""
+    redis_password: Secret = field(default_factory=Secret)
+    redis_ssl_ca_file: str = ""
+    collector_token: Secret = field(default_factory=Secret)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -231,6 +288,19 @@ class Settings:
             web_port=_int(env, "FUNNELPULSE_WEB_PORT", 1, 65535),
             data_dir=_get(env, "FUNNELPULSE_DATA_DIR"),
             log_level=level,
+            kafka_security_protocol=_choice(
+                env, "FUNNELPULSE_KAFKA_SECURITY_PROTOCOL", KAFKA_PROTOCOLS
+            ),
+            kafka_sasl_mechanism=_choice(env, "FUNNELPULSE_KAFKA_SASL_MECHANISM", SASL_MECHANISMS),
+            kafka_sasl_username=_get(env, "FUNNELPULSE_KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=_secret(env, "FUNNELPULSE_KAFKA_SASL_PASSWORD"),
+            kafka_ssl_ca_file=_file(env, "FUNNELPULSE_KAFKA_SSL_CA_FILE"),
+            kafka_ssl_cert_file=_file(env, "FUNNELPULSE_KAFKA_SSL_CERT_FILE"),
+            kafka_ssl_key_file=_file(env, "FUNNELPULSE_KAFKA_SSL_KEY_FILE"),
+            redis_username=_get(env, "FUNNELPULSE_REDIS_USERNAME"),
+            redis_password=_secret(env, "FUNNELPULSE_REDIS_PASSWORD"),
+            redis_ssl_ca_file=_file(env, "FUNNELPULSE_REDIS_SSL_CA_FILE"),
+            collector_token=_secret(env, "FUNNELPULSE_COLLECTOR_TOKEN"),
         )
         settings.validate()
         return settings
@@ -249,6 +319,53 @@ class Settings:
                 f"FUNNELPULSE_RETENTION ({format_duration(self.retention)}) is shorter than the "
                 f"longest window ({self.windows[-1]}): its KPIs could never be complete"
             )
+        _validate_kafka_security(self)
+        _validate_redis_security(self)
+        if self.collector_token and len(self.collector_token.reveal()) < 16:
+            raise SettingsError("FUNNELPULSE_COLLECTOR_TOKEN must have 16 characters or more")
+
+    def __repr__(self) -> str:
+        """Every field, with the Redis URL's password and every secret masked."""
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown["redis_url"] = redact_url(self.redis_url)
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _validate_kafka_security(s: Settings) -> None:
+    """Credentials that would be ignored are an error: a typo must not mean plain text."""
+    sasl = s.kafka_security_protocol.startswith("SASL_")
+    tls = s.kafka_security_protocol in ("SSL", "SASL_SSL")
+    given = bool(s.kafka_sasl_username or s.kafka_sasl_password)
+    if sasl and not (s.kafka_sasl_username and s.kafka_sasl_password):
+        raise SettingsError(
+            f"FUNNELPULSE_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} needs "
+            "FUNNELPULSE_KAFKA_SASL_USERNAME and FUNNELPULSE_KAFKA_SASL_PASSWORD"
+        )
+    if given and not sasl:
+        raise SettingsError(
+            "FUNNELPULSE_KAFKA_SASL_USERNAME/PASSWORD are set but "
+            f"FUNNELPULSE_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} would not use them"
+        )
+    files = (s.kafka_ssl_ca_file, s.kafka_ssl_cert_file, s.kafka_ssl_key_file)
+    if any(files) and not tls:
+        raise SettingsError(
+            "FUNNELPULSE_KAFKA_SSL_* files are set but "
+            f"FUNNELPULSE_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} is not SSL/SASL_SSL"
+        )
+    if s.kafka_ssl_key_file and not s.kafka_ssl_cert_file:
+        raise SettingsError("FUNNELPULSE_KAFKA_SSL_KEY_FILE needs FUNNELPULSE_KAFKA_SSL_CERT_FILE")
+
+
+def _validate_redis_security(s: Settings) -> None:
+    url = urlsplit(s.redis_url)
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(f"REDIS_URL={redact_url(s.redis_url)!r}: use redis://, rediss://")
+    if url.password is not None and s.redis_password:
+        raise SettingsError("the Redis password is in REDIS_URL and FUNNELPULSE_REDIS_PASSWORD")
+    if url.username and s.redis_username:
+        raise SettingsError("the Redis user is in REDIS_URL and FUNNELPULSE_REDIS_USERNAME")
+    if s.redis_ssl_ca_file and url.scheme != "rediss":
+        raise SettingsError("FUNNELPULSE_REDIS_SSL_CA_FILE is set but REDIS_URL is not rediss://")

@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,11 +147,14 @@ async def simulate(
     campaigns: int,
     report: Callable[[int, float], None],
     limit: int | None = None,
+    client: Mapping[str, Any] | None = None,
 ) -> int:
     """Produces about ``rate`` events/s until ``duration`` passes or ``limit`` events
     are sent; returns the count sent."""
     model = FunnelModel(seed, campaigns)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
+    # ``client``: credentials and TLS (funnelpulse.security.kafka_client_kwargs)
+    options = {**(client or {}), "bootstrap_servers": bootstrap}
+    producer = AIOKafkaProducer(**options, linger_ms=20, acks="all")
     await producer.start()
     sent, started, last_spend = 0, time.time(), 0.0
     try:

@@ -18,8 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO, cast
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TextIO, cast
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
@@ -27,6 +26,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from .durations import format_duration, parse_duration
+from .security import redact_url, redis_client_kwargs
 from .settings import Settings
 
 Row = Mapping[str, object]  # one Redis hash as read (strings) or built by hand (numbers)
@@ -175,10 +175,12 @@ def render(rows: Sequence[Row], window: str, now: float, *, limit: int | None = 
     return "\n".join(lines)
 
 
-def connect(url: str) -> Redis:
-    """One attempt per call, 2 s socket timeouts: the loop above does the retrying."""
+def connect(url: str, options: Mapping[str, Any] | None = None) -> Redis:
+    """One attempt per call, 2 s socket timeouts: the loop above does the retrying.
+    ``options``: credentials and TLS (security.redis_client_kwargs)."""
     return Redis.from_url(
         url,
+        **(options or {}),
         socket_timeout=2,
         socket_connect_timeout=2,
         decode_responses=True,
@@ -200,14 +202,7 @@ async def read_rows(client: Redis, prefix: str, window: str) -> list[dict[str, s
     return [{**fields, "scope": s} for s, fields in zip(scopes, hashes, strict=True) if fields]
 
 
-def redact(url: str) -> str:
-    """The URL without its password, fit for a message on screen."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+redact = redact_url  # the URL without its password, fit for a message on screen
 
 
 def failure_line(url: str, exc: BaseException, retry_every: float | None) -> str:
@@ -248,7 +243,7 @@ async def watch(
     settings: Settings, window: str, interval: float, limit: int, once: bool, screen: Screen
 ) -> int:
     """Draws frames until cancelled (or once); 1 if ``once`` could not read Redis."""
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, redis_client_kwargs(settings))
     try:
         while True:
             try:

@@ -14,6 +14,8 @@ from typing import Any
 
 import faust
 
+from .connectivity import client_errors, explain
+from .security import describe_kafka
 from .settings import Settings
 
 QUIET_LOGGERS = ("aiokafka", "kafka", "faust.transport", "mode.threads")
@@ -35,7 +37,13 @@ def run_worker(settings: Settings) -> int:
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    created = loop.run_until_complete(ensure_topics(settings))
+    with client_errors() as logged:
+        try:
+            created = loop.run_until_complete(ensure_topics(settings))
+        except Exception as exc:  # unreachable, or refused our credentials: say which
+            print(f"worker: cannot use Kafka at {describe_kafka(settings)}: "
+                  f"{explain(exc, logged)}", file=sys.stderr)  # fmt: skip
+            return 1
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)
     fp = create_app(settings)

@@ -13,7 +13,7 @@ full current state, once Redis answers again. Consumption never waits on Redis.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import orjson
@@ -38,9 +38,11 @@ class PublishError(RuntimeError):
     pass
 
 
-def connect(url: str) -> Redis:
+def connect(url: str, options: Mapping[str, Any] | None = None) -> Redis:
+    """``options``: credentials and TLS (``funnelpulse.security.redis_client_kwargs``)."""
     return Redis.from_url(
         url,
+        **(options or {}),
         socket_timeout=2,
         socket_connect_timeout=2,
         health_check_interval=15,
@@ -59,6 +61,11 @@ class RedisPublisher:
         return f"{self.prefix}kpi:{window}:{scope}"
 
     async def publish(self, snapshots: Sequence[dict[str, Any]], now: float) -> None:
+        if not snapshots:  # a PING, so that "Redis is up" is never said without asking it
+            try:
+                await self.client.ping()
+            except (RedisError, OSError) as exc:
+                raise PublishError(f"Redis ping failed: {_why(exc)}") from exc
         for start in range(0, len(snapshots), CHUNK):
             await self._publish_chunk(snapshots[start : start + CHUNK], now)
 
@@ -83,20 +90,25 @@ class RedisPublisher:
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise PublishError(f"Redis publish failed: {exc!r}") from exc
+            raise PublishError(f"Redis publish failed: {_why(exc)}") from exc
 
     async def publish_alert(self, alert: dict[str, Any]) -> None:
         try:
             await self.client.publish(f"{self.prefix}alerts", orjson.dumps(alert))
         except (RedisError, OSError) as exc:
-            raise PublishError(f"Redis alert publish failed: {exc!r}") from exc
+            raise PublishError(f"Redis alert publish failed: {_why(exc)}") from exc
 
     async def expire_scopes(self, window: str, older_than: float) -> None:
         """Drops scopes whose hashes have expired from the window's sorted set."""
         try:
             await self.client.zremrangebyscore(f"{self.prefix}scopes:{window}", 0, older_than)
         except (RedisError, OSError) as exc:
-            raise PublishError(f"Redis cleanup failed: {exc!r}") from exc
+            raise PublishError(f"Redis cleanup failed: {_why(exc)}") from exc
+
+
+def _why(exc: BaseException) -> str:
+    """Class and message: redis-py's own repr hides the message ("auth:AuthenticationError")."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
 def _field(value: Any) -> str:

@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from funnelpulse.security import faust_credentials, kafka_client_kwargs, redis_client_kwargs
 from funnelpulse.settings import Settings
 from metrics.prometheus import Metrics
 from metrics.redis_publisher import RedisPublisher, connect
@@ -109,6 +110,7 @@ class FunnelPulse:
             table_standby_replicas=1,
             producer_acks=-1,
             producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a 1 MiB message + headers
+            broker_credentials=faust_credentials(s),  # TLS context built by us, never implied
             stream_wait_empty=False,
             loghandlers=[],
         )
@@ -398,9 +400,7 @@ class FunnelPulse:
         """End offsets from a group-less client in this loop: Faust's own call goes
         through its consumer thread and waits behind the fetch long-poll (~1.5 s)."""
         if self._offsets_client is None:
-            client = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers, request_timeout_ms=5000
-            )
+            client = AIOKafkaConsumer(**kafka_client_kwargs(self.settings), request_timeout_ms=5000)
             await client.start()
             self._offsets_client = client
         ends = await self._offsets_client.end_offsets(
@@ -456,4 +456,5 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fu
 
 
 def redis_publisher(settings: Settings) -> RedisPublisher:
-    return RedisPublisher(connect(settings.redis_url), settings.redis_prefix, settings.kpi_ttl)
+    client = connect(settings.redis_url, redis_client_kwargs(settings))
+    return RedisPublisher(client, settings.redis_prefix, settings.kpi_ttl)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from faust.exceptions import NotReady
 
+from funnelpulse.security import redis_client_kwargs
 from metrics.alerts import AlertTracker, reading_from
 from metrics.counts import Counts
 from metrics.redis_publisher import PublishError, RedisPublisher, connect
@@ -48,6 +49,7 @@ class KpiPublisher:
         self.latest_counts: dict[str, dict[str, Counts]] = defaultdict(dict)  # for the gauges
         self.redis: RedisPublisher | None = None
         self.redis_ok = False
+        self.redis_error: str | None = None  # the failure last logged, until Redis works
         self.redis_backlog: set[str] = set()
         self._last_full = 0.0
         self.last_tick = 0.0
@@ -196,7 +198,8 @@ class KpiPublisher:
     ) -> None:
         if self.redis is None:
             s = self.owner.settings
-            self.redis = RedisPublisher(connect(s.redis_url), s.redis_prefix, s.kpi_ttl)
+            client = connect(s.redis_url, redis_client_kwargs(s))
+            self.redis = RedisPublisher(client, s.redis_prefix, s.kpi_ttl)
         if not self.redis_ok and self.redis_backlog is not None:
             scopes = scopes | self.redis_backlog
             snapshots = [
@@ -208,14 +211,16 @@ class KpiPublisher:
         try:
             await self.redis.publish(snapshots, now)
         except PublishError as exc:
-            if self.redis_ok:
+            if str(exc) != self.redis_error:  # once per kind of failure, from the first tick
                 log.warning("%s; will republish when Redis is back", exc)
+                self.redis_error = str(exc)
             self.redis_ok = False
             self.redis_backlog |= scopes
             self.owner.metrics.publish_failures.labels("redis").inc()
             self.owner.metrics.redis_up.set(0)
             return
         self.redis_ok = True
+        self.redis_error = None
         self.redis_backlog = set()
         self.owner.metrics.redis_up.set(1)
 

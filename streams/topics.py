@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from funnelpulse.security import kafka_client_kwargs
 from funnelpulse.settings import Settings
 
 from .events import TOPIC_SUFFIX, EventType
@@ -74,7 +75,7 @@ def topic_specs(names: TopicNames, settings: Settings) -> list[NewTopic]:
 async def ensure_topics(settings: Settings) -> list[str]:
     """Creates the missing topics; returns the names created."""
     names = TopicNames.from_settings(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

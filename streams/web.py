@@ -11,6 +11,8 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from funnelpulse.security import Secret
+
 from .events import Event, EventType, Rejected, decode_message
 
 if TYPE_CHECKING:
@@ -65,12 +67,28 @@ def register_views(fp: FunnelPulse) -> None:
     @app.page("/events/{event_type}")
     class Collector(View):
         async def post(self, request: Request, event_type: str) -> Response:
+            if not authorized(fp.settings.collector_token, request.headers.get("Authorization")):
+                return self.json(
+                    {"error": "POST /events needs Authorization: Bearer <token>"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="funnelpulse"'},
+                )
             try:
                 kind = EventType(event_type)
             except ValueError:
                 return self.json({"error": f"unknown event type {event_type!r}"}, status=404)
             body = await request.read()
             return await collect(self, fp, kind, body)
+
+
+def authorized(token: Secret, header: str | None) -> bool:
+    """Open when no token is configured; else ``Bearer <token>``, compared in constant time
+    (the collector writes to the input topics: an open one on a reachable address lets
+    anyone forge KPIs)."""
+    if not token:
+        return True
+    scheme, _, offered = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and token.matches(offered.strip())
 
 
 async def collect(view: View, fp: FunnelPulse, kind: EventType, body: bytes) -> Response:
@@ -128,7 +146,17 @@ def health(fp: FunnelPulse) -> dict[str, Any]:
         "consumer_lag": lag,
         "recovering": recovering,
         "scopes": len(fp.publisher.index),
+        "partitions": _partitions(fp),
     }
+
+
+def _partitions(fp: FunnelPulse) -> dict[str, int]:
+    """Changelog partitions this worker keeps active and as warm standby copies
+    (``table_standby_replicas``): a standby makes a take-over read only the tail."""
+    assignor = fp.app.assignor
+    changelogs = set(fp.app.tables.changelog_topics)
+    active = sum(1 for tp in assignor.assigned_actives() if tp.topic in changelogs)
+    return {"active": active, "standby": len(assignor.assigned_standbys())}
 
 
 __all__ = ["faust", "register_views"]
