@@ -34,12 +34,13 @@ from metrics.redis_publisher import RedisPublisher, connect
 
 from .batch import Batch, PartitionWork, message_batches
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
-from .counting import Stores, count_message
+from .counting import Stores, count_events, count_message
 from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .events import Event, EventType, Limits, Rejected, decode_message
 from .panes import granularities, horizon, window_specs
 from .partials import pane_key, split_pane_key, version
 from .publisher import KpiPublisher
+from .sequencer import KafkaRecords, OffsetGuard
 from .state import Lead
 from .table_state import PartitionState
 from .topics import DEAD_LETTER_MAX_BYTES, TopicNames
@@ -91,6 +92,9 @@ class FunnelPulse:
         self._offsets_client: AIOKafkaConsumer | None = None
         self.watched_topics = {*self.names.inputs.values(), self.names.funnel, self.names.merge}
         self.dedup_indexes: dict[tuple[str, int], dict[str, DedupRecord]] = {}
+        self.guard = OffsetGuard(KafkaRecords(settings.kafka_bootstrap_servers, settings.app_id))
+        self.applied: dict[tuple[str, int, int], int] = {}  # (stage, partition, topic) → offset
+        self._applied_known = False
         self._register()
 
     # -- wiring -----------------------------------------------------------------------
@@ -148,13 +152,18 @@ class FunnelPulse:
         self.app.agent(self.merge_topic, name="merge")(self._merge)
         self.app.timer(self.settings.snapshot_interval, name="emit-snapshots")(self._emit_snapshots)
         self.app.timer(self.settings.publish_interval, name="publish")(self.publisher.tick)
+        self.app.on_partitions_revoked.connect(self._forget_revoked)
         from .web import register_views
 
         register_views(self)
 
     def _batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[list[Any]]:
         s = self.settings
-        return message_batches(stream, s.batch_max_messages, s.batch_wait)
+        self.guard.consumer = self.app.consumer
+        return self.guard.in_order(message_batches(stream, s.batch_max_messages, s.batch_wait))
+
+    def _forget_revoked(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        self.guard.forget(args[0])  # the revoked partitions
 
     # -- intake -----------------------------------------------------------------------
     async def _intake(self, stream: faust.StreamT[bytes]) -> None:
@@ -162,11 +171,13 @@ class FunnelPulse:
             await self.handle_inputs(messages)
 
     async def handle_inputs(self, messages: Sequence[Any]) -> None:
-        """One batch of input messages: counted one by one, written to the tables once."""
-        batch = Batch(self.clock(), lambda p: self._open_partition("i", p))
+        """One batch of input messages: validated one by one, counted per (partition,
+        topic) group, written to the tables once."""
+        now = self.clock()
+        batch = Batch(now, lambda p: self._open_partition("i", p), self.limits(now))
         for msg in messages:
             try:
-                await self._take_input(batch, msg.topic, msg.partition, msg.offset, msg.value)
+                await self._take_input(batch, msg)
             except Exception as exc:  # a bug must not stop the worker nor lose the message
                 log.exception("intake failed on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
                 await self._dead_letter_internal(
@@ -175,14 +186,15 @@ class FunnelPulse:
             batch.done(msg.topic, msg.partition, msg.offset)
         for funnel_partition, events in batch.funnel.items():
             await self.funnel_topic.send(value=encode_events(events), partition=funnel_partition)
+        for msg, error in self._count_groups(batch, "i"):
+            await self._dead_letter_internal(msg.value, msg.topic, msg.partition, msg.offset, error)
         await self._finish(batch, "i", "intake")
 
-    async def _take_input(
-        self, batch: Batch, topic: str, partition: int, offset: int, value: bytes | None
-    ) -> None:
+    async def _take_input(self, batch: Batch, msg: Any) -> None:
+        topic, partition, offset = msg.topic, msg.partition, msg.offset
         kind = self.names.type_of(topic)
         now = batch.now
-        items = decode_message(value, kind, self.limits(now))
+        items = decode_message(msg.value, kind, batch.limits)
         counted: list[tuple[int, Event]] = []
         funnel: list[Event] = []
         newest, late = 0.0, 0
@@ -202,12 +214,7 @@ class FunnelPulse:
         for event in funnel:
             batch.funnel[partition_for(funnel_key(event), parts)].append(event)
         if counted:
-            work = batch.partition(partition)
-            outcome = count_message(
-                counted, (TOPIC_INDEX[kind], offset), work.stores, self.pane_sizes
-            )
-            work.apply(outcome, TOPIC_INDEX[kind], offset)
-            batch.tally.add(outcome)
+            batch.groups[(partition, TOPIC_INDEX[kind])].append((offset, counted, msg))
 
     def limits(self, now: float) -> Limits:
         s = self.settings
@@ -244,15 +251,62 @@ class FunnelPulse:
         for msg in messages:
             try:
                 events = list(enumerate(decode_events(msg.value or b"[]")))
-                work = batch.partition(msg.partition)
-                source = (FUNNEL_SOURCE, msg.offset)
-                outcome = count_message(events, source, work.stores, self.pane_sizes)
-                work.apply(outcome, FUNNEL_SOURCE, msg.offset)
-                batch.tally.add(outcome)
+                batch.groups[(msg.partition, FUNNEL_SOURCE)].append((msg.offset, events, msg))
             except Exception:
                 log.exception("funnel failed on partition %s offset %s", msg.partition, msg.offset)
             batch.done(msg.topic, msg.partition, msg.offset)
+        for msg, _exc in self._count_groups(batch, "f"):
+            log.error("funnel message %s[%s]@%s not counted", msg.topic, msg.partition, msg.offset)
         await self._finish(batch, "f", "funnel")
+
+    def _count_groups(self, batch: Batch, source: str) -> list[tuple[Any, Exception]]:
+        """Counts each (partition, topic) group of the batch; returns messages that failed.
+
+        A group none of whose offsets can already be in a pane — its first offset is past
+        everything this partition ever applied from that topic — is counted in one pass
+        and marked with its last offset: equivalent to applying its messages one by one,
+        without the per-message cost. After a restart the re-delivered messages are at or
+        below that high water, and each is applied on its own against each pane's mark.
+        """
+        failed: list[tuple[Any, Exception]] = []
+        for (partition, topic), items in batch.groups.items():
+            work = batch.partition(partition)
+            applied = self._applied_offset(source, partition, topic)
+            try:
+                if items[0][0] > applied:
+                    marked = [((topic, off, i), ev) for off, evs, _msg in items for i, ev in evs]
+                    outcome = count_events(marked, work.stores, self.pane_sizes)
+                    work.apply(outcome, topic, items[-1][0])
+                    batch.tally.add(outcome)
+                else:
+                    for offset, events, _msg in items:
+                        outcome = count_message(
+                            events, (topic, offset), work.stores, self.pane_sizes
+                        )
+                        work.apply(outcome, topic, offset)
+                        batch.tally.add(outcome)
+            except Exception as exc:  # a bug: keep the worker and the messages
+                log.exception("counting failed on partition %s of source %s", partition, topic)
+                failed += [(msg, exc) for _off, _evs, msg in items]
+            self.applied[(source, partition, topic)] = max(applied, items[-1][0])
+        return failed
+
+    def _applied_offset(self, source: str, partition: int, topic: int) -> int:
+        """The highest source offset any pane of this partition holds (-1: none)."""
+        if not self._applied_known:
+            self._scan_partials()
+        return self.applied.get((source, partition, topic), -1)
+
+    def _scan_partials(self) -> None:
+        self.applied.clear()
+        for source, table in (("i", self.partials), ("f", self.funnel_partials)):
+            for full, value in list(table.data.items()):
+                partition = int(full.partition("|")[0])
+                for topic, offset in value[1].items():
+                    key = (source, partition, int(topic))
+                    if offset > self.applied.get(key, -1):
+                        self.applied[key] = offset
+        self._applied_known = True
 
     async def _finish(self, batch: Batch, source: str, stage: str) -> None:
         """Writes what the batch changed, then the metrics; the offsets are acked after."""
@@ -341,7 +395,9 @@ class FunnelPulse:
         await self.merge_topic.send(value=body, partition=dest)
 
     async def _on_partials_recovered(self) -> None:
-        """After recovery, re-send every partial: snapshots may have been lost in a crash."""
+        """After recovery, re-send every partial: snapshots may have been lost in a crash.
+        The applied high waters are re-read too: partitions may have moved."""
+        self._applied_known = False
         for source, table in (("i", self.partials), ("f", self.funnel_partials)):
             for full in list(table.data):
                 partition, _, key = full.partition("|")

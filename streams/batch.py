@@ -51,6 +51,9 @@ class PartitionWork:
             await persist(self.dedup_table, self.first_source, self.dedup, now)
 
 
+GroupItem = tuple[int, list[tuple[int, Any]], Any]  # offset, (index, event) pairs, message
+
+
 @dataclass
 class Tally:
     """What the batch adds to the Prometheus counters, summed before touching them."""
@@ -83,14 +86,18 @@ class Batch:
         self,
         now: float,
         open_partition: Callable[[int], PartitionWork],
+        limits: Any = None,
     ) -> None:
         self.now = now
+        self.limits = limits  # what the clock allows, read once per batch
         self._open = open_partition
         self.parts: dict[int, PartitionWork] = {}
         self.tally = Tally()
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.messages = 0
         self.funnel: defaultdict[int, list[Any]] = defaultdict(list)
+        # (partition, source topic index) → its messages' countable events, in offset order
+        self.groups: defaultdict[tuple[int, int], list[GroupItem]] = defaultdict(list)
 
     def partition(self, partition: int) -> PartitionWork:
         work = self.parts.get(partition)

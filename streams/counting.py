@@ -70,17 +70,27 @@ def count_message(
     stores: Stores,
     panes: Sequence[int],
 ) -> Outcome:
-    """Counts ``(index, event)`` pairs of the message at ``source`` = (topic index, offset).
+    """Counts ``(index, event)`` pairs of the message at ``source`` = (topic index, offset)."""
+    topic, offset = source
+    return count_events((((topic, offset, i), e) for i, e in events), stores, panes)
+
+
+def count_events(
+    events: Iterable[tuple[Marker, Event]],
+    stores: Stores,
+    panes: Sequence[int],
+) -> Outcome:
+    """Counts events, each with the marker of its place in its source message.
 
     Events are first summed per (campaign, channel, finest pane) cell — a batch of a
     hundred events usually touches a handful — and only the cells are spread over the
     scopes and coarser panes: the per-event cost does not grow with scopes or windows.
+    (Coarser pane sizes are multiples of the finest, so a cell's start places it.)
     """
     outcome = Outcome()
     fine = panes[0]
     cells: dict[tuple[str, str, int], Counts] = {}
-    for index, event in events:
-        marker = (source[0], source[1], index)
+    for marker, event in events:
         identity = f"{event.type}:{event.event_id}"
         known = stores.dedup.get(identity)
         if known is None:
