@@ -5,7 +5,12 @@ The same event sequence is written in two forms, each to its own seven input top
 event per message) and ``batch`` (JSON arrays of up to 100 events of one type and one
 campaign). Every event is valid for funnelpulse, carries a campaign, and has an event
 time within the last ``span_s`` seconds (also the Kafka record timestamp). The ground
-truth (counts per type, per campaign, messages per form) is returned for exactness checks.
+truth (counts per type, per campaign, messages per form, and every KPI count per
+(campaign, channel) cell, recounted here from SPEC §2 without the product's code) is
+returned for exactness checks.
+
+``memory_messages`` makes the memory phase's data instead: many campaigns, each with
+events in every coarse pane of the last 24 h and every minute of the last hour.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from funnelpulse.settings import Settings
 from streams.events import TOPIC_SUFFIX, EventType
 
 CHANNELS = ("email", "paid_search", "paid_social", "display", "video", "affiliate")
@@ -38,7 +45,11 @@ TYPE_MIX: dict[EventType, float] = {
     EventType.SPEND: 0.05,
 }
 NEXT_STAGE = {"lead": "mql", "mql": "sql", "sql": "opportunity", "opportunity": "won"}
+STAGE_FIELD = {"mql": "mql", "sql": "sql", "opportunity": "opportunities", "won": "won",
+               "lost": "lost"}  # fmt: skip
 FORMS = ("single", "batch")
+# The worker runs with the default exchange rates: the recount converts with the same table.
+FX_RATES: dict[str, Decimal] = dict(Settings().fx_rates)
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,27 @@ class GroundTruth:
     by_type: Counter[str] = field(default_factory=Counter)
     by_campaign: Counter[str] = field(default_factory=Counter)
     messages: dict[str, int] = field(default_factory=dict)  # per form
+    # (campaign, channel) → KPI counts (money in micro-units of the reporting currency)
+    cells: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
+
+    def add(self, kind: EventType, campaign: str, doc: dict[str, Any]) -> None:
+        """Counts one generated event, by type and into its cell's KPI counts."""
+        self.events += 1
+        self.by_type[kind.value] += 1
+        self.by_campaign[campaign] += 1
+        channel = doc["channel"]
+        cell = self.cells.get((campaign, channel))
+        if cell is None:
+            cell = self.cells[(campaign, channel)] = Counter()
+        recount(cell, kind, doc)
+
+    def scopes(self) -> dict[str, Counter[str]]:
+        """Every scope's counts over all events: ``all``, ``channel:*``, ``campaign:*``."""
+        out: dict[str, Counter[str]] = {}
+        for (campaign, channel), cell in self.cells.items():
+            for scope in ("all", f"channel:{channel}", f"campaign:{campaign}"):
+                out.setdefault(scope, Counter()).update(cell)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +98,38 @@ class GroundTruth:
             "by_campaign": dict(self.by_campaign),
             "messages": self.messages,
         }
+
+
+def micros(amount: float, currency: str) -> int:
+    exact = Decimal(repr(amount)) * FX_RATES[currency] * 1_000_000
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def recount(cell: Counter[str], kind: EventType, doc: dict[str, Any]) -> None:
+    """SPEC §2 for the events this generator makes: every (lead, stage) and every
+    customer occurs once, and every event names its campaign."""
+    email = doc["channel"] == "email"
+    if kind is EventType.IMPRESSION:
+        n = doc.get("count", 1)
+        cell["impressions"] += n
+        if email:
+            cell["email_impressions"] += n
+    elif kind is EventType.CLICK:
+        cell["clicks"] += 1
+        if email:
+            cell["email_clicks"] += 1
+    elif kind is EventType.OPEN:
+        cell["opens"] += 1
+    elif kind is EventType.SIGNUP:
+        cell["signups"] += 1
+    elif kind is EventType.LEAD_STAGE:
+        cell[STAGE_FIELD[doc["stage"]]] += 1
+    elif kind is EventType.PURCHASE:
+        cell["purchases"] += 1
+        cell["new_customers"] += 1
+        cell["revenue"] += micros(doc["amount"], doc["currency"])
+    else:
+        cell["spend"] += micros(doc["amount"], doc["currency"])
 
 
 def topic_names(prefix: str, form: str) -> dict[EventType, str]:
@@ -171,17 +235,14 @@ async def preload(
 ) -> GroundTruth:
     """Generates the events once and writes them in every form asked; topics must exist."""
     truth = GroundTruth()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=50,
-                                max_batch_size=900_000, max_request_size=1_048_576)  # fmt: skip
+    producer = _producer(bootstrap)
     await producer.start()
     try:
         sinks = {form: _Sink(producer, spec.partitions) for form in forms}
         topics = {form: topic_names(prefix, form) for form in forms}
         buffers: dict[tuple[EventType, str], list[dict[str, Any]]] = {}
         for kind, campaign, doc in generate(spec, time.time() if now is None else now):
-            truth.events += 1
-            truth.by_type[kind.value] += 1
-            truth.by_campaign[campaign] += 1
+            truth.add(kind, campaign, doc)
             ts_ms = int(doc["ts"] * 1000)
             if "single" in sinks:
                 await sinks["single"].add(
@@ -205,6 +266,101 @@ async def preload(
         for form, sink in sinks.items():
             await sink.close()
             truth.messages[form] = sink.messages
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return truth
+
+
+def _producer(bootstrap: str) -> AIOKafkaProducer:
+    """Idempotent, so a retried send (e.g. NotLeaderForPartition right after the topics
+    were made) never writes a message twice and the ground truth stays exact."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                            linger_ms=50, max_batch_size=900_000,
+                            max_request_size=1_048_576)  # fmt: skip
+
+
+# -- the memory phase's data ---------------------------------------------------------------
+MEMORY_TYPES: dict[EventType, float] = {
+    k: w for k, w in TYPE_MIX.items() if k not in (EventType.LEAD_STAGE, EventType.PURCHASE)
+}
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """Every campaign gets one event in each coarse pane of the last ``span_s`` seconds
+    that is older than the fine part, and one in each minute of the last ``fine_minutes``:
+    every pane a 24 h history can hold is occupied, with the fewest events that do it."""
+
+    campaigns: int = 10_000
+    seed: int = 20250502
+    span_s: int = 86_400
+    coarse_s: int = 900
+    fine_minutes: int = 60
+    batch_size: int = 100
+    partitions: int = 4
+
+    def event_times(self, now: float, rng: random.Random) -> list[float]:
+        fine_from = now - self.fine_minutes * 60
+        first = (int(now - self.span_s) // self.coarse_s + 1) * self.coarse_s
+        coarse = [
+            start + rng.uniform(0, self.coarse_s - 1)
+            for start in range(first, int(fine_from) // self.coarse_s * self.coarse_s,
+                               self.coarse_s)
+        ]  # fmt: skip
+        minute0 = (int(fine_from) // 60 + 1) * 60
+        fine = [minute0 + m * 60 + rng.uniform(0, 59) for m in range(self.fine_minutes)]
+        return [round(min(t, now - 1), 3) for t in coarse + fine]
+
+    @property
+    def events_per_campaign(self) -> int:
+        return len(self.event_times(time.time(), random.Random(0)))
+
+
+def memory_messages(
+    spec: MemorySpec, now: float, truth: GroundTruth
+) -> Iterator[tuple[EventType, str, list[dict[str, Any]]]]:
+    """(type, campaign, batch of ≤ ``batch_size`` events of that campaign and type)."""
+    rng = random.Random(spec.seed)
+    kinds, weights = list(MEMORY_TYPES), list(MEMORY_TYPES.values())
+    for c in range(spec.campaigns):
+        campaign = f"mem-{c:05d}"
+        channel = CHANNELS[c % len(CHANNELS)]
+        by_kind: dict[EventType, list[dict[str, Any]]] = {}
+        times = spec.event_times(now, rng)
+        picks = rng.choices(kinds, weights, k=len(times))
+        for i, (kind, ts) in enumerate(zip(picks, times, strict=True)):
+            doc: dict[str, Any] = {"event_id": f"m{spec.seed}-{c}-{i}", "ts": ts,
+                                   "campaign_id": campaign, "channel": channel}  # fmt: skip
+            if kind is EventType.IMPRESSION:
+                doc["count"] = rng.randint(20, 60)
+            elif kind is EventType.CLICK:
+                doc["user_id"] = f"u{rng.getrandbits(40):x}"
+            elif kind is EventType.SIGNUP:
+                doc["lead_id"] = f"ml{spec.seed}-{c}-{i}"
+            else:
+                doc.update(amount=round(rng.uniform(1, 200), 2), currency="USD")
+            truth.add(kind, campaign, doc)
+            by_kind.setdefault(kind, []).append(doc)
+        for kind, docs in by_kind.items():
+            for i in range(0, len(docs), spec.batch_size):
+                yield kind, campaign, docs[i : i + spec.batch_size]
+
+
+async def preload_memory(bootstrap: str, topics: dict[EventType, str], spec: MemorySpec,
+                         now: float | None = None) -> GroundTruth:  # fmt: skip
+    """Writes the memory phase's batches (keyed by campaign); topics must exist."""
+    truth = GroundTruth()
+    producer = _producer(bootstrap)
+    await producer.start()
+    try:
+        sink = _Sink(producer, spec.partitions)
+        for kind, campaign, docs in memory_messages(spec, time.time() if now is None else now,
+                                                    truth):  # fmt: skip
+            await sink.add(topics[kind], campaign.encode(), orjson.dumps(docs),
+                           int(docs[-1]["ts"] * 1000))  # fmt: skip
+        await sink.close()
+        truth.messages["batch"] = sink.messages
         await producer.flush()
     finally:
         await producer.stop()

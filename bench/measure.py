@@ -25,22 +25,33 @@ def proc_cpu(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
 
 
-def proc_peak_rss_mb(pid: int) -> float | None:
-    """VmHWM: the peak resident set size of a live process, in MB."""
+def _status_mb(pid: int, field: str) -> float | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
     return int(match.group(1)) / 1024 if match else None
 
 
+def proc_peak_rss_mb(pid: int) -> float | None:
+    """VmHWM: the peak resident set size of a live process, in MB."""
+    return _status_mb(pid, "VmHWM")
+
+
+def proc_rss_mb(pid: int) -> float | None:
+    """VmRSS: the resident set size of a live process now, in MB."""
+    return _status_mb(pid, "VmRSS")
+
+
 def broker_pid() -> int | None:
-    """The local broker started by ``make up`` (``.stack/kafka.pid``), or BENCH_BROKER_PID."""
+    """The local broker started by ``make up`` (``kafka.pid`` in FUNNELPULSE_STACK_DIR,
+    default ``.stack/``), or BENCH_BROKER_PID."""
     raw = os.environ.get("BENCH_BROKER_PID", "")
     if not raw:
+        stack = Path(os.environ.get("FUNNELPULSE_STACK_DIR") or ROOT / ".stack")
         try:
-            raw = (ROOT / ".stack" / "kafka.pid").read_text().strip()
+            raw = (stack / "kafka.pid").read_text().strip()
         except OSError:
             return None
     pid = int(raw) if raw.isdigit() else None

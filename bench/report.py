@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bench.results import LatencyResult, MemoryResult
+
 FORM_TITLES = {"single": "Single-event messages", "batch": "Batch messages (100 events)"}
+MAX_FRACTION_NAME = "50 % of max"  # the latency phase's rate tied to the p99 target
+P99_TARGET_S = 1.5
+RSS_TARGET_MB = 400.0
+MEMORY_TARGET_CAMPAIGNS = 10_000
 
 
 class ResultLike(Protocol):
@@ -23,6 +29,8 @@ class ResultLike(Protocol):
     partial: bool
     note: str
     error: str | None
+    end_by: str
+    workers: int
 
     @property
     def rate(self) -> float | None: ...
@@ -58,6 +66,39 @@ class Ratio:
         return None if self.value is None else self.value >= self.target.minimum
 
 
+@dataclass(frozen=True)
+class Check:
+    """One row of the targets table: a value against a bound."""
+
+    label: str
+    value: str
+    bound: str
+    met: bool | None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    """Everything ``render`` writes; every number comes from one run."""
+
+    command: str
+    generated_at: str
+    machine: Mapping[str, str]
+    versions: Mapping[str, str]
+    data: Mapping[str, Any]
+    systems: Sequence[str]
+    forms: Sequence[str]
+    results: Sequence[ResultLike]
+    not_measured: Sequence[tuple[str, str]]
+    latency: Sequence[LatencyResult] = ()
+    latency_seconds: float = 0.0
+    memory: MemoryResult | None = None
+    memory_data: str = ""
+    two_workers: Sequence[ResultLike] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    budgets: Mapping[str, str] = field(default_factory=dict)
+
+
 def _median(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -65,6 +106,17 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 def median_rate(results: Sequence[ResultLike], system: str, form: str) -> float | None:
     return _median([r.rate for r in results if r.system == system and r.form == form])
+
+
+def full_drain_rate(results: Sequence[ResultLike], system: str, form: str) -> float | None:
+    """Median rate of the runs that drained everything exactly (the latency phase's max)."""
+    return _median(
+        [
+            r.rate
+            for r in results
+            if r.system == system and r.form == form and not r.partial and r.exact != "NO"
+        ]
+    )
 
 
 def ratios(results: Sequence[ResultLike]) -> list[Ratio]:
@@ -80,15 +132,62 @@ def ratios(results: Sequence[ResultLike]) -> list[Ratio]:
     return out
 
 
+def checks(report: Report) -> list[Check]:
+    """Every issue 5 target: the three ratios, p99 at 50 % of max, peak RSS."""
+    out = []
+    for ratio in ratios(report.results):
+        value = _fmt(ratio.value, ".2f", ratio.reason)
+        out.append(Check(ratio.target.label, value, f"≥ {ratio.target.minimum:g}", ratio.met))
+    half = next((r for r in report.latency if r.name == MAX_FRACTION_NAME), None)
+    label = "p99 produce → visible in Redis at 50 % of the max batch rate"
+    if half is None or half.p99 is None:
+        why = half.error if half is not None and half.error else "latency phase not run"
+        out.append(Check(label, f"not measured: {why}", f"≤ {P99_TARGET_S:g} s", None))
+    else:
+        note = f"{half.invisible:,} events never visible" if half.invisible else ""
+        fast = half.p99 <= P99_TARGET_S and not half.invisible
+        out.append(Check(label, f"{half.p99:.2f} s", f"≤ {P99_TARGET_S:g} s", fast, note))
+    mem = report.memory
+    label = f"peak RSS, {MEMORY_TARGET_CAMPAIGNS:,} campaigns with 24 h of panes"
+    bound = f"≤ {RSS_TARGET_MB:g} MB"
+    if mem is None or mem.peak_rss_mb is None:
+        why = mem.error if mem is not None and mem.error else "memory phase not run"
+        out.append(Check(label, f"not measured: {why}", bound, None))
+    elif mem.partial:
+        projected = _fmt(mem.projected_peak_mb, ".0f", "?")
+        value = (f"not measured: {mem.peak_rss_mb:.0f} MB with ~{mem.campaigns_loaded:,} of "
+                 f"{mem.campaigns:,} campaigns loaded when the time budget ran out")  # fmt: skip
+        note = f"linear projection to {mem.campaigns:,} campaigns: {projected} MB (not a measure)"
+        over = mem.peak_rss_mb > RSS_TARGET_MB  # already over with fewer campaigns
+        out.append(Check(label, value, bound, False if over else None, note))
+    else:
+        note = ""
+        if mem.campaigns < MEMORY_TARGET_CAMPAIGNS:
+            note = f"only {mem.campaigns:,} campaigns in this run: not the target's load"
+        small = None if note else mem.peak_rss_mb <= RSS_TARGET_MB
+        out.append(Check(label, f"{mem.peak_rss_mb:.0f} MB", bound, small, note))
+    return out
+
+
 def _fmt(value: float | None, spec: str, missing: str = "not measured") -> str:
     return missing if value is None else format(value, spec)
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value * 1000:,.0f}"
+
+
+def _ends(runs: Sequence[ResultLike]) -> str:
+    short = {"lag 0 (admin API)": "lag 0", "last record (self-reported)": "last record",
+             "time budget": "budget"}  # fmt: skip
+    return "/".join(sorted({short.get(r.end_by, r.end_by or "?") for r in runs}))
 
 
 def _row(system: str, runs: Sequence[ResultLike]) -> str:
     ok = [r for r in runs if r.error is None]
     if not ok:
         reason = "; ".join(sorted({r.error or "" for r in runs}))
-        return f"| {system} | not measured ({reason}) | | | | | | |"
+        return f"| {system} | not measured ({reason}) | | | | | | | |"
     rates = [r.rate for r in ok]
     per_rep = ", ".join(_fmt(v, ",.0f") for v in rates)
     cpu_us = _median([(r.cpu_sut / r.events * 1e6) if r.cpu_sut and r.events else None for r in ok])
@@ -98,7 +197,8 @@ def _row(system: str, runs: Sequence[ResultLike]) -> str:
     if any(r.partial for r in ok):
         rate += " (partial)"
     return (
-        f"| {system} | {rate} ({per_rep}) | {_fmt(_median([r.cpu_sut for r in ok]), '.1f')}"
+        f"| {system} | {rate} ({per_rep}) | {_ends(ok)}"
+        f" | {_fmt(_median([r.cpu_sut for r in ok]), '.1f')}"
         f" ({_fmt(cpu_us, '.1f')} µs/ev) | {_fmt(_median([r.cpu_broker for r in ok]), '.1f')}"
         f" | {_fmt(_median([r.peak_rss_mb for r in ok]), '.0f')}"
         f" | {_fmt(_median([r.changelog_per_event for r in ok]), '.2f', 'n/a')}"
@@ -106,68 +206,198 @@ def _row(system: str, runs: Sequence[ResultLike]) -> str:
     )
 
 
-def render(
-    *,
-    command: str,
-    generated_at: str,
-    machine: Mapping[str, str],
-    versions: Mapping[str, str],
-    data: Mapping[str, Any],
-    systems: Sequence[str],
-    forms: Sequence[str],
-    results: Sequence[ResultLike],
-    not_measured: Sequence[tuple[str, str]],
-) -> str:
+METHOD = (
+    "Each system drains the same preloaded topics from offset 0 with a fresh consumer "
+    "group, in its own process, on the local broker; the order of systems alternates "
+    "between repetitions. events/s = events drained / (end - first record). First record: "
+    "the system's own clock at its first record (funnelpulse: the first poll, every "
+    '250 ms, of `funnelpulse_messages_processed_total{stage="intake"}` above 0; its '
+    "events are counted as the generator's events in the input messages processed after "
+    "that poll). End (column *end*): **lag 0** = the first "
+    "poll (every 200 ms) at which the admin API (`OffsetFetch` of the group against the "
+    "partitions' end offsets, over the inputs and every internal topic the group reads: "
+    "funnelpulse's funnel and merge topics, Quix Streams' repartition topic) reads lag 0. "
+    "Offsets move only on commit, so this end includes up to one commit interval: raw "
+    "commits after every `getmany` batch; Quix Streams, the Faust peers and funnelpulse "
+    "commit every 2.8 s (Faust's default; Quix Streams set to the same). **last record** = "
+    "the system's own report of its last record (used only when lag 0 was not read within "
+    "20 s; the note says why); **budget** = the run hit its time budget and is partial: "
+    "its rate is events drained so far / time. CPU-s SUT = the process's user+system CPU "
+    "from first to last record (its own `getrusage`; funnelpulse: `/proc/<pid>/stat`), "
+    "CPU-s broker = the broker's `/proc/<pid>/stat` over the same interval (other load on "
+    "the broker is included). Peak RSS = VmHWM. Changelog msgs/event = end offsets of the "
+    "app's changelog topics / events processed. Values: median over repetitions (each "
+    "repetition's events/s in brackets). exact: funnelpulse — `marketing_events_total` by "
+    "type equals the generator's ground truth **and** every scope's (`all`, `channel:*`, "
+    "`campaign:*`) 24 h Redis hash holds exactly the counts of an independent recount "
+    "(all 15 count fields, money to the micro-unit); raw — its per-minute `all` counts by "
+    "type equal the ground truth; n/a — not checked (or partial)."
+)
+
+LATENCY_METHOD = (
+    "A fresh funnelpulse worker (defaults: Redis and Prometheus on, 1 s publish tick, "
+    "100 ms merge snapshots) runs live on its own topics. After a warm-up whose events "
+    "must show in Redis, a producer sends ordinary valid events (impression, click, "
+    "open, sign-up, spend — the simulator's mix without lead stages and purchases; spend "
+    "1.00 USD, impression count 1) at a fixed rate through the real input topics: every "
+    "50 ms it sends the events due by then as one batch message per (campaign, type). "
+    "Each event's `ts` is its produce time (wall clock read just before its message is "
+    "built and sent). Campaigns are markers, a new set of 8 every second "
+    "(`lat<phase>-<second>-<slot>`, spread over the partitions). The worker writes each "
+    "tick's hashes and appends the same snapshots to the `kpi-stream` stream in one "
+    "MULTI/EXEC, so the stream entry id (Redis's clock, ms) is the moment the counts "
+    "became visible. For each (campaign, count field) events are numbered in produce "
+    "order; event *i* is visible at the first entry whose count is ≥ *i*. Latency = "
+    "visible - produce time, one sample per event; percentiles are nearest-rank over all "
+    "events of the phase. *visible* = events whose count appeared within 60 s after the "
+    "producer stopped; a count above what was sent would be reported as over-counted. "
+    "Worker CPU = its CPU-seconds / the phase's seconds (cores)."
+)
+
+
+def _latency(report: Report) -> list[str]:
+    lines = [
+        f"## Latency: produce → visible in Redis ({report.latency_seconds:.0f} s per rate)",
+        "",
+        LATENCY_METHOD,
+        "",
+        "| rate | target ev/s | sent ev/s | events | p50 ms | p95 ms | p99 ms | max ms "
+        "| sign-ups p99 ms | visible | worker CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report.latency:
+        if r.error and r.p99 is None:
+            lines.append(f"| {r.name} | {r.target_rate:,.0f} | not measured ({r.error}) "
+                         "| | | | | | | | |")  # fmt: skip
+            continue
+        visible = f"{r.events - r.invisible:,} of {r.events:,}"
+        if r.over:
+            visible += f"; {r.over} counts over-counted"
+        lines.append(
+            f"| {r.name} | {r.target_rate:,.0f} | {r.sent_rate:,.0f} | {r.events:,}"
+            f" | {_ms(r.p50)} | {_ms(r.p95)} | {_ms(r.p99)} | {_ms(r.max)}"
+            f" | {_ms(r.signup_p99)} | {visible} | {_fmt(r.worker_cpu, '.2f', '–')} |"
+        )
+    return [*lines, ""]
+
+
+def _memory(report: Report) -> list[str]:
+    m = report.memory
+    assert m is not None
+    lines = [f"## Memory: {m.campaigns:,} campaigns with 24 h of panes", "", report.memory_data,
+             ""]  # fmt: skip
+    if m.error:
+        return [*lines, f"Not measured: {m.error}", ""]
+    loaded = f"{m.campaigns:,} campaigns"
+    if m.partial:
+        loaded = f"~{m.campaigns_loaded:,} of {m.campaigns:,} campaigns (time budget)"
+    rows = [
+        ("events (batch messages)", f"{m.events:,} ({m.messages:,} messages), "
+         f"{m.events_per_campaign} per campaign; preloaded in {m.preload_s:.0f} s"),
+        ("loaded", loaded),
+        ("drain", f"{_fmt(m.drain_rate, ',.0f')} events/s (end: {m.end_by})"),
+        ("RSS of the started worker before the data", f"{_fmt(m.baseline_rss_mb, '.0f')} MB"),
+        ("peak RSS (VmHWM)", f"{_fmt(m.peak_rss_mb, '.0f')} MB"),
+        ("largest RSS sampled while draining", f"{_fmt(m.drain_rss_max_mb, '.0f')} MB"),
+    ]  # fmt: skip
+    if m.partial:
+        rows.append((f"peak RSS projected linearly to {m.campaigns:,} campaigns (not a measure)",
+                     f"{_fmt(m.projected_peak_mb, '.0f')} MB"))  # fmt: skip
+    else:
+        rows.append((f"steady RSS (VmRSS after {m.settle_s:.0f} s idle)",
+                     f"{_fmt(m.steady_rss_mb, '.0f')} MB"))  # fmt: skip
+    rows.append(("exact", m.exact + (f" ({m.note})" if m.note else "")))
+    lines += ["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
+    if m.state_keys:
+        when = "at the end of the budget" if m.partial else "after settling"
+        lines += [f"Table sizes {when} (`funnelpulse_state_keys`):", "",
+                  "| table | keys |", "|---|---|"]  # fmt: skip
+        lines += [f"| {t} | {n:,.0f} |" for t, n in sorted(m.state_keys.items())]
+        lines.append("")
+    return lines
+
+
+def _two_workers(report: Report) -> list[str]:
+    one = median_rate(report.results, "funnelpulse", "batch")
+    lines = [
+        "## Two funnelpulse workers versus one (batch input)",
+        "",
+        "Two worker processes with the same app id (one consumer group) on the 4-partition "
+        "batch topics, started together from offset 0; events/s from the first event "
+        "either counted to lag 0 of the group; CPU-s is the sum of both; exact = every "
+        "scope's 24 h Redis hash equals the recount and the counters sum to at least the "
+        "events (a rebalance may make a worker recount replayed messages in its own "
+        "Prometheus counters; the tables dedup them).",
+        "",
+        "| workers | events/s | end | CPU-s | peak RSS MB (per worker) | exact? | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    if one is not None:
+        lines.append(f"| 1 | {one:,.0f} (median of the batch table) | | | | | |")
+    for r in report.two_workers:
+        if r.error:
+            lines.append(f"| {r.workers} | not measured ({r.error}) | | | | | |")
+            continue
+        speedup = f"; {r.rate / one:.2f}× one worker" if one and r.rate else ""
+        rss = getattr(r, "extra", {}).get("peak_rss_per_worker") or [r.peak_rss_mb]
+        lines.append(
+            f"| {r.workers} | {_fmt(r.rate, ',.0f')} | {_ends([r])}"
+            f" | {_fmt(r.cpu_sut, '.1f')} | {', '.join(_fmt(x, '.0f') for x in rss)}"
+            f" | {r.exact} | {r.note}{speedup} |"
+        )
+    return [*lines, ""]
+
+
+def render(report: Report) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Generated by `{command}` on {generated_at}; rewritten on every run — do not edit.",
-        "Every number below was measured in that one run.",
+        f"Generated by `{report.command}` on {report.generated_at}; rewritten on every run — "
+        "do not edit. Every number below was measured in that one run.",
         "",
         "## Machine",
         "",
-        *(f"- {k}: {v}" for k, v in machine.items()),
+        *(f"- {k}: {v}" for k, v in report.machine.items()),
         "",
         "## Versions",
         "",
-        *(f"- {k}: {v}" for k, v in versions.items()),
+        *(f"- {k}: {v}" for k, v in report.versions.items()),
         "",
         "## Data",
         "",
-        *(f"- {k}: {v}" for k, v in data.items()),
-        "",
-        "## Method",
-        "",
-        "Each system drains the same preloaded topics from offset 0 with a fresh consumer "
-        "group, in its own process, on the local broker; the order of systems alternates "
-        "between repetitions. events/s = events from the first record to the last one "
-        "(funnelpulse: from the first /metrics scrape showing counted events to the one "
-        "showing all of them, scraped every 250 ms). CPU-s SUT = the process's user+system "
-        "CPU over that interval (its own `getrusage`; funnelpulse: `/proc/<pid>/stat`), "
-        "CPU-s broker = the broker's `/proc/<pid>/stat` over the same interval (other load on "
-        "the broker is included). Peak RSS = VmHWM. Changelog msgs/event = end offsets of "
-        "the app's changelog topics / events processed. Values: median over repetitions "
-        "(each repetition's events/s in brackets). exact: funnelpulse — "
-        "`marketing_events_total` by type equals the generator's ground truth; raw — its "
-        "per-minute `all` counts by type equal it; n/a — not checked.",
+        *(f"- {k}: {v}" for k, v in report.data.items()),
         "",
     ]
-    header = (
-        "| system | events/s | CPU-s SUT | CPU-s broker | peak RSS MB | changelog msgs/event "
-        "| exact? | notes |\n|---|---|---|---|---|---|---|---|"
-    )
-    for form in forms:
-        lines += [f"## {FORM_TITLES.get(form, form)}", "", header]
-        for system in systems:
-            runs = [r for r in results if r.system == system and r.form == form]
-            lines.append(_row(system, runs) if runs else f"| {system} | not run | | | | | | |")
+    if report.budgets or report.timings:
+        lines += ["## Time budget", ""]
+        lines += [f"- {k}: {v}" for k, v in report.budgets.items()]
+        lines += [f"- took: {k} {v / 60:.1f} min" for k, v in report.timings.items()]
         lines.append("")
-    lines += ["## Ratios (issue 5 targets)", "", "| ratio | value | target | met? |",
-              "|---|---|---|---|"]  # fmt: skip
-    for ratio in ratios(results):
-        value = _fmt(ratio.value, ".2f", ratio.reason)
-        met = {True: "yes", False: "**no**", None: "not measured"}[ratio.met]
-        lines.append(f"| {ratio.target.label} | {value} | ≥ {ratio.target.minimum:g} | {met} |")
-    lines += ["", "## Not measured", ""]
-    lines += [f"- {what}: {why}" for what, why in not_measured] or ["- (everything was measured)"]
+    lines += ["## Method", "", METHOD, ""]
+    header = (
+        "| system | events/s | end | CPU-s SUT | CPU-s broker | peak RSS MB "
+        "| changelog msgs/event | exact? | notes |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    for form in report.forms:
+        lines += [f"## {FORM_TITLES.get(form, form)}", "", header]
+        for system in report.systems:
+            runs = [r for r in report.results if r.system == system and r.form == form]
+            lines.append(_row(system, runs) if runs else f"| {system} | not run | | | | | | | |")
+        lines.append("")
+    lines += ["## Targets (issue 5)", "", "| target | value | required | met? | note |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for c in checks(report):
+        met = {True: "yes", False: "**no**", None: "not measured"}[c.met]
+        lines.append(f"| {c.label} | {c.value} | {c.bound} | {met} | {c.note} |")
+    lines.append("")
+    if report.latency:
+        lines += _latency(report)
+    if report.memory is not None:
+        lines += _memory(report)
+    if report.two_workers:
+        lines += _two_workers(report)
+    lines += ["## Not measured", ""]
+    lines += [f"- {what}: {why}" for what, why in report.not_measured] or [
+        "- (everything was measured)"
+    ]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,10 @@
-"""Systems under test: how to start each, and one drain measured end to end."""
+"""Systems under test: how to start each, and one drain measured end to end.
+
+A drain runs from the system's first record to the moment the admin API reads its consumer
+group's lag as 0 (``bench.lag``); when that never comes (a time budget stopped the
+system first, or no commit arrived within ``COMMIT_GRACE``) the drain ends at the last
+record the system reports itself, and ``Result.end_by`` says which end was used.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +18,31 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.generator import GroundTruth, topic_names
 from bench.kafka_admin import end_offsets_sum, list_topics
+from bench.lag import LagWatch
 from bench.measure import ROOT, proc_cpu, proc_peak_rss_mb
 
-SYSTEMS = ("raw", "quix", "faust-naive", "faust-bare", "funnelpulse")
+SYSTEMS = ("raw", "quix", "quix-campaign", "faust-naive", "faust-bare", "funnelpulse")
 STARTUP_ALLOWANCE = 90.0  # seconds for a child to join its group and see a first record
+COMMIT_GRACE = 20.0  # seconds after the last record for the group's lag to read 0
+EXACT_PATIENCE = 60.0  # seconds for funnelpulse's Redis hashes to show every count
+STALL_S = 60.0  # a funnelpulse drain that processes nothing this long has stalled
+END_LAG = "lag 0 (admin API)"
+END_SELF = "last record (self-reported)"
+END_BUDGET = "time budget"
+MONEY_FIELDS = ("revenue", "spend")
+COUNTER_NAMES = ("marketing_events_total", "marketing_events_duplicate_total",
+                 "marketing_events_rejected_total")  # fmt: skip
 
 
 @dataclass
@@ -42,10 +60,17 @@ class Run:
     broker_pid: int | None
     quix_python: Path | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    span_s: float = 3600.0
+    workers: int = 1  # funnelpulse worker processes sharing the group
 
     @property
     def tag(self) -> str:
-        return f"{self.ns}-{self.system}-{self.form}-r{self.rep}"
+        suffix = f"-x{self.workers}" if self.workers > 1 else ""
+        return f"{self.ns}-{self.system}-{self.form}-r{self.rep}{suffix}"
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(topic_names(f"{self.ns}.", self.form).values())
 
 
 @dataclass
@@ -64,6 +89,8 @@ class Result:
     partial: bool = False
     note: str = ""
     error: str | None = None
+    end_by: str = ""
+    workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,16 +106,20 @@ class Result:
         return self.changelog_msgs / self.changelog_events
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out = dict(self.__dict__)
         out["rate"] = self.rate
         return out
 
+    def add_note(self, text: str) -> None:
+        self.note = f"{self.note}; {text}" if self.note else text
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM (graceful: commit and leave the group), SIGKILL after ``grace`` s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(45)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
@@ -103,7 +134,7 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _changelogs(run: Run, prefix: str) -> list[str]:
-    if run.system == "quix":  # changelog__<group>--<topic>--<store>
+    if run.system.startswith("quix"):  # changelog__<group>--<topic>--<store>
         return asyncio.run(list_topics(run.bootstrap, lambda t: t.startswith("changelog__")
                                        and run.tag in t))  # fmt: skip
     return asyncio.run(
@@ -115,11 +146,27 @@ def _changelog_count(run: Run) -> int:
     return asyncio.run(end_offsets_sum(run.bootstrap, _changelogs(run, f"{run.tag}-")))
 
 
+def _end(result: Result, watch: LagWatch, fallback: float, start: float) -> None:
+    """The drain's end: lag 0 if the admin API saw it, else the fallback time."""
+    if not result.partial and watch.zero_at is not None:
+        result.seconds, result.end_by = watch.zero_at - start, END_LAG
+    else:
+        result.seconds = fallback - start
+        result.end_by = END_BUDGET if result.partial else END_SELF
+        if not result.partial:
+            why = watch.error or f"lag still {watch.lag} after {COMMIT_GRACE:.0f} s"
+            result.add_note(f"end: last record ({why})")
+    result.extra["lag_polls"] = watch.polls
+    result.extra["self_reported_seconds"] = fallback - start
+    result.extra["lag_by_topic"] = {t: n for t, n in watch.by_topic.items() if n}
+
+
 def run_child(run: Run) -> Result:
-    """raw, quix, faust-naive, faust-bare: a child that reports through ``bench.child``."""
+    """raw, quix*, faust-*: a child that reports through ``bench.child``."""
     result = Result(run.system, run.form, run.rep)
     result_file = run.workdir / f"{run.tag}.jsonl"
     state_dir = Path(tempfile.mkdtemp(prefix=f"{run.tag}-", dir=run.workdir))
+    variants = {"quix": "scopes", "quix-campaign": "campaign"}
     config = {
         "bootstrap": run.bootstrap,
         "topics": {k.value: v for k, v in topic_names(f"{run.ns}.", run.form).items()},
@@ -132,42 +179,48 @@ def run_child(run: Run) -> Result:
         "budget_s": run.budget_s,
         "result_file": str(result_file),
         "state_dir": str(state_dir),
-        "variant": run.system.removeprefix("faust-"),
+        "span_s": run.span_s,
+        "variant": variants.get(run.system, run.system.removeprefix("faust-")),
     }
-    python, module = (
-        sys.executable,
-        {"raw": "bench.sut_raw", "quix": "bench.sut_quix"}.get(run.system, "bench.sut_faust"),
-    )
-    if run.system == "quix":
+    python = sys.executable
+    module = "bench.sut_raw" if run.system == "raw" else "bench.sut_faust"
+    if run.system.startswith("quix"):
         if run.quix_python is None:
             result.error = "quixstreams environment not available"
             return result
-        python = str(run.quix_python)
+        python, module = str(run.quix_python), "bench.sut_quix"
     env = {**os.environ, "BENCH_CONFIG": json.dumps(config), "PYTHONPATH": str(ROOT)}
     log = (run.workdir / f"{run.tag}.log").open("wb")
-    proc = subprocess.Popen([python, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=log)
+    watch = LagWatch(run.bootstrap, run.tag, run.inputs)
+    proc = subprocess.Popen([python, "-m", module], cwd=state_dir, env=env, stdout=log,
+                            stderr=log)  # fmt: skip
     broker_first = broker_done = None
     first = done = None
     deadline = time.monotonic() + STARTUP_ALLOWANCE
     try:
-        while done is None:
-            time.sleep(0.02)
-            lines = _read_lines(result_file)
-            if first is None and lines:
-                first, broker_first = lines[0], proc_cpu(run.broker_pid)
-                deadline = time.monotonic() + run.budget_s + 60
-            done = next((line for line in lines if line["kind"] == "done"), None)
-            if done is not None:
-                broker_done = proc_cpu(run.broker_pid)
-                result.peak_rss_mb = proc_peak_rss_mb(proc.pid)
-            elif proc.poll() is not None:
-                result.error = f"exited with {proc.returncode} before finishing (see {log.name})"
-                return result
-            elif time.monotonic() > deadline:
-                result.error = "no first record in time" if first is None else "did not finish"
-                return result
+        with watch:
+            while done is None:
+                time.sleep(0.02)
+                lines = _read_lines(result_file)
+                if first is None and lines:
+                    first, broker_first = lines[0], proc_cpu(run.broker_pid)
+                    deadline = time.monotonic() + run.budget_s + 60
+                done = next((line for line in lines if line["kind"] == "done"), None)
+                if done is not None:
+                    broker_done = proc_cpu(run.broker_pid)
+                    result.peak_rss_mb = proc_peak_rss_mb(proc.pid)
+                elif proc.poll() is not None:
+                    result.error = (
+                        f"exited with {proc.returncode} before finishing (see {log.name})"
+                    )
+                    return result
+                elif time.monotonic() > deadline:
+                    result.error = "no first record in time" if first is None else "did not finish"
+                    return result
+            if not done["partial"]:
+                watch.wait_zero(COMMIT_GRACE)
     finally:
-        _stop(proc)
+        stop_process(proc, 10.0 if done is None or done["partial"] else 30.0)
         log.close()
         shutil.rmtree(state_dir, ignore_errors=True)
     assert first is not None and done is not None
@@ -175,7 +228,7 @@ def run_child(run: Run) -> Result:
     if events < 0:  # counts messages only (bare Faust): scale to the events they hold
         events = round(run.truth.events * done["messages"] / run.truth.messages[run.form])
     result.events, result.partial = events, bool(done["partial"])
-    result.seconds = done["t"] - first["t"]
+    _end(result, watch, done["t"], first["t"])
     result.cpu_sut = done["cpu"] - first["cpu"]
     if broker_first is not None and broker_done is not None:
         result.cpu_broker = broker_done - broker_first
@@ -184,22 +237,75 @@ def run_child(run: Run) -> Result:
     if "by_type" in done:
         result.exact = "yes" if done["by_type"] == dict(run.truth.by_type) else "NO"
     if result.partial:
-        result.note = (f"time budget: {events:,} of {run.truth.events:,} events "
-                       f"in {result.seconds:.0f} s")  # fmt: skip
-    if run.system in ("faust-naive", "faust-bare", "quix"):
+        result.add_note(f"time budget: {events:,} of {run.truth.events:,} events "
+                        f"in {result.seconds:.0f} s")  # fmt: skip
+    if run.system in ("faust-naive", "faust-bare") or run.system.startswith("quix"):
         result.changelog_msgs = _changelog_count(run)
         result.changelog_events = events
     return result
 
 
-SCRAPES: list[tuple[float, int]] = []  # (seconds, bytes) of every /metrics scrape
+# -- funnelpulse --------------------------------------------------------------------------
+def funnelpulse_env(
+    *, app_id: str, topic_prefix: str, redis_prefix: str, web_port: int, data_dir: Path,
+    bootstrap: str, redis_url: str, **extra: str,
+) -> dict[str, str]:  # fmt: skip
+    """The worker's environment: product defaults except names, ports and the data dir."""
+    return {**os.environ, "FUNNELPULSE_APP_ID": app_id, "FUNNELPULSE_TOPIC_PREFIX": topic_prefix,
+            "FUNNELPULSE_REDIS_PREFIX": redis_prefix, "FUNNELPULSE_PARTITIONS": "4",
+            "FUNNELPULSE_WEB_PORT": str(web_port), "FUNNELPULSE_LOG_LEVEL": "warn",
+            "FUNNELPULSE_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "REDIS_URL": redis_url, **extra}  # fmt: skip
 
 
-def _scrape(url: str) -> tuple[Counter[str], float]:
-    """marketing_events_total by type, and duplicates + rejected."""
-    started = time.monotonic()
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    SCRAPES.append((time.monotonic() - started, len(text)))
+class FunnelpulseWorker:
+    """One ``funnelpulse worker`` process and its /metrics."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.url = f"http://127.0.0.1:{env['FUNNELPULSE_WEB_PORT']}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "funnelpulse.cli", "worker"],
+                                     cwd=env["FUNNELPULSE_DATA_DIR"], env=env, stdout=self._log,
+                                     stderr=self._log)  # fmt: skip
+        self.client = httpx.Client(timeout=10)
+        self.scrapes: list[tuple[float, int]] = []  # (seconds, bytes) of each scrape
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def metrics(self, names: tuple[str, ...] = ()) -> str:
+        """/metrics text; ``names`` restricts the families (cheap polling)."""
+        params: list[tuple[str, str | int | float | bool | None]] = [("name[]", n) for n in names]
+        started = time.monotonic()
+        text = self.client.get(f"{self.url}/metrics", params=params).text
+        if not names:
+            self.scrapes.append((time.monotonic() - started, len(text)))
+        return text
+
+    def counts(self) -> tuple[Counter[str], float]:
+        """marketing_events_total by type, and duplicates + rejected."""
+        return parse_counts(self.metrics(COUNTER_NAMES))
+
+    def processed(self, stage: str = "intake") -> float:
+        """Kafka messages a stage has processed: three samples, cheap to poll often
+        (``marketing_events_total`` has a series per type, channel and campaign)."""
+        text = self.metrics(("funnelpulse_messages_processed_total",))
+        return parse_gauge(text, "funnelpulse_messages_processed_total", "stage").get(stage, 0.0)
+
+    def stop(self, grace: float = 30.0) -> None:
+        try:
+            stop_process(self.proc, grace)
+        finally:
+            self.client.close()
+            self._log.close()
+
+
+def parse_counts(text: str) -> tuple[Counter[str], float]:
     by_type: Counter[str] = Counter()
     other = 0.0
     for family in text_string_to_metric_families(text):
@@ -211,72 +317,204 @@ def _scrape(url: str) -> tuple[Counter[str], float]:
     return by_type, other
 
 
+def parse_gauge(text: str, name: str, label: str) -> dict[str, float]:
+    return {
+        s.labels[label]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def redis_mismatches(
+    hashes: Mapping[str, Mapping[str, str]], truth: Mapping[str, Mapping[str, int]]
+) -> list[str]:
+    """Scopes whose published counts differ from the recount (money: to the micro-unit),
+    each as ``scope field=got (want n), ...``."""
+    bad = []
+    for scope, want in sorted(truth.items()):
+        got = hashes.get(scope) or {}
+        wrong = []
+        for name, value in sorted(want.items()):
+            expected = value / 1e6 if name in MONEY_FIELDS else float(value)
+            if abs(float(got.get(name, 0)) - expected) >= 5e-7:
+                wrong.append(f"{name}={got.get(name, 'absent')} (want {expected:g})")
+        if wrong:
+            bad.append(f"{scope} {', '.join(wrong)}")
+    return bad
+
+
+def check_redis(
+    redis_url: str, prefix: str, truth: GroundTruth, window: str = "24h",
+    patience: float = EXACT_PATIENCE,
+) -> list[str]:  # fmt: skip
+    """Waits until every scope's ``<prefix>kpi:<window>:<scope>`` hash equals the recount;
+    returns the mismatches left when patience runs out (empty: exact)."""
+    want = truth.scopes()
+    scopes = sorted(want)
+    client = redis.Redis.from_url(redis_url, socket_timeout=10, decode_responses=True)
+    deadline = time.monotonic() + patience
+    try:
+        while True:
+            pipe = client.pipeline(transaction=False)
+            for scope in scopes:
+                pipe.hgetall(f"{prefix}kpi:{window}:{scope}")
+            bad = redis_mismatches(dict(zip(scopes, pipe.execute(), strict=True)), want)
+            if not bad or time.monotonic() > deadline:
+                return bad
+            time.sleep(1.0)
+    finally:
+        client.close()
+
+
 def run_funnelpulse(run: Run, web_port: int) -> Result:
-    """The worker itself, Redis and Prometheus on; done when every event is counted."""
+    """``run.workers`` worker processes (one app id and consumer group), Redis and
+    Prometheus on. First record: the first poll (every 250 ms) at which the intake has
+    processed messages; done when it has processed every input message and the group's
+    lag is 0; gated on exact counts. Events are counted in input messages (their events
+    known from the generator), so the cheap ``funnelpulse_messages_processed_total`` is
+    polled during the drain, and the per-campaign counters only once at the end."""
     from funnelpulse.settings import Settings
     from streams.topics import ensure_topics
 
-    result = Result(run.system, run.form, run.rep)
-    data_dir = Path(tempfile.mkdtemp(prefix=f"{run.tag}-", dir=run.workdir))
-    env = {**os.environ, "FUNNELPULSE_APP_ID": run.tag,
-           "FUNNELPULSE_TOPIC_PREFIX": f"{run.ns}.{run.form}.",
-           "FUNNELPULSE_REDIS_PREFIX": f"{run.ns}:{run.form}-r{run.rep}:",
-           "FUNNELPULSE_PARTITIONS": "4", "FUNNELPULSE_WEB_PORT": str(web_port),
-           "FUNNELPULSE_LOG_LEVEL": "warn", "FUNNELPULSE_DATA_DIR": str(data_dir),
-           "KAFKA_BOOTSTRAP_SERVERS": run.bootstrap, "REDIS_URL": run.redis_url}  # fmt: skip
-    asyncio.run(ensure_topics(Settings.from_env(env)))
-    log = (run.workdir / f"{run.tag}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "funnelpulse.cli", "worker"], cwd=ROOT,
-                            env=env, stdout=log, stderr=log)  # fmt: skip
-    url, total = f"http://127.0.0.1:{web_port}", run.truth.events
-    first: tuple[float, int, float | None, float | None] | None = None
-    by_type: Counter[str] = Counter()
-    deadline = time.monotonic() + STARTUP_ALLOWANCE
+    result = Result(run.system, run.form, run.rep, workers=run.workers)
+    redis_prefix = f"{run.ns}:{run.form}-r{run.rep}-x{run.workers}:"
+    workers: list[FunnelpulseWorker] = []
+    watch = LagWatch(run.bootstrap, run.tag, run.inputs)
+    total = run.truth.events
+    first: tuple[float, float, float, float | None] | None = None
+    messages, done, now = run.truth.messages[run.form], 0.0, time.time()
+    progress = (0.0, time.monotonic())  # (messages processed, when that number last grew)
     try:
-        while True:
-            time.sleep(0.25)
-            if proc.poll() is not None:
-                result.error = f"worker exited with {proc.returncode} (see {log.name})"
+        for i in range(run.workers):
+            data_dir = Path(tempfile.mkdtemp(prefix=f"{run.tag}-w{i}-", dir=run.workdir))
+            env = funnelpulse_env(app_id=run.tag, topic_prefix=f"{run.ns}.{run.form}.",
+                                  redis_prefix=redis_prefix, web_port=web_port + i,
+                                  data_dir=data_dir, bootstrap=run.bootstrap,
+                                  redis_url=run.redis_url)  # fmt: skip
+            if i == 0:
+                asyncio.run(ensure_topics(Settings.from_env(env)))
+            workers.append(FunnelpulseWorker(env, run.workdir / f"{run.tag}-w{i}.log"))
+        deadline = time.monotonic() + STARTUP_ALLOWANCE
+        with watch:
+            while True:
+                time.sleep(0.25)
+                dead = [w for w in workers if not w.alive()]
+                if dead:
+                    result.error = (f"worker exited with {dead[0].proc.returncode} "
+                                    f"(see {dead[0].log_path.name})")  # fmt: skip
+                    return result
+                try:
+                    done, now = sum(w.processed() for w in workers), time.time()
+                except httpx.HTTPError:
+                    continue
+                if done > 0 and first is None:
+                    cpu = sum(proc_cpu(w.pid) or 0.0 for w in workers)
+                    first = (now, done, cpu, proc_cpu(run.broker_pid))
+                    deadline = time.monotonic() + run.budget_s + 30
+                if done > progress[0]:
+                    progress = (done, time.monotonic())
+                elif first is not None and time.monotonic() - progress[1] > STALL_S:
+                    result.error = (f"stalled: no input message processed for {STALL_S:.0f} s "
+                                    f"with the group's lag at {watch.lag} (see "
+                                    f"{', '.join(w.log_path.name for w in workers)})")  # fmt: skip
+                    return result
+                # several workers may process a message twice after a rebalance, so their
+                # sum says nothing: they are done at lag 0
+                finished = done >= messages if run.workers == 1 else watch.zero_at is not None
+                if finished or time.monotonic() > deadline:
+                    break
+            processed_at = now
+            cpu_sut = sum(proc_cpu(w.pid) or 0.0 for w in workers)
+            cpu_broker = proc_cpu(run.broker_pid)
+            rss = [proc_peak_rss_mb(w.pid) for w in workers]
+            if first is None:
+                result.error = "nothing processed in time"
                 return result
-            try:
-                by_type, other = _scrape(url)
-            except httpx.HTTPError:
-                continue
-            n, now = sum(by_type.values()) + int(other), time.time()
-            if n > 0 and first is None:
-                first = (now, n, proc_cpu(proc.pid), proc_cpu(run.broker_pid))
-                deadline = time.monotonic() + run.budget_s + 30
-            if n >= total or time.monotonic() > deadline:
-                cpu_sut, cpu_broker = proc_cpu(proc.pid), proc_cpu(run.broker_pid)
-                result.peak_rss_mb = proc_peak_rss_mb(proc.pid)
-                break
-        if first is None:
-            result.error = "nothing counted in time"
-            return result
-        result.events, result.seconds = n - first[1], now - first[0]
-        result.partial = n < total
-        if first[2] is not None and cpu_sut is not None:
-            result.cpu_sut = cpu_sut - first[2]
+            result.partial = done < messages or (run.workers > 1 and watch.zero_at is None)
+            if not result.partial:
+                watch.wait_zero(COMMIT_GRACE)
+        by_type, other = _final_counts(workers, total, 0 if result.partial else EXACT_PATIENCE)
+        n = sum(by_type.values()) + int(other)
+        # events in the input messages processed before the first poll that saw any
+        skipped = round(total * first[1] / messages)
+        drained = round(total * min(done, messages) / messages) if result.partial else total
+        result.events = drained - skipped
+        _end(result, watch, processed_at, first[0])
+        result.cpu_sut = cpu_sut - first[2]
         if first[3] is not None and cpu_broker is not None:
             result.cpu_broker = cpu_broker - first[3]
-        result.exact = "yes" if dict(by_type) == dict(run.truth.by_type) and not other else "NO"
+        result.peak_rss_mb = max((r for r in rss if r is not None), default=None)
+        result.extra["peak_rss_per_worker"] = rss
         result.extra["by_type"] = dict(by_type)
-        if SCRAPES:
-            secs, size = max(SCRAPES[-5:])
-            result.extra["last_scrape"] = f"{secs * 1000:.0f} ms, {size / 1e6:.1f} MB"
-            result.note = f"slowest of last 5 /metrics scrapes: {result.extra['last_scrape']}"
-        SCRAPES.clear()
-        if result.exact == "NO":
-            result.note += f"; counted {dict(by_type)} (+{other:.0f} duplicate/rejected)"
+        _gate(result, run, redis_prefix, by_type, other, workers)
+        if run.workers == 1:
+            full = workers[0].metrics()  # one full scrape: what Prometheus would pay
+            secs, size = workers[0].scrapes[-1]
+            result.add_note(f"full /metrics scrape: {secs * 1000:.0f} ms, {size / 1e6:.1f} MB")
+            result.extra["state_keys"] = parse_gauge(full, "funnelpulse_state_keys", "table")
         if result.partial:
-            result.note += f"; time budget: {n:,} of {total:,} events counted"
+            result.add_note(f"time budget: {n:,} of {total:,} events counted")
     finally:
-        _stop(proc)
-        log.close()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        for w in workers:
+            w.stop()
+        for path in run.workdir.glob(f"{run.tag}-w*-*"):
+            shutil.rmtree(path, ignore_errors=True)
     result.changelog_msgs = _changelog_count(run)
     result.changelog_events = n
     return result
+
+
+def _final_counts(
+    workers: list[FunnelpulseWorker], total: int, patience: float
+) -> tuple[Counter[str], float]:
+    """Counters summed over the workers, once they reach ``total`` (or patience ends)."""
+    deadline = time.monotonic() + patience
+    while True:
+        scraped = [w.counts() for w in workers]
+        by_type = sum((c for c, _ in scraped), Counter[str]())
+        other = sum(o for _, o in scraped)
+        if sum(by_type.values()) + other >= total or time.monotonic() >= deadline:
+            return by_type, other
+        time.sleep(0.5)
+
+
+def _http_kpis(workers: list[FunnelpulseWorker], scope: str) -> list[Any]:
+    """What each worker's /kpis says about a scope Redis got wrong (for the diagnosis)."""
+    out = []
+    for w in workers:
+        try:
+            out.append(w.client.get(f"{w.url}/kpis", params={"window": "24h", "scope": scope}).text)
+        except httpx.HTTPError as exc:
+            out.append(repr(exc))
+    return out
+
+
+def _gate(
+    result: Result, run: Run, prefix: str, by_type: Counter[str], other: float,
+    workers: list[FunnelpulseWorker],
+) -> None:  # fmt: skip
+    """exact = every scope's 24 h Redis hash equals the recount and, with one worker,
+    ``marketing_events_total`` by type equals the ground truth. (Several workers' counters
+    may count a replayed message twice after a rebalance: Prometheus counters count work,
+    the tables count events; there only the tables must be exact.)"""
+    if result.partial:
+        result.exact = "n/a"
+        return
+    problems = []
+    if run.workers == 1 and (dict(by_type) != dict(run.truth.by_type) or other):
+        problems.append(f"counted {dict(by_type)} (+{other:.0f} duplicate/rejected)")
+    if sum(by_type.values()) < run.truth.events:
+        problems.append(f"counted {sum(by_type.values()):,} < {run.truth.events:,}")
+    bad = check_redis(run.redis_url, prefix, run.truth)
+    if bad:
+        problems.append(f"{len(bad)} Redis scopes differ, e.g. {'; '.join(bad[:3])}")
+        result.extra["redis_mismatches"] = bad[:50]
+        result.extra["http_kpis_of_first"] = _http_kpis(workers, bad[0].split(" ", 1)[0])
+    result.exact = "NO" if problems else "yes"
+    result.extra["redis_scopes_checked"] = len(run.truth.scopes())
+    for problem in problems:
+        result.add_note(problem)
 
 
 def run_system(run: Run, web_port: int = 6097) -> Result:
