@@ -56,6 +56,9 @@ STATE_VERSION = 4  # in every table name: a change of state format starts from n
 CHANGELOG_CONFIG = {"segment.ms": str(10 * 60_000), "min.cleanable.dirty.ratio": "0.2"}
 EVICT_EVERY = 60.0
 LATE_AFTER = 60.0
+# A crashed worker's partitions wait for its group session to expire before they move
+# (Faust's default: 60 s); aiokafka heartbeats from the consumer thread every 3 s.
+SESSION_TIMEOUT = 10.0
 LAG_SLACK = 50  # messages in flight that never count as a backlog
 SNAPSHOT_PANES_PER_MESSAGE = 2000  # ~200 KB of JSON
 
@@ -92,7 +95,7 @@ class FunnelPulse:
         self._offsets_client: AIOKafkaConsumer | None = None
         self.watched_topics = {*self.names.inputs.values(), self.names.funnel, self.names.merge}
         self.dedup_indexes: dict[tuple[str, int], dict[str, DedupRecord]] = {}
-        self.guard = OffsetGuard(KafkaRecords(settings.kafka_bootstrap_servers, settings.app_id))
+        self.guard = OffsetGuard(KafkaRecords(kafka_client_kwargs(settings), settings.app_id))
         self.applied: dict[tuple[str, int, int], int] = {}  # (stage, partition, topic) → offset
         self._applied_known = False
         self._register()
@@ -112,6 +115,7 @@ class FunnelPulse:
             topic_replication_factor=s.replication,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=1,
+            broker_session_timeout=SESSION_TIMEOUT,
             producer_acks=-1,
             producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a 1 MiB message + headers
             broker_credentials=faust_credentials(s),  # TLS context built by us, never implied

@@ -4,7 +4,8 @@ Each value is ``[counts, high_water]`` where ``high_water`` maps a source topic 
 the last offset whose contribution is inside ``counts``. The two change together in one
 store write and one changelog message, so after a crash a re-delivered message at or
 below the mark is recognised and skipped (the Quix Streams remedy, per pane). The sum of
-the marks is a version that only grows, which lets the merge stage keep the newest
+the marks (each counted as offset + 1) is a version that grows with every message taken
+in, which lets the merge stage keep the newest
 absolute snapshot of each partial and ignore stale or repeated ones.
 """
 
@@ -48,5 +49,8 @@ def apply_delta(
 
 
 def version(value: PartialValue) -> int:
+    """Grows with every message a pane takes in, offset 0 included: a mark counts as its
+    offset + 1 (with the plain sum, a first message at offset 0 left the version as it
+    was, and the merge stage kept the older snapshot without that message's counts)."""
     marks: Mapping[str, int] = value[1]
-    return sum(marks.values())
+    return sum(marks.values()) + len(marks)

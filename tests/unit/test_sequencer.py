@@ -1,0 +1,113 @@
+"""The offset guard hands every partition's messages over once, in offset order, filling
+the holes Faust leaves around a rebalance from a source of its own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.sequencer import TP, Fetched, OffsetGuard
+
+
+class Log:
+    """A partition log with a committed offset, as the guard's private client sees it."""
+
+    def __init__(self, ends: dict[TP, int], committed: dict[TP, int], missing: set[int]) -> None:
+        self.ends = ends
+        self.committed = committed
+        self.missing = missing  # offsets without a record (transaction markers)
+        self.fetches: list[tuple[TP, int, int]] = []
+
+    async def starts(self, tps: Iterable[TP]) -> dict[TP, int]:
+        return {tp: self.committed.get(tp, 0) for tp in tps}
+
+    async def fetch(self, tp: TP, start: int, end: int) -> list[Fetched]:
+        self.fetches.append((tp, start, end))
+        return [Fetched(*tp, o, b"x") for o in range(start, end) if o not in self.missing]
+
+
+class FaustConsumer:
+    def __init__(self) -> None:
+        self.gaps: list[tuple[Any, int, int]] = []
+
+    async def _add_gap(self, tp: Any, start: int, end: int) -> None:
+        self.gaps.append((tuple(tp), start, end))
+
+
+def msgs(topic: str, partition: int, *offsets: int) -> list[Fetched]:
+    return [Fetched(topic, partition, o, b"m") for o in offsets]
+
+
+def offsets(batch: list[Any]) -> list[int]:
+    return [m.offset for m in batch]
+
+
+async def test_in_order_passes_untouched_and_repeats_are_dropped() -> None:
+    guard = OffsetGuard(Log({}, {("t", 0): 5}, set()))
+    out, holes = await guard.order(msgs("t", 0, 5, 6, 7))
+    assert offsets(out) == [5, 6, 7] and holes == []
+    out, holes = await guard.order(msgs("t", 0, 6, 7, 8))  # re-delivered around a seek
+    assert offsets(out) == [8] and guard.dropped == 2
+
+
+async def test_a_hole_is_read_directly_and_handed_over_first_then_released() -> None:
+    log, faust = Log({}, {("t", 0): 10}, set()), FaustConsumer()
+    guard = OffsetGuard(log, faust)
+    out, holes = await guard.order([*msgs("t", 0, 10, 11, 14, 15), *msgs("u", 1, 0)])
+    assert offsets(out) == [10, 11, 12, 13, 14, 15, 0]
+    assert log.fetches == [(("t", 0), 12, 14)]
+    assert holes == [(("t", 0), 12, 14)] and guard.filled == 2
+    await guard.release(holes)
+    assert faust.gaps == [(("t", 0), 12, 13)]
+
+
+async def test_the_first_message_after_a_start_is_checked_against_the_committed_offset() -> None:
+    log = Log({}, {("t", 2): 40}, {41})  # 41 is a transaction marker: no record
+    guard = OffsetGuard(log)
+    out, _ = await guard.order(msgs("t", 2, 43, 44))
+    assert offsets(out) == [40, 42, 43, 44]
+
+
+async def test_revoked_partitions_restart_from_their_committed_offset() -> None:
+    log = Log({}, {("t", 0): 3}, set())
+    guard = OffsetGuard(log)
+    await guard.order(msgs("t", 0, 3, 4))
+    log.committed[("t", 0)] = 9  # another worker went on meanwhile
+    guard.forget([type("TP", (), {"topic": "t", "partition": 0})()])
+    out, _ = await guard.order(msgs("t", 0, 9))
+    assert offsets(out) == [9] and log.fetches == []
+
+
+async def test_in_order_wraps_a_batch_stream() -> None:
+    guard = OffsetGuard(Log({}, {("t", 0): 0}, set()), FaustConsumer())
+
+    async def batches() -> AsyncIterator[list[Any]]:
+        yield msgs("t", 0, 0, 2)
+        yield msgs("t", 0, 1, 2)  # all seen already: nothing handed over
+        yield msgs("t", 0, 3)
+
+    seen = [offsets(b) async for b in guard.in_order(batches())]
+    assert seen == [[0, 1, 2], [3]]
+
+
+@given(
+    st.lists(st.integers(0, 30), max_size=60),
+    st.sets(st.integers(0, 30), max_size=5),
+    st.integers(0, 10),
+)
+async def test_whatever_faust_delivers_every_offset_is_handed_over_once_in_order(
+    delivered: list[int], markers: set[int], committed: int
+) -> None:
+    delivered = [o for o in delivered if o not in markers]  # a marker is never delivered
+    log = Log({}, {("t", 0): committed}, markers)
+    guard = OffsetGuard(log)
+    out, _ = await guard.order(msgs("t", 0, *delivered))
+    got = offsets(out)
+    assert got == sorted(set(got))  # strictly increasing: once each, in order
+    reached = max([committed - 1, *delivered])
+    assert set(got) == {o for o in range(committed, reached + 1) if o not in markers} | (
+        {o for o in delivered if o >= committed}
+    )
