@@ -1,11 +1,12 @@
 """The latency phase: produce → visible in Redis, with a live funnelpulse worker.
 
 A producer sends ordinary, valid events at a fixed rate through the real input topics.
-Every ``tick`` it sends the events due so far (rate × elapsed), as one batch message per
-(campaign, event type), each event's ``ts`` = the wall-clock time taken just before the
-tick's messages are built and handed to the producer: the event carries its produce time.
-The campaigns are markers: ``lat<phase>-<second>-<slot>`` (a new set every second, ``slots``
-of them spread over the partitions), so each one's counts only grow during the phase.
+Every ``tick`` it sends the events due so far (rate × elapsed), as a collector would: one
+batch message per event type, all for the tick's campaign, each event's ``ts`` = the
+wall-clock time taken just before the tick's messages are built and handed to the
+producer: the event carries its produce time. The campaigns are markers:
+``lat<phase>-<second>-<slot>``, the slot turning every tick (``slots`` per second, spread
+over the partitions), so each one's counts only grow during the phase.
 
 The worker publishes each tick's snapshots in one Redis MULTI/EXEC that writes the hashes
 and appends the same JSON to the ``kpi-stream`` stream; the stream entry's id is Redis's
@@ -155,13 +156,12 @@ def phase_stats(
 
 # -- the impure half: producing, and reading the stream back ----------------------------------
 def _events(
-    kinds: list[EventType], ts: float, second: int, first: int, label: str, slots: int,
-    seq: Iterator[int],
-) -> dict[tuple[str, EventType], list[dict[str, Any]]]:  # fmt: skip
+    kinds: list[EventType], ts: float, second: int, slot: int, label: str, seq: Iterator[int]
+) -> dict[tuple[str, EventType], list[dict[str, Any]]]:
+    """One tick's events, all for the tick's campaign: one batch message per type."""
     messages: dict[tuple[str, EventType], list[dict[str, Any]]] = defaultdict(list)
-    for i, kind in enumerate(kinds):
-        slot = (first + i) % slots
-        campaign = f"lat{label}-{second:04d}-{slot}"
+    campaign = f"lat{label}-{second:04d}-{slot}"
+    for kind in kinds:
         n = next(seq)
         doc: dict[str, Any] = {"event_id": f"lat{label}-{n}", "ts": ts, "campaign_id": campaign,
                                "channel": CHANNELS[slot % len(CHANNELS)]}  # fmt: skip
@@ -197,7 +197,7 @@ async def produce_at_rate(
             if due > 0:
                 ts = round(time.time(), 3)
                 batch = rng.choices(kinds, weights, k=due)
-                messages = _events(batch, ts, int(elapsed), produced.events, label, slots, seq)
+                messages = _events(batch, ts, int(elapsed), k % slots, label, seq)
                 for (campaign, kind), docs in messages.items():
                     await producer.send(topics[kind], orjson.dumps(docs), key=campaign.encode())
                     produced.sends[(campaign, FIELD_OF[kind])].append((ts, len(docs)))

@@ -240,10 +240,12 @@ LATENCY_METHOD = (
     "must show in Redis, a producer sends ordinary valid events (impression, click, "
     "open, sign-up, spend — the simulator's mix without lead stages and purchases; spend "
     "1.00 USD, impression count 1) at a fixed rate through the real input topics: every "
-    "50 ms it sends the events due by then as one batch message per (campaign, type). "
-    "Each event's `ts` is its produce time (wall clock read just before its message is "
-    "built and sent). Campaigns are markers, a new set of 8 every second "
-    "(`lat<phase>-<second>-<slot>`, spread over the partitions). The worker writes each "
+    "50 ms it sends the events due by then, as a collector would: one batch message per "
+    "event type, all for that tick's campaign (so messages grow with the rate: ~10 events "
+    "at 1k ev/s, ~100 at 10k ev/s). Each event's `ts` is its produce time (wall clock read "
+    "just before its message is built and sent). Campaigns are markers "
+    "(`lat<phase>-<second>-<slot>`, the slot turning every tick, 8 per second, spread over "
+    "the partitions). The worker writes each "
     "tick's hashes and appends the same snapshots to the `kpi-stream` stream in one "
     "MULTI/EXEC, so the stream entry id (Redis's clock, ms) is the moment the counts "
     "became visible. For each (campaign, count field) events are numbered in produce "
@@ -323,8 +325,9 @@ def _two_workers(report: Report) -> list[str]:
         "## Two funnelpulse workers versus one (batch input)",
         "",
         "Two worker processes with the same app id (one consumer group) on the 4-partition "
-        "batch topics, started together from offset 0; events/s from the first event "
-        "either counted to lag 0 of the group; CPU-s is the sum of both; exact = every "
+        "batch topics, started together from offset 0; events/s from the first poll at which "
+        "either had processed input messages to lag 0 of the group; CPU-s is the sum of "
+        "both; a drain that processes nothing for 60 s is reported as stalled; exact = every "
         "scope's 24 h Redis hash equals the recount and the counters sum to at least the "
         "events (a rebalance may make a worker recount replayed messages in its own "
         "Prometheus counters; the tables dedup them).",
@@ -338,12 +341,14 @@ def _two_workers(report: Report) -> list[str]:
         if r.error:
             lines.append(f"| {r.workers} | not measured ({r.error}) | | | | | |")
             continue
-        speedup = f"; {r.rate / one:.2f}× one worker" if one and r.rate else ""
+        notes = [r.note] if r.note else []
+        if one and r.rate:
+            notes.append(f"{r.rate / one:.2f}× one worker")
         rss = getattr(r, "extra", {}).get("peak_rss_per_worker") or [r.peak_rss_mb]
         lines.append(
             f"| {r.workers} | {_fmt(r.rate, ',.0f')} | {_ends([r])}"
             f" | {_fmt(r.cpu_sut, '.1f')} | {', '.join(_fmt(x, '.0f') for x in rss)}"
-            f" | {r.exact} | {r.note}{speedup} |"
+            f" | {r.exact} | {'; '.join(notes)} |"
         )
     return [*lines, ""]
 

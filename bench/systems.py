@@ -411,7 +411,7 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
                 if done > 0 and first is None:
                     cpu = sum(proc_cpu(w.pid) or 0.0 for w in workers)
                     first = (now, done, cpu, proc_cpu(run.broker_pid))
-                    deadline = time.monotonic() + run.budget_s + 30
+                    deadline = time.monotonic() + run.budget_s
                 if done > progress[0]:
                     progress = (done, time.monotonic())
                 elif first is not None and time.monotonic() - progress[1] > STALL_S:

@@ -181,7 +181,7 @@ def test_render_latency_memory_and_two_workers() -> None:
     assert "| steady RSS (VmRSS after 30 s idle) | 350 MB |" in text
     assert "| partials | 1,000,000 |" in text
     assert "| 1 | 375 (median of the batch table) |" in text
-    assert "| 2 | 1,000 | lag 0 | 1.0 | 120, 110 | yes | ; 2.67× one worker |" in text
+    assert "| 2 | 1,000 | lag 0 | 1.0 | 120, 110 | yes | 2.67× one worker |" in text
     assert "- took: whole run 25.0 min" in text and "- latency phase: 60 s" in text
     assert "| peak RSS, 10,000 campaigns with 24 h of panes | 390 MB | ≤ 400 MB | yes |" in text
 
