@@ -23,6 +23,7 @@ from bench.measure import proc_cpu, proc_peak_rss_mb, proc_rss_mb
 from bench.results import LatencyResult, MemoryResult
 from bench.systems import (
     COMMIT_GRACE,
+    END_BUDGET,
     END_LAG,
     END_SELF,
     STARTUP_ALLOWANCE,
@@ -164,7 +165,9 @@ def run_memory(env: Env, spec: MemorySpec, settle: float, budget: float) -> Memo
                 watch.wait_zero(COMMIT_GRACE)
         result.campaigns_loaded = round(spec.campaigns * done / max(result.messages, 1))
         end = now if result.partial or watch.zero_at is None else watch.zero_at
-        result.end_by = END_LAG if end is watch.zero_at else END_SELF
+        result.end_by = (
+            END_BUDGET if result.partial else END_LAG if end is watch.zero_at else END_SELF
+        )
         if first is not None and end > first[0]:
             per_message = result.events / max(result.messages, 1)
             result.drain_rate = (done - first[1]) * per_message / (end - first[0])
