@@ -57,6 +57,7 @@ class KpiPublisher:
         self.alert_dirty: set[str] = set()
         self._done_seen = 0  # messages processed as of the previous tick
         self.lag: dict[str, int] = {}
+        self._owned: set[int] = set()  # merge partitions this worker is active for
 
     # -- merge state ------------------------------------------------------------------
     def merge(
@@ -79,8 +80,11 @@ class KpiPublisher:
 
     def rebuild_index(self) -> None:
         self.index.clear()
+        self._owned = self._owned_partitions()
         for full in list(self.owner.merged.data):
             partition, _, key = full.partition("|")
+            if int(partition) not in self._owned:
+                continue  # a standby copy of another worker's partition: not ours to publish
             scope, size, start = split_pane_key(key)
             self.index.setdefault(scope, (int(partition), set()))[1].add((size, start))
         self.dirty.update(self.index)
@@ -109,6 +113,7 @@ class KpiPublisher:
         scopes = set(islice(self.due, MAX_SCOPES_PER_TICK))
         for scope in scopes:
             del self.due[scope]
+        self._follow_ownership()
         snapshots = self._snapshots(scopes, now)
         alert_events = self._evaluate_alerts(scopes, now)
         self._set_gauges()
@@ -132,6 +137,26 @@ class KpiPublisher:
             metrics.consumer_lag.labels(topic).set(lag)
         for table, size in self.owner.state_sizes().items():
             metrics.state_keys.labels(table).set(size)
+
+    def _owned_partitions(self) -> set[int]:
+        topic = self.owner.merged.changelog_topic.get_topic_name()
+        actives = self.owner.app.assignor.assigned_actives()
+        return {tp.partition for tp in actives if tp.topic == topic}
+
+    def _follow_ownership(self) -> None:
+        """Forgets the scopes of merge partitions this worker no longer owns (moved to
+        another worker, or only a standby copy here): their owner publishes them from
+        fresher data, and a stale copy here would overwrite Redis and show on /kpis."""
+        owned = self._owned_partitions()
+        if owned == self._owned:
+            return
+        self._owned = owned
+        for scope in [s for s, (partition, _) in self.index.items() if partition not in owned]:
+            del self.index[scope]
+            for snaps in self.latest.values():
+                snaps.pop(scope, None)
+            for counts in self.latest_counts.values():
+                counts.pop(scope, None)
 
     def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
         snapshots = []

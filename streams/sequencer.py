@@ -16,14 +16,17 @@ of every partition, starting at the group's committed offset: an earlier offset 
 handled by this process already and is dropped; a jump ahead is a hole, whose records
 the guard reads itself with a private client and hands over first (a hole without
 records — transaction markers, deleted records — is simply passed). Once the batch is
-done, Faust is told that the hole's offsets may be committed.
+done, Faust is told that the hole's offsets may be committed. A hole at the end of a
+partition shows no later message: a partition behind its log end that delivers nothing
+for a while is sought back to its next expected offset (``rewind_stuck``, every tick).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +40,7 @@ TP = tuple[str, int]
 Hole = tuple[TP, int, int]  # partition, first missing offset, first offset after the hole
 RETRY_SECONDS = (0.5, 1, 2, 5, 10)
 CALL_TIMEOUT = 30.0  # a call to Kafka that hangs is given up and tried again
+STUCK_AFTER = 10.0  # a partition behind its log end that delivered nothing for this long
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class OffsetGuard:
         self.source = source
         self.consumer = consumer  # Faust's consumer, told about filled holes
         self.next: dict[TP, int] = {}
+        self.last_seen: dict[TP, float] = {}  # monotonic time of the last hand-over
+        self.rewinds = 0
         self.dropped = 0  # messages delivered again, not handed over
         self.filled = 0  # records read to fill holes
         self.holes = 0
@@ -100,6 +106,7 @@ class OffsetGuard:
                 self.holes += 1
             ordered.append(m)
             self.next[tp] = m.offset + 1
+            self.last_seen[tp] = time.monotonic()
         return ordered, holes
 
     async def release(self, holes: list[Hole]) -> None:
@@ -110,10 +117,37 @@ class OffsetGuard:
         for (topic, partition), start, end in holes:
             await add_gap(FaustTP(topic, partition), start, end - 1)
 
+    async def rewind_stuck(self, ends: Mapping[TP, int]) -> list[TP]:
+        """Seeks Faust's consumer back to the next expected offset of every partition that
+        is behind its log end (``ends``) and delivered nothing for ``STUCK_AFTER``: the
+        messages Faust dropped were its last ones, so no later message reveals the hole.
+        A false alarm only re-reads what the guard then drops as already handed over."""
+        now = time.monotonic()
+        unknown = [tp for tp in ends if tp not in self.next]
+        if unknown:
+            self.next.update(await self.source.starts(unknown))
+        stuck = []
+        for tp, end in ends.items():
+            expected = self.next.get(tp)
+            if expected is None or expected >= end:
+                continue
+            if now - self.last_seen.setdefault(tp, now) < STUCK_AFTER:
+                continue
+            stuck.append(tp)
+            self.last_seen[tp] = now  # give the re-read time before the next alarm
+            log.warning(
+                "%s[%s]: nothing delivered from %s to %s; reading again", *tp, expected, end
+            )
+            if self.consumer is not None:
+                await self.consumer.seek(FaustTP(*tp), expected)
+        self.rewinds += len(stuck)
+        return stuck
+
     def forget(self, tps: Iterable[Any]) -> None:
         """Revoked partitions start again from the committed offset when they come back."""
         for tp in tps:
             self.next.pop((tp.topic, tp.partition), None)
+            self.last_seen.pop((tp.topic, tp.partition), None)
 
 
 class KafkaRecords:

@@ -156,7 +156,8 @@ def _partitions(fp: FunnelPulse) -> dict[str, int]:
     assignor = fp.app.assignor
     changelogs = set(fp.app.tables.changelog_topics)
     active = sum(1 for tp in assignor.assigned_actives() if tp.topic in changelogs)
-    return {"active": active, "standby": len(assignor.assigned_standbys())}
+    standby = sum(1 for tp in assignor.assigned_standbys() if tp.topic in changelogs)
+    return {"active": active, "standby": standby}
 
 
 __all__ = ["faust", "register_views"]

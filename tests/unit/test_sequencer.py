@@ -32,6 +32,10 @@ class Log:
 class FaustConsumer:
     def __init__(self) -> None:
         self.gaps: list[tuple[Any, int, int]] = []
+        self.seeks: list[tuple[Any, int]] = []
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tuple(tp), offset))
 
     async def _add_gap(self, tp: Any, start: int, end: int) -> None:
         self.gaps.append((tuple(tp), start, end))
@@ -111,3 +115,19 @@ async def test_whatever_faust_delivers_every_offset_is_handed_over_once_in_order
     assert set(got) == {o for o in range(committed, reached + 1) if o not in markers} | (
         {o for o in delivered if o >= committed}
     )
+
+
+async def test_a_partition_whose_tail_was_dropped_is_read_again() -> None:
+    """Faust dropped the last messages of a partition: no later message shows the hole."""
+    faust = FaustConsumer()
+    guard = OffsetGuard(Log({}, {("t", 0): 3, ("u", 0): 7}, set()), faust)
+    await guard.order(msgs("t", 0, 3, 4))  # 5 and 6 exist but never come
+    ends = {("t", 0): 7, ("u", 0): 7}  # u is caught up at its committed offset
+    assert await guard.rewind_stuck(ends) == []  # not for long enough yet
+    guard.last_seen[("t", 0)] -= 60
+    assert await guard.rewind_stuck(ends) == [("t", 0)]
+    assert faust.seeks == [(("t", 0), 5)]
+    assert await guard.rewind_stuck(ends) == []  # the re-read gets its time
+    out, _ = await guard.order(msgs("t", 0, 3, 4, 5, 6))  # re-read from where it was sought
+    assert offsets(out) == [5, 6]
+    assert await guard.rewind_stuck(ends) == []
