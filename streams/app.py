@@ -61,6 +61,7 @@ LATE_AFTER = 60.0
 SESSION_TIMEOUT = 10.0
 LAG_SLACK = 50  # messages in flight that never count as a backlog
 SNAPSHOT_PANES_PER_MESSAGE = 2000  # ~200 KB of JSON
+FUNNEL_EVENTS_PER_MESSAGE = 1000  # ~120 KB: one forwarded batch may hold 100,000 events
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
@@ -189,7 +190,10 @@ class FunnelPulse:
                 )
             batch.done(msg.topic, msg.partition, msg.offset)
         for funnel_partition, events in batch.funnel.items():
-            await self.funnel_topic.send(value=encode_events(events), partition=funnel_partition)
+            # chunks far below Kafka's message size limit: a batch may forward 100,000 events
+            for start in range(0, len(events), FUNNEL_EVENTS_PER_MESSAGE):
+                chunk = events[start : start + FUNNEL_EVENTS_PER_MESSAGE]
+                await self.funnel_topic.send(value=encode_events(chunk), partition=funnel_partition)
         for msg, error in self._count_groups(batch, "i"):
             await self._dead_letter_internal(msg.value, msg.topic, msg.partition, msg.offset, error)
         await self._finish(batch, "i", "intake")
