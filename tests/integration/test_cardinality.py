@@ -111,9 +111,9 @@ async def test_a_hundred_thousand_campaigns_stay_bounded(
     try:
         sent = await produce(stack.bootstrap, namespace, time.time())
         produced = time.monotonic()
-        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", {"clicks": sent}, patience=150)
+        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", {"clicks": sent}, patience=300)
         counted = time.monotonic()
-        text = await wait_folded(worker.url, CAMPAIGNS - CAP, patience=150)
+        text = await wait_folded(worker.url, CAMPAIGNS - CAP, patience=420)  # loaded CI
         published = time.monotonic()
         scopes = await redis.zcard(f"{namespace}:scopes:24h")
         keys, no_ttl = await keys_without_ttl(redis, namespace)
