@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export PYTHON := $(abspath $(PY))
 
-.PHONY: help venv up down status demo test test-unit test-integration lint fmt typecheck bench compose-check clean
+.PHONY: help venv up down status demo test test-unit test-integration test-faults lint fmt typecheck bench compose-check clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,16 @@ test-unit: venv  ## fast pure tests only
 
 test-integration: venv  ## integration tests against the real broker and Redis
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+# The fault tests stop and restart the broker and Redis they use: by default they start
+# their own stack at these ports (.stack/tests-19092), never touching `make up`'s.
+FAULTS_KAFKA ?= 127.0.0.1:19092
+FAULTS_REDIS ?= redis://127.0.0.1:16379/0
+test-faults: venv  ## fault tests at full size: kill -9 x20 over 200k events, broker and Redis outages, two workers, SIGTERM
+	@scripts/ensure-tools.sh
+	KAFKA_BOOTSTRAP_SERVERS=$${KAFKA_BOOTSTRAP_SERVERS:-$(FAULTS_KAFKA)} \
+	REDIS_URL=$${REDIS_URL:-$(FAULTS_REDIS)} FUNNELPULSE_FAULTS=full \
+	$(PY) -m pytest -q -p no:cacheprovider -m faults tests/faults
 
 lint: venv  ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
