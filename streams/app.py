@@ -32,9 +32,9 @@ from funnelpulse.settings import Settings
 from metrics.prometheus import Metrics
 from metrics.redis_publisher import RedisPublisher, connect
 
-from .batch import Batch, PartitionWork, message_batches
+from .batch import Batch, PartitionWork, count_group, message_batches
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
-from .counting import Stores, count_events, count_message
+from .counting import Stores
 from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .events import Event, EventType, Limits, Rejected, decode_message
 from .panes import granularities, horizon, window_specs
@@ -268,31 +268,14 @@ class FunnelPulse:
         await self._finish(batch, "f", "funnel")
 
     def _count_groups(self, batch: Batch, source: str) -> list[tuple[Any, Exception]]:
-        """Counts each (partition, topic) group of the batch; returns messages that failed.
-
-        A group none of whose offsets can already be in a pane — its first offset is past
-        everything this partition ever applied from that topic — is counted in one pass
-        and marked with its last offset: equivalent to applying its messages one by one,
-        without the per-message cost. After a restart the re-delivered messages are at or
-        below that high water, and each is applied on its own against each pane's mark.
-        """
+        """Counts each (partition, topic) group of the batch; returns messages that failed."""
         failed: list[tuple[Any, Exception]] = []
         for (partition, topic), items in batch.groups.items():
             work = batch.partition(partition)
             applied = self._applied_offset(source, partition, topic)
             try:
-                if items[0][0] > applied:
-                    marked = [((topic, off, i), ev) for off, evs, _msg in items for i, ev in evs]
-                    outcome = count_events(marked, work.stores, self.pane_sizes)
-                    work.apply(outcome, topic, items[-1][0])
+                for outcome in count_group(work, items, topic, applied, self.pane_sizes):
                     batch.tally.add(outcome)
-                else:
-                    for offset, events, _msg in items:
-                        outcome = count_message(
-                            events, (topic, offset), work.stores, self.pane_sizes
-                        )
-                        work.apply(outcome, topic, offset)
-                        batch.tally.add(outcome)
             except Exception as exc:  # a bug: keep the worker and the messages
                 log.exception("counting failed on partition %s of source %s", partition, topic)
                 failed += [(msg, exc) for _off, _evs, msg in items]

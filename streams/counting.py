@@ -50,6 +50,8 @@ class Stores:
 @dataclass
 class Outcome:
     deltas: dict[PaneKey, Counts] = field(default_factory=dict)
+    # per pane, the offset of the last message that touched it: the pane's replay mark
+    last_offsets: dict[PaneKey, int] = field(default_factory=dict)
     counted: Counter[tuple[str, str, str]] = field(
         default_factory=Counter
     )  # type, channel, campaign
@@ -90,6 +92,7 @@ def count_events(
     outcome = Outcome()
     fine = panes[0]
     cells: dict[tuple[str, str, int], Counts] = {}
+    cell_last: dict[tuple[str, str, int], int] = {}  # events come in offset order
     for marker, event in events:
         identity = f"{event.type}:{event.event_id}"
         known = stores.dedup.get(identity)
@@ -108,18 +111,24 @@ def count_events(
         cell = cells.get(cell_key)
         if cell is None:
             cell = cells[cell_key] = zero()
+        cell_last[cell_key] = marker[1]
         for i, value in contribution:
             cell[i] += value
-    deltas = outcome.deltas
-    for (campaign, channel, start), cell in cells.items():
+    deltas, last_offsets = outcome.deltas, outcome.last_offsets
+    for cell_key, cell in cells.items():
+        campaign, channel, start = cell_key
+        last = cell_last[cell_key]
         for scope in scopes_for(campaign, channel):
             for size in panes:
                 key = (scope, size, start if size == fine else pane_start(start, size))
                 total = deltas.get(key)
                 if total is None:
                     deltas[key] = list(cell)
+                    last_offsets[key] = last
                 else:
                     add_into(total, cell)
+                    if last > last_offsets[key]:
+                        last_offsets[key] = last
     return outcome
 
 
