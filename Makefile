@@ -31,10 +31,12 @@ status:  ## what `make up` started and is still running
 demo: venv  ## stack + worker + traffic simulator + live KPI view; Ctrl-C stops what it started
 	@scripts/demo.sh
 
+# Two test processes: most integration tests wait on workers, brokers and Redis.
+TEST_PROCESSES ?= 2
 test: venv  ## the whole suite: lint, types, unit, deploy files, integration (real Kafka + Redis)
 	@scripts/ensure-tools.sh
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadfile tests
 
 test-unit: venv  ## fast pure tests only
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
@@ -50,7 +52,7 @@ test-faults: venv  ## fault tests at full size: kill -9 x20 over 200k events, br
 	@scripts/ensure-tools.sh
 	KAFKA_BOOTSTRAP_SERVERS=$${KAFKA_BOOTSTRAP_SERVERS:-$(FAULTS_KAFKA)} \
 	REDIS_URL=$${REDIS_URL:-$(FAULTS_REDIS)} FUNNELPULSE_FAULTS=full \
-	$(PY) -m pytest -q -p no:cacheprovider -m faults tests/faults
+	$(PY) -m pytest -q -p no:cacheprovider -p no:xdist -m faults tests/faults
 
 lint: venv  ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .

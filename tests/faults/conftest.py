@@ -9,16 +9,20 @@ printed at the end of the run, a line per fault that can be quoted as it is.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import namespace, redis, stack
+from tests.integration.conftest import ROOT, Stack, _local_stack_env, namespace, redis, stack
+from tests.integration.processes import free_port
 
-__all__ = ["namespace", "redis", "stack"]
+__all__ = ["namespace", "redis", "stack"]  # the integration fixtures, for these tests too
 
-FIGURES: list[str] = []
+# every line ever measured; tests/conftest.py prints the lines of this run at its end
 REPORT = Path(__file__).resolve().parents[2] / ".stack" / "faults-figures.txt"
 
 
@@ -39,20 +43,48 @@ def scale() -> Scale:
     return Scale.from_env()
 
 
+@pytest.fixture
+def private_broker(stack: Stack) -> Iterator[Stack]:
+    """A broker of the test's own, next to the shared Redis: a test that stops its broker
+    must not take it away from the tests running beside it (``make test`` runs two at a
+    time)."""
+    while True:
+        port = free_port()
+        if port < 65535 and _port_free(port + 1):  # the KRaft controller's port
+            break
+    own = Stack(f"127.0.0.1:{port}", stack.redis_url)
+    env = _local_stack_env(own.bootstrap, own.redis_url)
+    script = str(ROOT / "scripts" / "stack.sh")
+    subprocess.run([script, "up"], check=True, env=env, capture_output=True)
+    yield own
+    subprocess.run([script, "down"], check=False, env={**env, "FUNNELPULSE_ONLY": "kafka"})
+    shutil.rmtree(env["FUNNELPULSE_STACK_DIR"], ignore_errors=True)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Figures:
+    """Lines of figures, appended to the report file at once: under pytest-xdist the tests
+    run in worker processes, and the controller prints the run's lines at the end."""
+
+    def append(self, line: str) -> None:
+        REPORT.parent.mkdir(exist_ok=True)
+        with REPORT.open("a") as out:
+            out.write(f"{line}\n")
+
+
 @pytest.fixture(scope="session")
-def figures() -> list[str]:
-    return FIGURES
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not FIGURES:
-        return
-    terminalreporter.section("fault figures")
-    for line in FIGURES:
-        terminalreporter.write_line(line)
-    REPORT.parent.mkdir(exist_ok=True)
-    with REPORT.open("a") as out:
-        out.write("".join(f"{line}\n" for line in FIGURES))
+def figures() -> Figures:
+    return Figures()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,8 +1,8 @@
 """The Kafka broker stops and comes back mid-stream: the worker reconnects by itself and
 every KPI is exact — in memory right away, and from the changelogs after a restart.
 
-Only a broker this test session started (at its own port, pid file in .stack/tests-<port>)
-is stopped; against a shared broker the test is skipped. If the worker does not resume,
+The test runs on a broker of its own (``private_broker``: its own port and state folder,
+the shared Redis), so stopping it never disturbs the tests beside it. If the worker does not resume,
 /healthz must say ``stalled`` (Faust is known to hang after a broker restart).
 """
 
@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from tests.integration.conftest import Stack
 from tests.integration.scenario import build
 
-from .conftest import Scale
+from .conftest import Figures, Scale
 from .harness import OwnStack, Streaming, health, processed_now, wait_progress
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -28,11 +28,12 @@ RESUME_PATIENCE = 240.0
 
 
 async def test_broker_stop_and_restart_mid_stream(
-    stack: Stack, namespace: str, tmp_path: Path, redis: Redis, scale: Scale, figures: list[str]
-) -> None:
+    private_broker: Stack, namespace: str, tmp_path: Path, redis: Redis, scale: Scale,
+    figures: Figures,
+) -> None:  # fmt: skip
+    stack = private_broker
     own = OwnStack(stack)
-    if own.pid("kafka") is None:
-        pytest.skip(f"the broker at {stack.bootstrap} was not started by these tests")
+    assert own.pid("kafka") is not None, "the private broker has no pid file"
     sc = build(seed=SEED, now=time.time(), target_events=scale.events // 4)
     run = Streaming(stack, namespace, tmp_path, redis, sc, rate=120)
     try:

@@ -23,7 +23,7 @@ from tests.integration.conftest import Stack
 from tests.integration.recount import check_everything
 from tests.integration.scenario import build
 
-from .conftest import Scale
+from .conftest import Figures, Scale
 from .feed import Feed, counted_barrier
 from .harness import start_worker
 from .probes import ChangelogMarks, committed_offsets, in_flight, kill9, stats, wait_recovered
@@ -43,7 +43,7 @@ class Kill:
 
 
 async def test_kill9_at_random_moments_loses_and_doubles_nothing(
-    stack: Stack, namespace: str, tmp_path: Path, redis: Redis, scale: Scale, figures: list[str]
+    stack: Stack, namespace: str, tmp_path: Path, redis: Redis, scale: Scale, figures: Figures
 ) -> None:
     rng = random.Random(SEED)
     sc = build(seed=SEED, now=time.time(), target_events=scale.events)

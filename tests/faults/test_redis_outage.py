@@ -16,7 +16,7 @@ from tests.integration.conftest import Stack
 from tests.integration.processes import free_port, redis_server
 from tests.integration.scenario import build
 
-from .conftest import Scale
+from .conftest import Figures, Scale
 from .harness import Streaming, health, processed_now
 from .probes import rss_mb
 
@@ -27,7 +27,7 @@ RSS_GROWTH_LIMIT_MB = 150.0
 
 
 async def test_redis_outage_of_30_seconds(
-    stack: Stack, namespace: str, tmp_path: Path, scale: Scale, figures: list[str]
+    stack: Stack, namespace: str, tmp_path: Path, scale: Scale, figures: Figures
 ) -> None:
     port = free_port()
     server = redis_server(port, tmp_path)

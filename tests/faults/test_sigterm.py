@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from tests.integration.conftest import Stack
 from tests.integration.scenario import build
 
-from .conftest import Scale
+from .conftest import Figures, Scale
 from .harness import Streaming, wait_progress
 from .probes import ChangelogMarks, committed_offsets, in_flight
 
@@ -26,7 +26,7 @@ STOP_BOUND = 30.0  # seconds from SIGTERM to exit
 
 
 async def test_sigterm_mid_stream_exits_cleanly_and_loses_nothing(
-    stack: Stack, namespace: str, tmp_path: Path, redis: Redis, scale: Scale, figures: list[str]
+    stack: Stack, namespace: str, tmp_path: Path, redis: Redis, scale: Scale, figures: Figures
 ) -> None:
     sc = build(seed=SEED, now=time.time(), target_events=scale.events // 4)
     run = Streaming(stack, namespace, tmp_path, redis, sc, rate=100)

@@ -18,7 +18,7 @@ from tests.integration.recount import check_everything
 from tests.integration.scenario import build
 from tests.integration.worker import Worker
 
-from .conftest import Scale
+from .conftest import Figures, Scale
 from .feed import Feed, counted_barrier
 from .harness import exact_in_redis, health, start_worker
 from .probes import kill9, wait_recovered
@@ -57,7 +57,7 @@ async def scopes_on_both(first: Worker, second: Worker, settle: float = 30) -> s
 
 
 async def test_second_worker_joins_then_first_is_killed(
-    stack: Stack, namespace: str, tmp_path: Path, redis: Redis, scale: Scale, figures: list[str]
+    stack: Stack, namespace: str, tmp_path: Path, redis: Redis, scale: Scale, figures: Figures
 ) -> None:
     sc = build(seed=SEED, now=time.time(), target_events=scale.events // 3)
     feed = Feed(stack.bootstrap, namespace, sc, rate=100)

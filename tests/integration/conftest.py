@@ -4,15 +4,20 @@ A session fixture uses the services that are already up (``make up``, or
 KAFKA_BOOTSTRAP_SERVERS / REDIS_URL) and otherwise starts the project's own stack in a
 separate state folder, stopping at the end only what it started. Each test gets its own
 topic prefix and Redis key prefix, so tests never see each other's data.
+
+``make test`` runs the suite in two pytest-xdist processes: the first of them to need the
+stack starts it under a file lock and names the test run in a marker file; the run's
+controller stops it at the very end (``tests/conftest.py``), after both are done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,17 +46,37 @@ def _healthy(check: str, target: str) -> bool:
     return True
 
 
+TEST_RUN_ENV = "FUNNELPULSE_TEST_RUN"  # set by tests/conftest.py, inherited by xdist workers
+
+
+def started_marker(bootstrap: str) -> Path:
+    """Names the test run that started the stack at ``bootstrap`` (absent: not started)."""
+    return ROOT / ".stack" / f"tests-{bootstrap.rpartition(':')[2]}.started-by"
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def stack() -> Stack:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    running = _healthy("kafka", bootstrap) and _healthy("redis", redis_url)
-    env = _local_stack_env(bootstrap, redis_url)
-    if not running:
-        subprocess.run([str(ROOT / "scripts" / "stack.sh"), "up"], check=True, env=env)
-    yield Stack(bootstrap, redis_url)
-    if not running:
+    marker = started_marker(bootstrap)
+    marker.parent.mkdir(exist_ok=True)
+    with (ROOT / ".stack" / "tests.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one xdist process checks and starts at a time
+        if not (_healthy("kafka", bootstrap) and _healthy("redis", redis_url)):
+            env = _local_stack_env(bootstrap, redis_url)
+            subprocess.run([str(ROOT / "scripts" / "stack.sh"), "up"], check=True, env=env)
+            marker.write_text(os.environ.get(TEST_RUN_ENV, "unknown"))
+    return Stack(bootstrap, redis_url)
+
+
+def stop_started_stack(run: str) -> None:
+    """Stops the stack if this test run started it (called once, by the run's controller)."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    marker = started_marker(bootstrap)
+    if marker.exists() and marker.read_text() == run:
+        env = _local_stack_env(bootstrap, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
         subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], check=False, env=env)
+        marker.unlink()
 
 
 def _local_stack_env(bootstrap: str, redis_url: str) -> dict[str, str]:
