@@ -81,13 +81,18 @@ class KpiPublisher:
     def rebuild_index(self) -> None:
         self.index.clear()
         self._owned = self._owned_partitions()
+        self._index_partitions(self._owned)
+
+    def _index_partitions(self, partitions: set[int]) -> None:
+        """Indexes the merged panes of ``partitions`` (others here are standby copies of
+        another worker's partitions: not ours to publish) and marks their scopes dirty."""
         for full in list(self.owner.merged.data):
             partition, _, key = full.partition("|")
-            if int(partition) not in self._owned:
-                continue  # a standby copy of another worker's partition: not ours to publish
+            if int(partition) not in partitions:
+                continue
             scope, size, start = split_pane_key(key)
             self.index.setdefault(scope, (int(partition), set()))[1].add((size, start))
-        self.dirty.update(self.index)
+            self.dirty.add(scope)
 
     def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:
         partition, keys = self.index[scope]
@@ -146,10 +151,17 @@ class KpiPublisher:
     def _follow_ownership(self) -> None:
         """Forgets the scopes of merge partitions this worker no longer owns (moved to
         another worker, or only a standby copy here): their owner publishes them from
-        fresher data, and a stale copy here would overwrite Redis and show on /kpis."""
+        fresher data, and a stale copy here would overwrite Redis and show on /kpis.
+        Partitions gained (a standby promoted after another worker left) are indexed from
+        the table at once. Nothing changes while a rebalance is under way: the assignment
+        is in flux then, and /kpis would go blank for its duration."""
+        app = self.owner.app
+        if getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False):
+            return
         owned = self._owned_partitions()
         if owned == self._owned:
             return
+        gained = owned - self._owned
         self._owned = owned
         for scope in [s for s, (partition, _) in self.index.items() if partition not in owned]:
             del self.index[scope]
@@ -157,6 +169,8 @@ class KpiPublisher:
                 snaps.pop(scope, None)
             for counts in self.latest_counts.values():
                 counts.pop(scope, None)
+        if gained:
+            self._index_partitions(gained)
 
     def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
         snapshots = []

@@ -35,7 +35,7 @@ class Scale:
     @classmethod
     def from_env(cls) -> Scale:
         full = os.environ.get("FUNNELPULSE_FAULTS", "reduced") == "full"
-        return cls(full, 200_000, 20) if full else cls(False, 30_000, 5)
+        return cls(full, 200_000, 20) if full else cls(False, 15_000, 3)
 
 
 @pytest.fixture(scope="session")
