@@ -154,17 +154,22 @@ def counter_total(url: str, name: str) -> float:
     )
 
 
-async def dead_letters(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+async def dead_letters(
+    bootstrap: str, topic: str, expected: int, patience: float = 30.0
+) -> list[Any]:
+    """Every record of the dead-letter topic: ``expected`` of them within ``patience`` s,
+    then one more poll, since anything beyond the expected count is a failure too."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
     await consumer.start()
     records: list[Any] = []
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience
         while len(records) < expected and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                 records.extend(batch)
-        for batch in (await consumer.getmany(timeout_ms=1000)).values():
-            records.extend(batch)  # anything beyond the expected count is a failure too
+        for batch in (await consumer.getmany(timeout_ms=1500)).values():
+            records.extend(batch)
     finally:
         await consumer.stop()
     return records

@@ -15,10 +15,9 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio import Redis
@@ -26,7 +25,7 @@ from redis.asyncio import Redis
 from .conftest import Stack
 from .hostile import SUFFIX, Bad, digest, generate, interleave
 from .memory import RssSampler, rss_kb
-from .recount import check_everything, counter_total, wait_for_counts
+from .recount import check_everything, counter_total, dead_letters, wait_for_counts
 from .scenario import Message, build
 from .worker import Worker
 
@@ -65,23 +64,6 @@ async def produce_mixed(bootstrap: str, namespace: str, items: list[Message | Ba
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def read_dead_letters(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        deadline = time.monotonic() + 120
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                records.extend(batch)
-        for batch in (await consumer.getmany(timeout_ms=1500)).values():
-            records.extend(batch)  # anything beyond the expected count is a failure too
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def wait_rejected(url: str, expected: int, patience: float) -> float:
@@ -131,7 +113,9 @@ async def test_hostile_input_is_dead_lettered_and_never_crashes_the_worker(
             )
         rejected = await wait_rejected(worker.url, expected_dead, patience=240)
         await check_everything(redis, namespace, worker, sc, patience=240)  # valid: exact
-        dead = await read_dead_letters(stack.bootstrap, f"{namespace}.dead-letter", expected_dead)
+        dead = await dead_letters(
+            stack.bootstrap, f"{namespace}.dead-letter", expected_dead, patience=120
+        )
     finally:
         sampler.stopped.set()
         alive = worker.proc.poll() is None
