@@ -36,6 +36,7 @@ from .batch import Batch, PartitionWork, count_group, message_batches
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
 from .counting import Stores
 from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, rebuild, sweep
+from .delivery import require_delivery
 from .events import Event, EventType, Limits, Rejected, decode_message
 from .panes import granularities, horizon, window_specs
 from .partials import pane_key, split_pane_key, version
@@ -193,7 +194,10 @@ class FunnelPulse:
             # chunks far below Kafka's message size limit: a batch may forward 100,000 events
             for start in range(0, len(events), FUNNEL_EVENTS_PER_MESSAGE):
                 chunk = events[start : start + FUNNEL_EVENTS_PER_MESSAGE]
-                await self.funnel_topic.send(value=encode_events(chunk), partition=funnel_partition)
+                sent = await self.funnel_topic.send(
+                    value=encode_events(chunk), partition=funnel_partition
+                )
+                require_delivery(sent, f"a funnel forward to partition {funnel_partition}")
         for msg, error in self._count_groups(batch, "i"):
             await self._dead_letter_internal(msg.value, msg.topic, msg.partition, msg.offset, error)
         await self._finish(batch, "i", "intake")
@@ -383,7 +387,8 @@ class FunnelPulse:
 
     async def _send_snapshot(self, src: str, dest: int, scopes: dict[str, Any]) -> None:
         body = orjson.dumps({"src": src, "scopes": scopes})
-        await self.merge_topic.send(value=body, partition=dest)
+        sent = await self.merge_topic.send(value=body, partition=dest)
+        require_delivery(sent, f"a snapshot of {src} to merge partition {dest}")
 
     async def _on_partials_recovered(self) -> None:
         """After recovery, re-send every partial: snapshots may have been lost in a crash.
@@ -485,9 +490,10 @@ class FunnelPulse:
         self, rejected: Rejected, topic: str, partition: int, offset: int
     ) -> None:
         self.metrics.rejected.labels(rejected.reason.value).inc()
-        await self.dead_letter.send(
+        sent = await self.dead_letter.send(
             value=rejected.raw, headers=dead_letter_headers(rejected, topic, partition, offset)
         )
+        require_delivery(sent, f"the dead letter of {topic}[{partition}]@{offset}")
 
     async def _dead_letter_internal(
         self, value: bytes | None, topic: str, partition: int, offset: int, exc: Exception

@@ -18,6 +18,8 @@ from typing import Any, Generic, TypeVar, cast
 
 import orjson
 
+from .delivery import require_delivery
+
 V = TypeVar("V")
 Encode = Callable[[Any], Any]
 _MISSING: Any = object()
@@ -118,11 +120,13 @@ async def send_changelog(table: Any, partition: int, key: str, value: Any) -> No
     """One changelog record, straight to the producer (the per-send cost of Faust's
     channel machinery is several times aiokafka's). Encoded as the table's JSON codec
     does (orjson), so recovery reads it like any other; ``None`` is a tombstone."""
-    await table.app.producer.send(
-        table.changelog_topic.get_topic_name(),
+    topic = table.changelog_topic.get_topic_name()
+    sent = await table.app.producer.send(
+        topic,
         orjson.dumps(key),
         None if value is None else orjson.dumps(value),
         partition,
         None,
         None,
     )
+    require_delivery(sent, f"a changelog record of {topic}[{partition}]")

@@ -1,0 +1,52 @@
+"""Sends the numbers depend on are delivered, or the worker stops before it commits.
+
+Faust and aiokafka report a failed send only on its future: Faust logs a warning and
+moves on, and the input offsets behind it are committed at the next commit. A changelog
+record, a funnel forward, a dead letter or a merge snapshot that never reached the broker
+is then lost for good: a number silently wrong (``make bench`` once lost a funnel forward
+over the size limit that way). The producer retries transient errors by itself, so a
+failure that reaches the future is one it gave up on. The worker then exits at once —
+like ``kill -9``, which the fault tests prove exact — without committing: the restarted
+worker reads the input again from the committed offsets and sends everything again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+log = logging.getLogger("funnelpulse.delivery")
+EXIT_UNDELIVERED = 70  # EX_SOFTWARE: the orchestrator restarts the worker
+
+
+def require_delivery(
+    sent: Awaitable[Any], what: str, exit_now: Callable[[int], Any] = os._exit
+) -> None:
+    """Stops the process without a commit if the send behind ``sent`` fails. (Faust types
+    its sends as awaitables; what they return is the future the producer resolves.)"""
+    if not isinstance(sent, asyncio.Future):
+        raise TypeError(f"{what}: expected the send's future, got {type(sent).__name__}")
+    sent.add_done_callback(partial(_checked, what, exit_now))
+
+
+def _checked(what: str, exit_now: Callable[[int], Any], future: asyncio.Future[Any]) -> None:
+    if future.cancelled():  # the producer is stopping: graceful shutdown flushes first
+        log.warning("%s: send cancelled while stopping", what)
+        return
+    error = future.exception()
+    if error is None:
+        return
+    log.critical(
+        "%s was not delivered (%s: %s); exiting now without committing, so that the "
+        "restarted worker reads this input again",
+        what,
+        type(error).__name__,
+        error,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    exit_now(EXIT_UNDELIVERED)
