@@ -442,7 +442,9 @@ class FunnelPulse:
         except Exception as exc:  # broker unreachable: unknown, which is not "caught up"
             log.debug("end offsets unavailable: %r", exc)
             return {topic: -1 for topic in lag}
-        if not getattr(self.app, "in_recovery", False):
+        if getattr(self.app, "in_recovery", False) or getattr(self.app, "rebalancing", False):
+            self.guard.hold()
+        else:
             await self.guard.rewind_stuck({(tp.topic, tp.partition): h for tp, h in highs.items()})
         for tp, high in highs.items():
             done = self.processed.get((tp.topic, tp.partition))

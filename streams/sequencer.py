@@ -139,9 +139,17 @@ class OffsetGuard:
                 "%s[%s]: nothing delivered from %s to %s; reading again", *tp, expected, end
             )
             if self.consumer is not None:
-                await self.consumer.seek(FaustTP(*tp), expected)
+                # in the consumer's own thread: Faust's plain ``seek`` changes aiokafka's
+                # fetcher from this one, and a fetch under way then crashed the worker
+                # (KeyError in ``fetched_records``, seen in the two-worker fault test)
+                await self.consumer.seek_wait({FaustTP(*tp): expected})
         self.rewinds += len(stuck)
         return stuck
+
+    def hold(self) -> None:
+        """A rebalance or a recovery is under way: partitions are paused and seeked by
+        Faust, so silence says nothing; the stuck clocks start again afterwards."""
+        self.last_seen.clear()
 
     def forget(self, tps: Iterable[Any]) -> None:
         """Revoked partitions start again from the committed offset when they come back."""

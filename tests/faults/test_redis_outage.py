@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tests.integration.conftest import Stack
 from tests.integration.processes import free_port, redis_server
@@ -32,7 +36,10 @@ async def test_redis_outage_of_30_seconds(
     port = free_port()
     server = redis_server(port, tmp_path)
     url = f"redis://127.0.0.1:{port}/0"
-    redis = Redis.from_url(url, socket_timeout=2)
+    # the test's own client must outlive the restart too: retry on a closed connection
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5)
+    redis = Redis.from_url(url, socket_timeout=2, retry=retry,
+                           retry_on_error=[RedisConnectionError, RedisTimeoutError])  # fmt: skip
     sc = build(seed=SEED, now=time.time(), target_events=scale.events // 4)
     run = Streaming(stack, namespace, tmp_path, redis, sc, rate=60, REDIS_URL=url)
     try:

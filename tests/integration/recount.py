@@ -20,6 +20,15 @@ from .worker import Worker
 
 MONEY_FIELDS = {"revenue", "spend"}
 WINDOWS = ("1h", "24h")
+# The scenario's recent events are 2-45 minutes old when it is built: its 1 h counts hold
+# for 14 minutes (a window is rounded out to whole minutes), less a publish tick or two.
+ONE_HOUR_HOLDS_FOR = 12 * 60
+
+
+def windows_to_check(sc: Scenario) -> tuple[str, ...]:
+    """The windows whose recount still holds: a full-size fault run outlasts the 1 h one
+    (24 h holds for two hours), and its check is then left out, never bent."""
+    return WINDOWS if time.time() < sc.now + ONE_HOUR_HOLDS_FOR else ("24h",)
 
 
 async def produce(bootstrap: str, namespace: str, messages: list[Message]) -> None:
@@ -70,7 +79,8 @@ def assert_snapshot(doc: Mapping[str, Any], counts: Mapping[str, int], where: st
 def scopes_and_counts(sc: Scenario) -> list[tuple[str, str, dict[str, int]]]:
     scopes = {scope for scope, _w in sc.truth}
     zero = dict.fromkeys(FIELDS, 0)
-    return [(w, s, sc.truth.get((s, w), zero)) for s in sorted(scopes) for w in WINDOWS]
+    windows = windows_to_check(sc)
+    return [(w, s, sc.truth.get((s, w), zero)) for s in sorted(scopes) for w in windows]
 
 
 async def check_redis(redis: Redis, ns: str, sc: Scenario) -> int:
@@ -91,7 +101,7 @@ async def check_redis(redis: Redis, ns: str, sc: Scenario) -> int:
 def check_http(url: str, sc: Scenario) -> int:
     checked = 0
     with httpx.Client(base_url=url, timeout=10) as client:
-        for window in WINDOWS:
+        for window in windows_to_check(sc):
             listing = client.get("/kpis", params={"window": window}).json()["scopes"]
             for w, scope, counts in scopes_and_counts(sc):
                 if w != window or (scope not in listing and not any(counts.values())):
@@ -181,7 +191,7 @@ async def check_everything(
     await wait_for_counts(redis, f"{ns}:kpi:24h:all", sc.truth[("all", "24h")], patience)
     await asyncio.sleep(1.5)  # let every scope's snapshot of that tick land
     with_data = sum(1 for _w, _s, counts in scopes_and_counts(sc) if any(counts.values()))
-    assert with_data >= 60
+    assert with_data >= 30 * len(windows_to_check(sc))
     assert await check_redis(redis, ns, sc) >= with_data
     assert check_http(worker.url, sc) >= with_data
     assert check_metrics(worker.url, sc) >= 8 * with_data

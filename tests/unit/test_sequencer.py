@@ -34,8 +34,9 @@ class FaustConsumer:
         self.gaps: list[tuple[Any, int, int]] = []
         self.seeks: list[tuple[Any, int]] = []
 
-    async def seek(self, tp: Any, offset: int) -> None:
-        self.seeks.append((tuple(tp), offset))
+    async def seek_wait(self, partitions: dict[Any, int]) -> None:
+        """The seek done in the consumer's thread (the only one the guard may use)."""
+        self.seeks += [(tuple(tp), offset) for tp, offset in partitions.items()]
 
     async def _add_gap(self, tp: Any, start: int, end: int) -> None:
         self.gaps.append((tuple(tp), start, end))
@@ -131,3 +132,18 @@ async def test_a_partition_whose_tail_was_dropped_is_read_again() -> None:
     out, _ = await guard.order(msgs("t", 0, 3, 4, 5, 6))  # re-read from where it was sought
     assert offsets(out) == [5, 6]
     assert await guard.rewind_stuck(ends) == []
+
+
+async def test_silence_during_a_rebalance_is_no_alarm() -> None:
+    """Faust pauses and seeks partitions while it rebalances and recovers: the clocks of
+    the stuck check start again afterwards (a rewind then crashed a worker)."""
+    faust = FaustConsumer()
+    guard = OffsetGuard(Log({}, {("t", 0): 3}, set()), faust)
+    await guard.order(msgs("t", 0, 3, 4))
+    guard.last_seen[("t", 0)] -= 60  # silent for a minute, during a rebalance
+    guard.hold()
+    ends = {("t", 0): 7}
+    assert await guard.rewind_stuck(ends) == []
+    guard.last_seen[("t", 0)] -= 60  # and still silent a minute after it
+    assert await guard.rewind_stuck(ends) == [("t", 0)]
+    assert faust.seeks == [(("t", 0), 5)]
