@@ -44,10 +44,20 @@ class MessageDedup(MutableMapping[str, DedupRecord]):
         return len(self._index)
 
 
+# identities per changelog record: ~100 B each, 1,000 stay far below Kafka's 1 MB message
+# limit even with long event ids (a batch of 40,000 sign-ups made a record the broker
+# refused, and the dedup state of the whole batch was lost without a word)
+IDS_PER_RECORD = 1_000
+
+
 async def persist(state: PartitionState[Any], source: str, dedup: MessageDedup, now: float) -> None:
-    """Writes this message's new identities as one record keyed by its source position."""
-    if dedup.new:
-        state[source] = [now, dedup.new]
+    """Writes the batch's new identities in records keyed by its first source position
+    (``source``, then ``source/1``, ``source/2``... for more than ``IDS_PER_RECORD``)."""
+    new = dedup.new
+    for chunk, start in enumerate(range(0, len(new), IDS_PER_RECORD)):
+        key = f"{source}/{chunk}" if chunk else source
+        state[key] = [now, new[start : start + IDS_PER_RECORD]]
+    if new:
         await state.flush()
 
 

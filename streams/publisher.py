@@ -143,6 +143,11 @@ class KpiPublisher:
         for table, size in self.owner.state_sizes().items():
             metrics.state_keys.labels(table).set(size)
 
+    @property
+    def owned(self) -> set[int]:
+        """The merge partitions whose scopes this worker publishes."""
+        return set(self._owned)
+
     def _owned_partitions(self) -> set[int]:
         topic = self.owner.merged.changelog_topic.get_topic_name()
         actives = self.owner.app.assignor.assigned_actives()
@@ -150,26 +155,25 @@ class KpiPublisher:
 
     def _follow_ownership(self) -> None:
         """Forgets the scopes of merge partitions this worker no longer owns (moved to
-        another worker, or only a standby copy here): their owner publishes them from
-        fresher data, and a stale copy here would overwrite Redis and show on /kpis.
-        Partitions gained (a standby promoted after another worker left) are indexed from
-        the table at once. Nothing changes while a rebalance is under way: the assignment
-        is in flux then, and /kpis would go blank for its duration."""
-        app = self.owner.app
-        if getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False):
-            return
+        another worker, or only a standby copy here) as soon as the assignment says so:
+        their owner publishes them from fresher data, and a stale copy here would
+        overwrite Redis and show on /kpis. Partitions gained are indexed once their
+        tables are recovered (here, or by ``rebuild_index`` at the end of recovery)."""
         owned = self._owned_partitions()
         if owned == self._owned:
             return
+        lost = self._owned - owned
+        if lost:
+            self._owned -= lost
+            for scope in [s for s, (partition, _) in self.index.items() if partition in lost]:
+                del self.index[scope]
+                for snaps in self.latest.values():
+                    snaps.pop(scope, None)
+                for counts in self.latest_counts.values():
+                    counts.pop(scope, None)
         gained = owned - self._owned
-        self._owned = owned
-        for scope in [s for s, (partition, _) in self.index.items() if partition not in owned]:
-            del self.index[scope]
-            for snaps in self.latest.values():
-                snaps.pop(scope, None)
-            for counts in self.latest_counts.values():
-                counts.pop(scope, None)
-        if gained:
+        if gained and not getattr(self.owner.app, "in_recovery", False):
+            self._owned |= gained
             self._index_partitions(gained)
 
     def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:

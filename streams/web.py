@@ -150,14 +150,14 @@ def health(fp: FunnelPulse) -> dict[str, Any]:
     }
 
 
-def _partitions(fp: FunnelPulse) -> dict[str, int]:
+def _partitions(fp: FunnelPulse) -> dict[str, Any]:
     """Changelog partitions this worker keeps active and as warm standby copies
     (``table_standby_replicas``): a standby makes a take-over read only the tail."""
     assignor = fp.app.assignor
     changelogs = set(fp.app.tables.changelog_topics)
     active = sum(1 for tp in assignor.assigned_actives() if tp.topic in changelogs)
     standby = sum(1 for tp in assignor.assigned_standbys() if tp.topic in changelogs)
-    return {"active": active, "standby": standby}
+    return {"active": active, "standby": standby, "publishing": sorted(fp.publisher.owned)}
 
 
 __all__ = ["faust", "register_views"]

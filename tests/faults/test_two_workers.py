@@ -20,11 +20,12 @@ from tests.integration.worker import Worker
 
 from .conftest import Figures, Scale
 from .feed import Feed, counted_barrier
-from .harness import exact_in_redis, health, start_worker
+from .harness import PARTITIONS, exact_in_redis, health, start_worker
 from .probes import kill9, wait_recovered
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 SEED = 20261127
+MERGE_PARTITIONS = int(PARTITIONS)
 
 
 async def wait_partitions(worker: Worker, want: Any, timeout: float) -> dict[str, int] | None:
@@ -81,7 +82,14 @@ async def test_second_worker_joins_then_first_is_killed(
         kill9(first)
         killed = time.monotonic()
         everything = first_parts["active"] + second_parts["active"]
-        took = await wait_partitions(second, lambda p: p["active"] >= everything, 300)
+        # taken over = every changelog partition active *and* recovered: the scopes of
+        # every merge partition published by w2 (the assignment alone comes first, and
+        # /kpis lacks the recovering partitions' scopes until their tables are read)
+        took = await wait_partitions(
+            second,
+            lambda p: p["active"] >= everything and len(p["publishing"]) == MERGE_PARTITIONS,
+            300,
+        )
         assert took is not None, f"w2 never took over: {await health(second)}"
         takeover = time.monotonic() - killed
         await sending

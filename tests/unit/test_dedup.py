@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from streams.dedup import MessageDedup, cutoff_for_cap, persist, rebuild, sweep
 from streams.table_state import PartitionState
 
@@ -80,3 +82,23 @@ async def test_persist_writes_one_record_per_message(monkeypatch: Any) -> None:
             [99.0, [["click:e1", 0, 7, 0, "c", "email"], ["click:e2", 0, 7, 1, "c", "email"]]],
         )
     ]
+
+
+async def test_a_large_batch_is_persisted_in_records_far_below_the_message_limit(
+    monkeypatch: Any,
+) -> None:
+    """40,000 sign-ups in one batch once made one record the broker refused."""
+    state: PartitionState[Any] = PartitionState(FakeTable(), 0)
+    sent: list[tuple[str, Any]] = []
+
+    async def fake_send(table: Any, partition: int, key: str, value: Any) -> None:
+        sent.append((key, value))
+
+    monkeypatch.setattr("streams.table_state.send_changelog", fake_send)
+    dedup = MessageDedup({})
+    for i in range(2_500):
+        dedup[f"signup:{'x' * 200}{i}"] = (3, 9, i, "campaign", "email")
+    await persist(state, "3:9", dedup, now=5.0)
+    assert sorted(key for key, _ in sent) == ["0|3:9", "0|3:9/1", "0|3:9/2"]
+    assert all(len(orjson.dumps(value)) < 512 * 1024 for _, value in sent)
+    assert rebuild(state) == {identity: tuple(r) for identity, *r in dedup.new}
