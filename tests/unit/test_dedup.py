@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from streams.dedup import MessageDedup, cutoff_for_cap, persist, rebuild, sweep
 from streams.table_state import PartitionState
@@ -15,6 +16,18 @@ class FakeTable:
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """The changelog records written, instead of sending them."""
+    records: list[tuple[str, Any]] = []
+
+    async def fake_send(table: Any, partition: int, key: str, value: Any) -> None:
+        records.append((key, value))
+
+    monkeypatch.setattr("streams.table_state.send_changelog", fake_send)
+    return records
 
 
 def state_with(records: dict[str, tuple[float, int]]) -> PartitionState[Any]:
@@ -49,29 +62,17 @@ def test_cutoff_counts_records_already_past_the_horizon() -> None:
     assert cut == 5.0  # dropping "old" (past the horizon) is enough
 
 
-async def test_sweep_forgets_records_and_their_ids(monkeypatch: Any) -> None:
+async def test_sweep_forgets_records_and_their_ids(sent: list[tuple[str, Any]]) -> None:
     state = state_with({"a": (10.0, 2), "b": (30.0, 2)})
     index = rebuild(state)
-    sent: list[tuple[str, Any]] = []
-
-    async def fake_send(table: Any, partition: int, key: str, value: Any) -> None:
-        sent.append((key, value))
-
-    monkeypatch.setattr("streams.table_state.send_changelog", fake_send)
     dropped = await sweep(state, index, before=20.0)
     assert dropped == 2
     assert set(index) == {"b-0", "b-1"}
     assert sent == [("0|a", None)]  # a tombstone for the forgotten record
 
 
-async def test_persist_writes_one_record_per_message(monkeypatch: Any) -> None:
+async def test_persist_writes_one_record_per_message(sent: list[tuple[str, Any]]) -> None:
     state: PartitionState[Any] = PartitionState(FakeTable(), 3)
-    sent: list[tuple[str, Any]] = []
-
-    async def fake_send(table: Any, partition: int, key: str, value: Any) -> None:
-        sent.append((key, value))
-
-    monkeypatch.setattr("streams.table_state.send_changelog", fake_send)
     dedup = MessageDedup({})
     dedup["click:e1"] = (0, 7, 0, "c", "email")
     dedup["click:e2"] = (0, 7, 1, "c", "email")
@@ -85,16 +86,10 @@ async def test_persist_writes_one_record_per_message(monkeypatch: Any) -> None:
 
 
 async def test_a_large_batch_is_persisted_in_records_far_below_the_message_limit(
-    monkeypatch: Any,
+    sent: list[tuple[str, Any]],
 ) -> None:
     """40,000 sign-ups in one batch once made one record the broker refused."""
     state: PartitionState[Any] = PartitionState(FakeTable(), 0)
-    sent: list[tuple[str, Any]] = []
-
-    async def fake_send(table: Any, partition: int, key: str, value: Any) -> None:
-        sent.append((key, value))
-
-    monkeypatch.setattr("streams.table_state.send_changelog", fake_send)
     dedup = MessageDedup({})
     for i in range(2_500):
         dedup[f"signup:{'x' * 200}{i}"] = (3, 9, i, "campaign", "email")
