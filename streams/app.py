@@ -442,7 +442,7 @@ class FunnelPulse:
         except Exception as exc:  # broker unreachable: unknown, which is not "caught up"
             log.debug("end offsets unavailable: %r", exc)
             return {topic: -1 for topic in lag}
-        if getattr(self.app, "in_recovery", False) or getattr(self.app, "rebalancing", False):
+        if self.recovering or self.app.rebalancing:
             self.guard.hold()
         else:
             await self.guard.rewind_stuck({(tp.topic, tp.partition): h for tp, h in highs.items()})
@@ -469,6 +469,11 @@ class FunnelPulse:
         self.processed.update(offsets)
         self.messages_done += messages
         self.last_progress = time.monotonic()
+
+    @property
+    def recovering(self) -> bool:
+        """Faust is restoring tables from their changelogs: alive, not ready."""
+        return bool(self.app.in_recovery)
 
     def caught_up(self, lag: dict[str, int], done_last_tick: int) -> bool:
         """Not reading a backlog: what waits is less than one tick's worth of work.

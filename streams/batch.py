@@ -49,8 +49,7 @@ class PartitionWork:
             self.first_source = f"{topic}:{offset}"
         last_offsets = outcome.last_offsets
         for key, delta in outcome.deltas.items():
-            mark = last_offsets.get(key, offset)
-            if apply_delta(self.partials, pane_key(*key), delta, topic, mark):
+            if apply_delta(self.partials, pane_key(*key), delta, topic, last_offsets[key]):
                 self.touched.add(key)
 
     async def flush(self, now: float) -> None:

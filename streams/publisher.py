@@ -172,7 +172,7 @@ class KpiPublisher:
                 for counts in self.latest_counts.values():
                     counts.pop(scope, None)
         gained = owned - self._owned
-        if gained and not getattr(self.owner.app, "in_recovery", False):
+        if gained and not self.owner.recovering:
             self._owned |= gained
             self._index_partitions(gained)
 

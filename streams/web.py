@@ -131,7 +131,7 @@ def health(fp: FunnelPulse) -> dict[str, Any]:
     since_tick = time.time() - fp.publisher.last_tick if fp.publisher.last_tick else None
     lag = sum(v for v in fp.publisher.lag.values() if v > 0)
     idle = time.monotonic() - fp.last_progress
-    recovering = bool(getattr(fp.app, "in_recovery", False))
+    recovering = fp.recovering
     stalled = (since_tick is not None and since_tick > STALL_AFTER) or (
         lag > 0 and idle > NO_PROGRESS_AFTER and not recovering
     )
