@@ -31,11 +31,13 @@ class Scale:
     full: bool
     events: int  # scenario size of the kill -9 test (other tests use a fraction)
     kills: int
+    redis_outage: float  # seconds Redis stays away
+    broker_down: float  # seconds the broker stays away
 
     @classmethod
     def from_env(cls) -> Scale:
         full = os.environ.get("FUNNELPULSE_FAULTS", "reduced") == "full"
-        return cls(full, 200_000, 20) if full else cls(False, 15_000, 3)
+        return cls(full, 200_000, 20, 30.0, 20.0) if full else cls(False, 15_000, 2, 12.0, 10.0)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ from .harness import OwnStack, Streaming, health, processed_now, wait_progress
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 SEED = 20261125
-DOWN_FOR = 20.0
 RESUME_PATIENCE = 240.0
 
 
@@ -44,7 +43,7 @@ async def test_broker_stop_and_restart_mid_stream(
         stopping = time.monotonic()
         await own.stop("kafka")
         stopped_in = time.monotonic() - stopping
-        await asyncio.sleep(DOWN_FOR)
+        await asyncio.sleep(scale.broker_down)
         during = await health(run.worker)
         await own.start()
         back = time.monotonic()
@@ -66,7 +65,7 @@ async def test_broker_stop_and_restart_mid_stream(
     assert code == 0, run.worker.tail() if run.worker else ""
     figures.append(
         f"broker restart: {run.feed.events_sent:,} events; broker stopped in {stopped_in:.1f} s, "
-        f"down {DOWN_FOR:.0f} s (worker /healthz meanwhile: {during.get('status')}); "
+        f"down {scale.broker_down:.0f} s (worker /healthz meanwhile: {during.get('status')}); "
         f"processing resumed {resumed:.1f} s after the broker was back, all caught up and "
         f"exact {caught_up:.1f} s after; {run.feed.resends} sends retried by the producer; "
         f"recount exact, and exact again after a restart from the changelogs"

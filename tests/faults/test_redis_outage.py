@@ -1,5 +1,5 @@
-"""Redis goes away for 30 s mid-stream: consumption goes on, /healthz says degraded, memory
-stays flat, and once Redis is back — empty, as after a crash without persistence —
+"""Redis goes away for 30 s (reduced: 12 s) mid-stream: consumption goes on, /healthz says
+degraded, memory stays flat, and once Redis is back — empty, as after a crash without persistence —
 every KPI is republished and exact. (tests/integration/test_outputs.py checks the same
 behaviour on a handful of events; this is the scenario-sized version.)"""
 
@@ -26,7 +26,6 @@ from .probes import rss_mb
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 SEED = 20261126
-OUTAGE = 30.0
 RSS_GROWTH_LIMIT_MB = 150.0
 
 
@@ -57,7 +56,7 @@ async def test_redis_outage_of_30_seconds(
         statuses: set[str] = set()
         degraded_after: float | None = None
         rss_peak = rss_before
-        while time.monotonic() - down_at < OUTAGE:
+        while time.monotonic() - down_at < scale.redis_outage:
             status = str((await health(worker))["status"])
             statuses.add(status)
             if status == "degraded" and degraded_after is None:
@@ -91,7 +90,7 @@ async def test_redis_outage_of_30_seconds(
     assert republished is not None, f"fewer than {hashes} KPI hashes 60 s after Redis was back"
     assert rss_peak - rss_before < RSS_GROWTH_LIMIT_MB, (rss_before, rss_peak)
     figures.append(
-        f"Redis outage: {OUTAGE:.0f} s with {run.feed.events_sent:,} events streaming; "
+        f"Redis outage: {scale.redis_outage:.0f} s with {run.feed.events_sent:,} events streaming; "
         f"/healthz degraded after {degraded_after:.1f} s (never stalled), "
         f"{handled_during:.0f} input messages consumed while Redis was down; worker RSS "
         f"{rss_before:.0f} -> peak {rss_peak:.0f} MB; /healthz ok {ok_after:.1f} s after "
