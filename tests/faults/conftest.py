@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, Stack, _local_stack_env, namespace, redis, stack
+from tests.integration.conftest import (
+    ROOT,
+    Stack,
+    _local_stack_env,
+    forget_broker_data,
+    namespace,
+    redis,
+    stack,
+)
 from tests.integration.processes import free_port
 
 __all__ = ["namespace", "redis", "stack"]  # the integration fixtures, for these tests too
@@ -60,6 +68,7 @@ def private_broker(stack: Stack) -> Iterator[Stack]:
     subprocess.run([script, "up"], check=True, env=env, capture_output=True)
     yield own
     subprocess.run([script, "down"], check=False, env={**env, "FUNNELPULSE_ONLY": "kafka"})
+    forget_broker_data(env)
     shutil.rmtree(env["FUNNELPULSE_STACK_DIR"], ignore_errors=True)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -76,7 +77,14 @@ def stop_started_stack(run: str) -> None:
     if marker.exists() and marker.read_text() == run:
         env = _local_stack_env(bootstrap, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
         subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], check=False, env=env)
+        forget_broker_data(env)
         marker.unlink()
+
+
+def forget_broker_data(env: dict[str, str]) -> None:
+    """A broker the tests started holds only test topics: drop them (the logs stay), so the
+    next run starts an empty broker instead of loading every earlier run's partitions."""
+    shutil.rmtree(Path(env["FUNNELPULSE_STACK_DIR"]) / "kafka", ignore_errors=True)
 
 
 def _local_stack_env(bootstrap: str, redis_url: str) -> dict[str, str]:
