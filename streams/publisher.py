@@ -1,7 +1,7 @@
 """The merge state this worker owns, and the publish tick that turns it into KPIs.
 
-Each tick sums the panes of every scope that changed (and, when a minute has passed,
-of every scope: windows slide even without new events) into each rolling window, then
+Each tick sums the panes of every scope that changed, and of the scopes last computed a
+minute ago or more (windows slide even without new events), into each rolling window, then
 writes one Redis pipeline, sets the Prometheus gauges and sends changed snapshots to the
 ``kpis`` topic. A Redis failure skips Redis for that tick and keeps the scopes dirty, so
 the full current state is republished once Redis answers; consumption never waits.
@@ -26,13 +26,15 @@ from metrics.snapshots import build_snapshot, has_data, window_counts
 
 from .merge import merge_partial, total
 from .partials import pane_key, split_pane_key
+from .refresh import stale_scopes
 from .table_state import PartitionState
 
 if TYPE_CHECKING:
     from .app import FunnelPulse
 
 log = logging.getLogger("funnelpulse.publisher")
-FULL_REPUBLISH_EVERY = 60.0
+REFRESH_EVERY = 60.0  # a quiet scope's windows are recomputed about this often
+EVICT_EVERY = 60.0
 # Scopes published per tick. A burst of new campaign ids (100,000 in the cardinality test)
 # would otherwise make one tick compute, write and send every snapshot at once, blocking
 # the event loop for tens of seconds; the rest wait their turn, oldest first.
@@ -51,7 +53,9 @@ class KpiPublisher:
         self.redis_ok = False
         self.redis_error: str | None = None  # the failure last logged, until Redis works
         self.redis_backlog: set[str] = set()
-        self._last_full = 0.0
+        self._last_evict = 0.0
+        # scope → when its snapshots were last computed, oldest first
+        self.computed_at: dict[str, float] = {}
         self.last_tick = 0.0
         self.alerts = AlertTracker(owner.settings.cpl_rule)
         self.alert_dirty: set[str] = set()
@@ -109,11 +113,12 @@ class KpiPublisher:
         started = time.monotonic()
         self.lag = await self.owner.consumer_lag()
         now = self.owner.clock()
-        if now - self._last_full >= FULL_REPUBLISH_EVERY:
-            self._last_full = now
-            self.dirty.update(self.index)
+        if now - self._last_evict >= EVICT_EVERY:
+            self._last_evict = now
             await self._evict(now)
         self.due.update(dict.fromkeys(self.dirty))
+        interval = self.owner.settings.publish_interval
+        self.due.update(dict.fromkeys(stale_scopes(self.computed_at, now, interval, REFRESH_EVERY)))
         self.dirty = set()
         scopes = set(islice(self.due, MAX_SCOPES_PER_TICK))
         for scope in scopes:
@@ -167,6 +172,7 @@ class KpiPublisher:
             self._owned -= lost
             for scope in [s for s, (partition, _) in self.index.items() if partition in lost]:
                 del self.index[scope]
+                self.computed_at.pop(scope, None)
                 for snaps in self.latest.values():
                     snaps.pop(scope, None)
                 for counts in self.latest_counts.values():
@@ -180,7 +186,10 @@ class KpiPublisher:
         snapshots = []
         for scope in scopes:
             if scope not in self.index:
+                self.computed_at.pop(scope, None)
                 continue
+            self.computed_at.pop(scope, None)
+            self.computed_at[scope] = now  # to the end: the newest
             panes = self.pane_totals(scope)
             for spec in self.owner.specs:
                 counts = window_counts(panes, spec, now)
