@@ -13,10 +13,9 @@ import uuid
 
 import pytest
 
-from tests.faults.conftest import REPORT
-from tests.integration.conftest import TEST_RUN_ENV, stop_started_stack
+from tests.integration.conftest import REPORT, TEST_RUN_ENV, stop_started_stack
 
-_REPORT_START: list[int] = []  # the size of the fault-figures report when this run began
+_REPORT_START: list[int] = []  # the size of the figures report when this run began
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -35,13 +34,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The figures the fault tests of this run measured (written by whichever process)."""
+    """The figures the fault and hostile-input tests of this run measured (written by
+    whichever process)."""
     if not _REPORT_START or not REPORT.exists():
         return
     with REPORT.open() as report:
         report.seek(_REPORT_START[0])
         lines = report.read().splitlines()
     if lines:
-        terminalreporter.section("fault figures")
+        terminalreporter.section("measured figures")
         for line in lines:
             terminalreporter.write_line(line)

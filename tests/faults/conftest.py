@@ -13,7 +13,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +20,7 @@ from tests.integration.conftest import (
     ROOT,
     Stack,
     _local_stack_env,
+    figures,
     forget_broker_data,
     namespace,
     redis,
@@ -28,10 +28,12 @@ from tests.integration.conftest import (
 )
 from tests.integration.processes import free_port
 
-__all__ = ["namespace", "redis", "stack"]  # the integration fixtures, for these tests too
-
-# every line ever measured; tests/conftest.py prints the lines of this run at its end
-REPORT = Path(__file__).resolve().parents[2] / ".stack" / "faults-figures.txt"
+__all__ = [
+    "figures",
+    "namespace",
+    "redis",
+    "stack",
+]  # the integration fixtures, for these tests too
 
 
 @dataclass(frozen=True)
@@ -81,21 +83,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-class Figures:
-    """Lines of figures, appended to the report file at once: under pytest-xdist the tests
-    run in worker processes, and the controller prints the run's lines at the end."""
-
-    def append(self, line: str) -> None:
-        REPORT.parent.mkdir(exist_ok=True)
-        with REPORT.open("a") as out:
-            out.write(f"{line}\n")
-
-
-@pytest.fixture(scope="session")
-def figures() -> Figures:
-    return Figures()
 
 
 def pytest_configure(config: pytest.Config) -> None:

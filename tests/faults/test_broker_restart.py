@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Figures, Stack
 from tests.integration.scenario import build
 
-from .conftest import Figures, Scale
+from .conftest import Scale
 from .harness import OwnStack, Streaming, health, processed_now, wait_progress
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]

@@ -22,12 +22,12 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Figures, Stack
 from tests.integration.memory import RssSampler, rss_kb
 from tests.integration.recount import wait_for_counts
 from tests.integration.worker import Worker
 
-from .conftest import Figures, Scale
+from .conftest import Scale
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 CAMPAIGNS = 100_000 if Scale.from_env().full else 20_000

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Figures, Stack
 from tests.integration.recount import check_everything, windows_to_check
 from tests.integration.scenario import build
 
-from .conftest import Figures, Scale
+from .conftest import Scale
 from .feed import Feed, counted_barrier
 from .harness import start_worker
 from .probes import ChangelogMarks, committed_offsets, in_flight, kill9, stats, wait_recovered

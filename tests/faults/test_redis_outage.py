@@ -16,11 +16,11 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Figures, Stack
 from tests.integration.processes import free_port, redis_server
 from tests.integration.scenario import build
 
-from .conftest import Figures, Scale
+from .conftest import Scale
 from .harness import Streaming, health, processed_now
 from .probes import rss_mb
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Figures, Stack
 from tests.integration.scenario import build
 
-from .conftest import Figures, Scale
+from .conftest import Scale
 from .harness import Streaming, wait_progress
 from .probes import ChangelogMarks, committed_offsets, in_flight
 

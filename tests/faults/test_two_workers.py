@@ -13,12 +13,12 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Figures, Stack
 from tests.integration.recount import check_everything
 from tests.integration.scenario import build
 from tests.integration.worker import Worker
 
-from .conftest import Figures, Scale
+from .conftest import Scale
 from .feed import Feed, counted_barrier
 from .harness import PARTITIONS, exact_in_redis, health, start_worker
 from .probes import kill9, wait_recovered

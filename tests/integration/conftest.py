@@ -104,6 +104,26 @@ def _local_stack_env(bootstrap: str, redis_url: str) -> dict[str, str]:
     }
 
 
+# every figure line ever measured; tests/conftest.py prints the lines of this run at its end
+REPORT = ROOT / ".stack" / "test-figures.txt"
+
+
+class Figures:
+    """Lines of measured figures (fault tests, hostile input), appended to the report file
+    at once: under pytest-xdist the tests run in worker processes, and the controller
+    prints the run's lines at the end."""
+
+    def append(self, line: str) -> None:
+        REPORT.parent.mkdir(exist_ok=True)
+        with REPORT.open("a") as out:
+            out.write(f"{line}\n")
+
+
+@pytest.fixture(scope="session")
+def figures() -> Figures:
+    return Figures()
+
+
 @pytest.fixture
 def namespace() -> str:
     """A fresh name for this test's topics, consumer groups, app id and Redis keys."""

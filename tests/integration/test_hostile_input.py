@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio import Redis
 
-from .conftest import Stack
+from .conftest import Figures, Stack
 from .hostile import SUFFIX, Bad, digest, generate, interleave
 from .memory import RssSampler, rss_kb
 from .recount import check_everything, counter_total, dead_letters, wait_for_counts
@@ -84,7 +84,7 @@ def crashes_in(log: str) -> list[str]:
 
 
 async def test_hostile_input_is_dead_lettered_and_never_crashes_the_worker(
-    stack: Stack, namespace: str, tmp_path: Path, redis: Redis
+    stack: Stack, namespace: str, tmp_path: Path, redis: Redis, figures: Figures
 ) -> None:
     started = time.monotonic()
     now = time.time()
@@ -129,13 +129,13 @@ async def test_hostile_input_is_dead_lettered_and_never_crashes_the_worker(
     reasons = Counter(reason for reason, _ in pairs.elements())
     crashes = crashes_in(log) + ([] if alive else ["worker process exited"])
     peak = max(sampler.samples)
-    print(
-        f"\nhostile input: bad inputs tried {len(hostile.messages):,} messages "
+    figures.append(
+        f"hostile input: bad inputs tried {len(hostile.messages):,} messages "
         f"({sum(hostile.reasons.values()):,} bad events, {hostile.neighbours:,} valid neighbours "
         f"in their batches) / dead-lettered {len(dead):,} (expected {expected_dead:,}) / "
         f"crashes {len(crashes)}; rejected counter {rejected:.0f}; worker RSS {baseline / 1024:.0f}"
-        f" MB -> peak {peak / 1024:.0f} MB; {time.monotonic() - started:.0f} s\n"
-        f"per reason: {dict(sorted(reasons.items()))}\nper kind: {dict(hostile.labels)}"
+        f" MB -> peak {peak / 1024:.0f} MB; {time.monotonic() - started:.0f} s; "
+        f"per reason: {dict(sorted(reasons.items()))}; per kind: {dict(hostile.labels)}"
     )
     assert not crashes, "\n".join(crashes[:20])
     assert not missing, f"{sum(missing.values())} bad events not dead-lettered as expected"
