@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -20,6 +21,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Runs in the child before exec: the kernel SIGKILLs it when the test process dies,
+    so a killed or crashed test run leaves no workers or servers behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class ServiceProcess:
     """A child process with its log in a file, so a failing test can show what it said."""
 
@@ -32,7 +42,11 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         return self
 
@@ -77,4 +91,5 @@ def redis_server(port: int, tmp: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp)],
         stdout=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from funnelpulse.connectivity import kafka_round_trip
 
-from .processes import free_port
+from .processes import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = "funnelpulse"
@@ -86,7 +86,9 @@ def secure_kafka(folder: Path, tls: Tls, password: str) -> Iterator[SecureKafka]
         check=True, capture_output=True,
     )  # fmt: skip
     log = (folder / "kafka.log").open("wb")
-    proc = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [*java, "kafka.Kafka", str(config)], stdout=log, stderr=log, preexec_fn=die_with_parent
+    )
     try:
         _wait_ready(f"127.0.0.1:{plain}", proc, folder / "kafka.log")
         yield SecureKafka(
@@ -173,7 +175,9 @@ def secure_redis(folder: Path, password: str, tls: Tls) -> Iterator[tuple[int, i
             "--user", USER, "on", f">{password}", "~*", "&*", "+@all",  # an ACL user too
             "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key),
             "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no"]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+    )
     try:
         deadline = time.monotonic() + 30
         while not _answers(port):

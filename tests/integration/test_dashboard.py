@@ -30,7 +30,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from .conftest import ROOT, Stack
-from .processes import free_port
+from .processes import die_with_parent, free_port
 from .worker import Worker
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,9 @@ class Prometheus:
 
     def start(self, timeout: float = 30.0) -> Prometheus:
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -206,6 +208,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", *REDIS_ARGS, str(self.dir)],
             stdout=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -289,6 +292,7 @@ def test_every_dashboard_query_returns_data(stack: Stack, namespace: str, tmp_pa
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         # Mid-run faults, as production sees them: a dead letter, a duplicate, and a short
         # Redis outage (publish failures, redis_up 0, then a republish once it is back).
