@@ -92,7 +92,7 @@ stop() {  # name
   [ -f "$pidf" ] || return 0
   local pid; pid=$(cat "$pidf")
   if kill -0 "$pid" 2>/dev/null; then
-    log "stopping $1 (pid $pid)"; kill "$pid"
+    log "stopping $1 (pid $pid)"; kill "-${FUNNELPULSE_STOP_SIGNAL:-TERM}" "$pid"
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -0 "$pid" 2>/dev/null && { log "$1 did not stop in 30 s: killing"; kill -9 "$pid"; }
   fi

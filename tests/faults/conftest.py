@@ -21,10 +21,10 @@ from tests.integration.conftest import (
     Stack,
     _local_stack_env,
     figures,
-    forget_broker_data,
     namespace,
     redis,
     stack,
+    stop_throwaway_stack,
 )
 from tests.integration.processes import free_port
 
@@ -69,8 +69,7 @@ def private_broker(stack: Stack) -> Iterator[Stack]:
     script = str(ROOT / "scripts" / "stack.sh")
     subprocess.run([script, "up"], check=True, env=env, capture_output=True)
     yield own
-    subprocess.run([script, "down"], check=False, env={**env, "FUNNELPULSE_ONLY": "kafka"})
-    forget_broker_data(env)
+    stop_throwaway_stack({**env, "FUNNELPULSE_ONLY": "kafka"})
     shutil.rmtree(env["FUNNELPULSE_STACK_DIR"], ignore_errors=True)
 
 

@@ -76,14 +76,16 @@ def stop_started_stack(run: str) -> None:
     marker = started_marker(bootstrap)
     if marker.exists() and marker.read_text() == run:
         env = _local_stack_env(bootstrap, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-        subprocess.run([str(ROOT / "scripts" / "stack.sh"), "down"], check=False, env=env)
-        forget_broker_data(env)
+        stop_throwaway_stack(env)
         marker.unlink()
 
 
-def forget_broker_data(env: dict[str, str]) -> None:
-    """A broker the tests started holds only test topics: drop them (the logs stay), so the
-    next run starts an empty broker instead of loading every earlier run's partitions."""
+def stop_throwaway_stack(env: dict[str, str]) -> None:
+    """Stops services the tests started, with SIGKILL: they hold only test data, which goes
+    with them (the logs stay), so the next run starts an empty broker instead of loading
+    every earlier run's partitions, and nobody waits for a graceful broker shutdown."""
+    down = [str(ROOT / "scripts" / "stack.sh"), "down"]
+    subprocess.run(down, check=False, env={**env, "FUNNELPULSE_STOP_SIGNAL": "KILL"})
     shutil.rmtree(Path(env["FUNNELPULSE_STACK_DIR"]) / "kafka", ignore_errors=True)
 
 
