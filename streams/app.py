@@ -42,6 +42,7 @@ from .panes import granularities, horizon, window_specs
 from .partials import pane_key, split_pane_key, version
 from .publisher import KpiPublisher
 from .sequencer import KafkaRecords, OffsetGuard
+from .settled import settled
 from .state import Lead
 from .table_state import PartitionState
 from .topics import DEAD_LETTER_MAX_BYTES, TopicNames
@@ -96,6 +97,8 @@ class FunnelPulse:
         self.messages_done = 0
         self._offsets_client: AIOKafkaConsumer | None = None
         self.watched_topics = {*self.names.inputs.values(), self.names.funnel, self.names.merge}
+        self._previous_ends: dict[Any, int] = {}  # end offsets at the previous lag reading
+        self.settled = False  # what waited at the previous reading is processed
         self.dedup_indexes: dict[tuple[str, int], dict[str, DedupRecord]] = {}
         self.guard = OffsetGuard(KafkaRecords(kafka_client_kwargs(settings), settings.app_id))
         self.applied: dict[tuple[str, int, int], int] = {}  # (stage, partition, topic) → offset
@@ -446,10 +449,13 @@ class FunnelPulse:
             self.guard.hold()
         else:
             await self.guard.rewind_stuck({(tp.topic, tp.partition): h for tp, h in highs.items()})
+        positions = {}
         for tp, high in highs.items():
             done = self.processed.get((tp.topic, tp.partition))
-            position = done + 1 if done is not None else committed.get(tp) or high
+            position = positions[tp] = done + 1 if done is not None else committed.get(tp) or high
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, (high or 0) - position)
+        self.settled = settled(self._previous_ends, positions)
+        self._previous_ends = {tp: high or 0 for tp, high in highs.items()}
         return lag
 
     async def _end_offsets(self, tps: list[Any]) -> dict[Any, int]:
@@ -476,14 +482,15 @@ class FunnelPulse:
         return bool(self.app.in_recovery)
 
     def caught_up(self, lag: dict[str, int], done_last_tick: int) -> bool:
-        """Not reading a backlog: what waits is less than one tick's worth of work.
+        """Not reading a backlog: what waits is less than one tick's worth of work, and
+        what waited at the previous tick has been processed (``streams/settled.py``).
 
         Live traffic always has a few messages in flight, so "zero lag" would almost never
         hold; a backlog (a burst, a restart) is what makes topics land far apart.
         """
         if any(v < 0 for v in lag.values()):
             return False  # end offsets unknown
-        return sum(lag.values()) <= max(LAG_SLACK, done_last_tick // 4)
+        return self.settled and sum(lag.values()) <= max(LAG_SLACK, done_last_tick // 4)
 
     def state_sizes(self) -> dict[str, int]:
         sizes = {f"dedup_index_{s}{p}": len(ix) for (s, p), ix in self.dedup_indexes.items()}
