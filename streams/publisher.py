@@ -185,11 +185,10 @@ class KpiPublisher:
     def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
         snapshots = []
         for scope in scopes:
-            if scope not in self.index:
-                self.computed_at.pop(scope, None)
-                continue
             self.computed_at.pop(scope, None)
-            self.computed_at[scope] = now  # to the end: the newest
+            if scope not in self.index:
+                continue
+            self.computed_at[scope] = now  # at the end: the newest
             panes = self.pane_totals(scope)
             for spec in self.owner.specs:
                 counts = window_counts(panes, spec, now)
