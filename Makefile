@@ -31,12 +31,15 @@ status:  ## what `make up` started and is still running
 demo: venv  ## stack + worker + traffic simulator + live KPI view; Ctrl-C stops what it started
 	@scripts/demo.sh
 
-# Two test processes: most integration tests wait on workers, brokers and Redis.
-TEST_PROCESSES ?= 2
+# Three test processes on two cores: most integration tests wait on workers, brokers and
+# Redis (a 2-process run keeps ~1.1 cores busy). Files go out longest first (their
+# `seconds` mark, tests/conftest.py), not by number of tests: the minute-long fault tests
+# no longer start last while the other processes idle.
+TEST_PROCESSES ?= 3
 test: venv  ## the whole suite: lint, types, unit, deploy files, integration (real Kafka + Redis)
 	@scripts/ensure-tools.sh
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadfile tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder tests
 
 test-unit: venv  ## fast pure tests only
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit

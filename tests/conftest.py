@@ -28,6 +28,19 @@ def pytest_configure(config: pytest.Config) -> None:
         _REPORT_START.append(REPORT.stat().st_size if REPORT.exists() else 0)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest files first (their ``seconds`` mark): ``--dist loadfile`` hands files out
+    in collection order, and a minute-long fault test picked up last leaves the other
+    process idle at the end (longest-processing-time-first scheduling)."""
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("seconds")
+        return float(mark.args[0]) if mark else 0.0
+
+    longest = {item.path: seconds(item) for item in items}
+    items.sort(key=lambda item: -longest[item.path])  # stable: a file keeps its order
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _is_controller(config):
         stop_started_stack(os.environ[TEST_RUN_ENV])

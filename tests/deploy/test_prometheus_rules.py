@@ -28,6 +28,8 @@ ALERT_RULES = RULES_DIR / "funnelpulse-alerts.yml"
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 MONITORING_DOC = ROOT / "docs" / "MONITORING.md"
+
+pytestmark = pytest.mark.seconds(31)  # promtool evaluates 26 h of rules
 RUNBOOK = "README.md#monitoring-and-alerts"
 
 

@@ -21,7 +21,7 @@ from tests.integration.scenario import build
 from .conftest import Scale
 from .harness import OwnStack, Streaming, health, processed_now, wait_progress
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.seconds(75)]
 SEED = 20261125
 RESUME_PATIENCE = 240.0
 

@@ -29,7 +29,7 @@ from tests.integration.worker import Worker
 
 from .conftest import Scale
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.seconds(15)]
 CAMPAIGNS = 100_000 if Scale.from_env().full else 5_000
 CAP = 500  # the default FUNNELPULSE_MAX_CAMPAIGN_SERIES
 ACTIVE = 3  # clicks of each of the CAP most active campaigns; every other campaign has 1

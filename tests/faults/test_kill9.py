@@ -28,7 +28,7 @@ from .feed import Feed, counted_barrier
 from .harness import start_worker
 from .probes import ChangelogMarks, committed_offsets, in_flight, kill9, stats, wait_recovered
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.seconds(60)]
 SEED = 20261124
 
 

@@ -24,7 +24,7 @@ from .conftest import Scale
 from .harness import Streaming, health, processed_now
 from .probes import rss_mb
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.seconds(35)]
 SEED = 20261126
 RSS_GROWTH_LIMIT_MB = 150.0
 

@@ -20,7 +20,7 @@ from .conftest import Scale
 from .harness import Streaming, wait_progress
 from .probes import ChangelogMarks, committed_offsets, in_flight
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.seconds(32)]
 SEED = 20261128
 STOP_BOUND = 30.0  # seconds from SIGTERM to exit
 

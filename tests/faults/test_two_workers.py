@@ -23,7 +23,7 @@ from .feed import Feed, counted_barrier
 from .harness import PARTITIONS, exact_in_redis, health, start_worker
 from .probes import kill9, wait_recovered
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.seconds(65)]
 SEED = 20261127
 MERGE_PARTITIONS = int(PARTITIONS)
 

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from .conftest import Stack
 from .worker import Worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.seconds(23)]
 TICK = 1.0  # the default publish interval
 ids = itertools.count()
 

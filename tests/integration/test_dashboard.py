@@ -33,7 +33,7 @@ from .conftest import ROOT, Stack
 from .processes import die_with_parent, free_port
 from .worker import Worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.seconds(42)]
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "funnelpulse.json"
 RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"

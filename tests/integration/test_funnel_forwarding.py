@@ -19,7 +19,7 @@ from .conftest import Stack
 from .recount import wait_for_counts
 from .worker import Worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.seconds(16)]
 MESSAGES, PER_MESSAGE = 80, 500  # 40,000 sign-ups: ~2.7 MB once forwarded together
 
 

@@ -29,7 +29,7 @@ from .recount import check_everything, counter_total, dead_letters, wait_for_cou
 from .scenario import Message, build
 from .worker import Worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.seconds(32)]
 BAD_MESSAGES = 10_000
 BIG = 12 * 1024 * 1024  # input topics accept 10 MB values, as a permissive cluster might
 RSS_HEADROOM_KB = 220 * 1024  # measured: +109 MB at peak (62 -> 171 MB); about twice that

@@ -17,7 +17,7 @@ from .conftest import Stack
 from .processes import free_port, redis_server
 from .worker import Worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.seconds(25)]
 
 
 async def _hash_value(

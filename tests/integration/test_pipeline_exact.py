@@ -18,7 +18,7 @@ from .recount import check_everything, counter_total, dead_letters, produce, wai
 from .scenario import build
 from .worker import Worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.seconds(55)]
 
 
 async def test_every_kpi_equals_an_independent_recount(

@@ -29,7 +29,7 @@ from .recount import wait_for_counts
 from .secure_stack import USER, SecureKafka, Tls, make_tls, secure_kafka, secure_redis
 from .worker import Worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.seconds(45)]
 KAFKA_PASSWORD = f"kafka-{secrets.token_hex(8)}"
 REDIS_PASSWORD = f"redis-{secrets.token_hex(8)}"
 TOKEN = f"token-{secrets.token_hex(12)}"

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from .conftest import Stack, create_topic
 from .processes import ServiceProcess, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.seconds(18)]
 
 
 async def test_kafka_produce_consume_round_trip(stack: Stack, namespace: str) -> None:

@@ -15,6 +15,7 @@ import random
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,8 @@ from streams.dedup import MessageDedup
 from streams.events import Event, EventType
 from streams.partials import version
 from streams.table_state import PartitionState
+
+pytestmark = pytest.mark.seconds(12)
 
 PANES = (60, 900)
 T0 = 1_800_000_000.0
