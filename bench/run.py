@@ -127,6 +127,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     add("--json", type=Path, default=None, help="also write every result here")
     add("--keep-workdir", action="store_true", help="keep logs and data (kept anyway on errors)")
+    add(
+        "--keep-data",
+        action="store_true",
+        help="keep the topics, groups and Redis keys made (to study a failed run)",
+    )
     add("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     add("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     add("--web-port", type=int, default=6097, help="funnelpulse's HTTP port (and the next one)")
@@ -336,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         failed = True
         raise
     finally:
-        cleanup(args, ns)
+        if args.keep_data:
+            log.info("topics, groups and Redis keys of %s kept (--keep-data)", ns)
+        else:
+            cleanup(args, ns)
         if failed or args.keep_workdir:
             log.info("logs and data kept in %s", workdir)
         else:

@@ -253,7 +253,8 @@ def funnelpulse_env(
     """The worker's environment: product defaults except names, ports and the data dir."""
     return {**os.environ, "FUNNELPULSE_APP_ID": app_id, "FUNNELPULSE_TOPIC_PREFIX": topic_prefix,
             "FUNNELPULSE_REDIS_PREFIX": redis_prefix, "FUNNELPULSE_PARTITIONS": "4",
-            "FUNNELPULSE_WEB_PORT": str(web_port), "FUNNELPULSE_LOG_LEVEL": "warn",
+            "FUNNELPULSE_WEB_PORT": str(web_port),
+            "FUNNELPULSE_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "warn"),
             "FUNNELPULSE_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "REDIS_URL": redis_url, **extra}  # fmt: skip
 

@@ -16,6 +16,7 @@ Topology (see README "How it works"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -38,6 +39,7 @@ from .counting import Stores
 from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .delivery import require_delivery
 from .events import Event, EventType, Limits, Rejected, decode_message
+from .ownership import Ownership
 from .panes import granularities, horizon, window_specs
 from .partials import pane_key, split_pane_key, version
 from .publisher import KpiPublisher
@@ -61,6 +63,7 @@ LATE_AFTER = 60.0
 # A crashed worker's partitions wait for its group session to expire before they move
 # (Faust's default: 60 s); aiokafka heartbeats from the consumer thread every 3 s.
 SESSION_TIMEOUT = 10.0
+REVOKE_WAIT = SESSION_TIMEOUT / 2  # a revocation waits this long for the batch under way
 LAG_SLACK = 50  # messages in flight that never count as a backlog
 SNAPSHOT_PANES_PER_MESSAGE = 2000  # ~200 KB of JSON
 FUNNEL_EVENTS_PER_MESSAGE = 1000  # ~120 KB: one forwarded batch may hold 100,000 events
@@ -103,6 +106,8 @@ class FunnelPulse:
         self.guard = OffsetGuard(KafkaRecords(kafka_client_kwargs(settings), settings.app_id))
         self.applied: dict[tuple[str, int, int], int] = {}  # (stage, partition, topic) → offset
         self._applied_known = False
+        self._streams: list[faust.StreamT[bytes]] = []  # the agents' streams, for their buffers
+        self.ownership = Ownership(self._settled, self._assigned, lambda: self.app.should_stop)
         self._register()
 
     # -- wiring -----------------------------------------------------------------------
@@ -161,7 +166,7 @@ class FunnelPulse:
         self.app.agent(self.merge_topic, name="merge")(self._merge)
         self.app.timer(self.settings.snapshot_interval, name="emit-snapshots")(self._emit_snapshots)
         self.app.timer(self.settings.publish_interval, name="publish")(self.publisher.tick)
-        self.app.on_partitions_revoked.connect(self._forget_revoked)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
         from .web import register_views
 
         register_views(self)
@@ -169,10 +174,26 @@ class FunnelPulse:
     def _batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[list[Any]]:
         s = self.settings
         self.guard.consumer = self.app.consumer
-        return self.guard.in_order(message_batches(stream, s.batch_max_messages, s.batch_wait))
+        self._streams.append(stream)
+        batches = message_batches(stream, s.batch_max_messages, s.batch_wait)
+        return self.ownership.gate(self.guard.in_order(batches))
 
-    def _forget_revoked(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        """The rebalance goes on once the batch under way is done and its changelog
+        records are on the broker (``streams/ownership.py``)."""
         self.guard.forget(args[0])  # the revoked partitions
+        try:
+            await asyncio.wait_for(self.ownership.idle(), REVOKE_WAIT)
+        except TimeoutError:
+            log.warning("a batch was still under way %.0f s after a revocation", REVOKE_WAIT)
+        await self.app.producer.flush()
+
+    def _settled(self) -> bool:
+        """Neither rebalancing nor restoring tables: state is whole and ours to change."""
+        return not (self.app.rebalancing or self.app.in_recovery)
+
+    def _assigned(self) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
 
     # -- intake -----------------------------------------------------------------------
     async def _intake(self, stream: faust.StreamT[bytes]) -> None:
@@ -448,7 +469,8 @@ class FunnelPulse:
         if self.recovering or self.app.rebalancing:
             self.guard.hold()
         else:
-            await self.guard.rewind_stuck({(tp.topic, tp.partition): h for tp, h in highs.items()})
+            ends = {(tp.topic, tp.partition): h for tp, h in highs.items()}
+            await self.guard.rewind_stuck(ends, self.buffered_partitions)
         positions = {}
         for tp, high in highs.items():
             done = self.processed.get((tp.topic, tp.partition))
@@ -457,6 +479,18 @@ class FunnelPulse:
         self.settled = settled(self._previous_ends, positions)
         self._previous_ends = {tp: high or 0 for tp, high in highs.items()}
         return lag
+
+    def buffered_partitions(self) -> set[tuple[str, int]]:
+        """Partitions with messages waiting in the agents' stream buffers (Faust's queues
+        between its fetcher and each agent), read in place: a backlog, not a hole."""
+        waiting: set[tuple[str, int]] = set()
+        for stream in self._streams:
+            queue = getattr(stream.channel, "queue", None)
+            for event in list(getattr(queue, "_queue", ())):
+                message = getattr(event, "message", None)
+                if message is not None:
+                    waiting.add((message.topic, message.partition))
+        return waiting
 
     async def _end_offsets(self, tps: list[Any]) -> dict[Any, int]:
         """End offsets from a group-less client in this loop: Faust's own call goes

@@ -18,7 +18,11 @@ the guard reads itself with a private client and hands over first (a hole withou
 records — transaction markers, deleted records — is simply passed). Once the batch is
 done, Faust is told that the hole's offsets may be committed. A hole at the end of a
 partition shows no later message: a partition behind its log end that delivers nothing
-for a while is sought back to its next expected offset (``rewind_stuck``, every tick).
+for a while is sought back to its next expected offset (``rewind_stuck``, every tick) —
+unless messages of it are waiting in Faust's stream buffers. Under a backlog a buffer
+holds thousands of messages in arrival order, so a partition can wait there for tens of
+seconds (``make bench``, two workers on two cores): that is a queue, not a hole, and
+seeking it only threw the fetched data away to read it again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +79,7 @@ class OffsetGuard:
         self.dropped = 0  # messages delivered again, not handed over
         self.filled = 0  # records read to fill holes
         self.holes = 0
+        self.queued = 0  # silent partitions found waiting in Faust's buffers, not stuck
 
     async def in_order(self, batches: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
         async for messages in batches:
@@ -85,7 +91,9 @@ class OffsetGuard:
     async def order(self, messages: Sequence[Any]) -> tuple[list[Any], list[Hole]]:
         unknown = {(m.topic, m.partition) for m in messages} - self.next.keys()
         if unknown:
-            self.next.update(await self.source.starts(unknown))
+            starts = await self.source.starts(unknown)
+            log.info("reading starts at %s", starts)
+            self.next.update(starts)
         ordered: list[Any] = []
         holes: list[Hole] = []
         for m in messages:
@@ -117,27 +125,37 @@ class OffsetGuard:
         for (topic, partition), start, end in holes:
             await add_gap(FaustTP(topic, partition), start, end - 1)
 
-    async def rewind_stuck(self, ends: Mapping[TP, int]) -> list[TP]:
+    async def rewind_stuck(
+        self, ends: Mapping[TP, int], buffered: Callable[[], AbstractSet[TP]] = frozenset
+    ) -> list[TP]:
         """Seeks Faust's consumer back to the next expected offset of every partition that
-        is behind its log end (``ends``) and delivered nothing for ``STUCK_AFTER``: the
-        messages Faust dropped were its last ones, so no later message reveals the hole.
-        A false alarm only re-reads what the guard then drops as already handed over."""
+        is behind its log end (``ends``), delivered nothing for ``STUCK_AFTER`` and has no
+        message waiting in Faust's stream buffers (``buffered``, asked only when there is
+        such a partition): the messages Faust dropped were its last ones, so no later
+        message reveals the hole. A false alarm only re-reads what the guard then drops
+        as already handed over."""
         now = time.monotonic()
         unknown = [tp for tp in ends if tp not in self.next]
         if unknown:
             self.next.update(await self.source.starts(unknown))
         stuck = []
+        waiting: AbstractSet[TP] | None = None
         for tp, end in ends.items():
             expected = self.next.get(tp)
             if expected is None or expected >= end:
                 continue
             if now - self.last_seen.setdefault(tp, now) < STUCK_AFTER:
                 continue
+            waiting = buffered() if waiting is None else waiting
+            if tp in waiting:
+                self.queued += 1
+                continue
             stuck.append(tp)
             self.last_seen[tp] = now  # give the re-read time before the next alarm
             log.warning(
-                "%s[%s]: nothing delivered from %s to %s; reading again", *tp, expected, end
-            )
+                "%s[%s]: nothing delivered from %s to %s; reading again (%s)",
+                *tp, expected, end, fetch_state(self.consumer, tp),
+            )  # fmt: skip
             if self.consumer is not None:
                 # in the consumer's own thread: Faust's plain ``seek`` changes aiokafka's
                 # fetcher from this one, and a fetch under way then crashed the worker
@@ -154,8 +172,35 @@ class OffsetGuard:
     def forget(self, tps: Iterable[Any]) -> None:
         """Revoked partitions start again from the committed offset when they come back."""
         for tp in tps:
+            log.info(
+                "%s[%s] revoked at %s",
+                tp.topic,
+                tp.partition,
+                self.next.get((tp.topic, tp.partition)),
+            )
             self.next.pop((tp.topic, tp.partition), None)
             self.last_seen.pop((tp.topic, tp.partition), None)
+
+
+def fetch_state(consumer: Any, tp: TP) -> str:
+    """Why Faust may not be fetching ``tp``, from its and aiokafka's private state (for
+    the log only: any of it may be missing in another version)."""
+    ftp = FaustTP(*tp)
+    facts = []
+    for name in ("_active_partitions", "_paused_partitions", "_buffered_partitions"):
+        tps = getattr(consumer, name, None)
+        if tps is not None:
+            facts.append(f"{name.strip('_').split('_')[0]}={ftp in tps}")
+    client = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    try:
+        ktp = TopicPartition(*tp)
+        state = client._subscription.subscription.assignment.state_value(ktp)  # type: ignore[union-attr]
+        buffered = ktp in client._fetcher._records  # type: ignore[union-attr]
+        position = state.position if state.has_valid_position else None
+        facts.append(f"kafka: paused={state.paused} position={position} fetched={buffered}")
+    except Exception as exc:  # no client, no assignment: say so
+        facts.append(f"kafka: {type(exc).__name__}")
+    return ", ".join(facts)
 
 
 class KafkaRecords:

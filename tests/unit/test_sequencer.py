@@ -147,3 +147,26 @@ async def test_silence_during_a_rebalance_is_no_alarm() -> None:
     guard.last_seen[("t", 0)] -= 60  # and still silent a minute after it
     assert await guard.rewind_stuck(ends) == [("t", 0)]
     assert faust.seeks == [(("t", 0), 5)]
+
+
+async def test_a_partition_waiting_in_fausts_buffers_is_not_rewound() -> None:
+    """Under a backlog a partition's next messages can wait in a stream buffer for tens of
+    seconds: silence then is a queue, not a hole, and a seek would only re-fetch them."""
+    faust = FaustConsumer()
+    guard = OffsetGuard(Log({}, {("t", 0): 3, ("u", 0): 3}, set()), faust)
+    await guard.order(msgs("t", 0, 3, 4))
+    await guard.order(msgs("u", 0, 3))
+    guard.last_seen[("t", 0)] -= 60
+    guard.last_seen[("u", 0)] -= 60
+    ends = {("t", 0): 7, ("u", 0): 9}
+    asked: list[bool] = []
+
+    def buffered() -> set[tuple[str, int]]:
+        asked.append(True)
+        return {("t", 0)}
+
+    assert await guard.rewind_stuck(ends, buffered) == [("u", 0)]
+    assert faust.seeks == [(("u", 0), 4)]
+    assert asked == [True]  # read once per check, however many partitions are silent
+    assert await guard.rewind_stuck(ends, lambda: set()) == [("t", 0)]  # drained, still silent
+    assert faust.seeks[-1] == (("t", 0), 5)
