@@ -44,9 +44,8 @@ class Ownership:
         async for messages in batches:
             if not self.settled():
                 # Held until the rebalance is over or the worker stops, which cancels
-                # this wait: never ended by returning, since Faust acks what a finished
-                # stream took, and a held batch acked unhandled would be lost (SIGTERM
-                # test).
+                # this wait. Never ended by returning: that would end the agent's stream,
+                # and the held messages, taken from it but not handled, could be acked.
                 self.held += 1
                 while not self.settled():  # noqa: ASYNC110 (Faust sets plain flags)
                     await asyncio.sleep(POLL_SECONDS)

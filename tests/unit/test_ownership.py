@@ -74,8 +74,8 @@ async def test_a_revocation_waits_for_the_batch_under_way() -> None:
 
 
 async def test_a_held_batch_is_never_dropped_only_cancelled() -> None:
-    """A stopping worker cancels the wait; the gate never ends the stream by itself (Faust
-    would ack the held messages unhandled, and the SIGTERM test lost them)."""
+    """A stopping worker cancels the wait; the gate never ends the stream by itself (the
+    held messages, taken from the stream but not handled, could then be acked)."""
     world = World()
     world.is_settled = False
     ownership = world.ownership()
