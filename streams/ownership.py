@@ -2,9 +2,10 @@
 
 Faust 0.15.3 hands agents messages it should hold back. Seen in ``make bench`` with two
 workers on 2 cores: after a rebalance, input messages of reassigned partitions reached
-the intake *while their tables were being restored from the changelogs* (the consumer
-yields records of partitions in its ``_buffered_partitions`` set even when they are
-paused, and that set outlives a rebalance), and a batch under way when partitions were
+the intake *while their tables were being restored from the changelogs* (by Faust's
+code, the likely path: its consumer yields records of partitions in its
+``_buffered_partitions`` set even when they are paused, and that set outlives a
+rebalance), and a batch under way when partitions were
 revoked went on writing their tables after the new owner had started to restore them.
 A restore overwrites what the agent just counted in memory, and a late write of the old
 owner lands in the changelog behind the new owner's: either way counts are lost, and the
