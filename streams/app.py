@@ -107,7 +107,7 @@ class FunnelPulse:
         self.applied: dict[tuple[str, int, int], int] = {}  # (stage, partition, topic) → offset
         self._applied_known = False
         self._streams: list[faust.StreamT[bytes]] = []  # the agents' streams, for their buffers
-        self.ownership = Ownership(self._settled, self._assigned)
+        self.ownership = Ownership(self._state_whole, self._assigned)
         self._register()
 
     # -- wiring -----------------------------------------------------------------------
@@ -188,7 +188,7 @@ class FunnelPulse:
             log.warning("a batch was still under way %.0f s after a revocation", REVOKE_WAIT)
         await self.app.producer.flush()
 
-    def _settled(self) -> bool:
+    def _state_whole(self) -> bool:
         """Neither rebalancing nor restoring tables: state is whole and ours to change."""
         return not (self.app.rebalancing or self.app.in_recovery)
 
@@ -466,7 +466,7 @@ class FunnelPulse:
         except Exception as exc:  # broker unreachable: unknown, which is not "caught up"
             log.debug("end offsets unavailable: %r", exc)
             return {topic: -1 for topic in lag}
-        if self.recovering or self.app.rebalancing:
+        if not self._state_whole():
             self.guard.hold()
         else:
             ends = {(tp.topic, tp.partition): h for tp, h in highs.items()}

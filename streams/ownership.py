@@ -31,9 +31,9 @@ POLL_SECONDS = 0.05
 
 class Ownership:
     def __init__(
-        self, settled: Callable[[], bool], assigned: Callable[[], set[tuple[str, int]]]
+        self, whole: Callable[[], bool], assigned: Callable[[], set[tuple[str, int]]]
     ) -> None:
-        self.settled = settled  # neither rebalancing nor restoring tables
+        self.whole = whole  # neither rebalancing nor restoring tables
         self.assigned = assigned  # the (topic, partition)s this worker reads now
         self.busy = 0  # batches being handled
         self._idle = asyncio.Event()
@@ -43,12 +43,12 @@ class Ownership:
 
     async def gate(self, batches: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
         async for messages in batches:
-            if not self.settled():
+            if not self.whole():
                 # Held until the rebalance is over or the worker stops, which cancels
                 # this wait. Never ended by returning: that would end the agent's stream,
                 # and the held messages, taken from it but not handled, could be acked.
                 self.held += 1
-                while not self.settled():  # noqa: ASYNC110 (Faust sets plain flags)
+                while not self.whole():  # noqa: ASYNC110 (Faust sets plain flags)
                     await asyncio.sleep(POLL_SECONDS)
             assigned = self.assigned()
             mine = [m for m in messages if (m.topic, m.partition) in assigned]

@@ -171,13 +171,9 @@ class OffsetGuard:
 
     def forget(self, tps: Iterable[Any]) -> None:
         """Revoked partitions start again from the committed offset when they come back."""
+        revoked = {(tp.topic, tp.partition) for tp in tps}
+        log.info("revoked at %s", {tp: self.next.get(tp) for tp in revoked & self.next.keys()})
         for tp in tps:
-            log.info(
-                "%s[%s] revoked at %s",
-                tp.topic,
-                tp.partition,
-                self.next.get((tp.topic, tp.partition)),
-            )
             self.next.pop((tp.topic, tp.partition), None)
             self.last_seen.pop((tp.topic, tp.partition), None)
 

@@ -22,16 +22,16 @@ async def feed(*batches: list[Any]) -> AsyncIterator[list[Any]]:
 
 class World:
     def __init__(self) -> None:
-        self.is_settled = True
+        self.is_whole = True
         self.owned = {("t", 0), ("t", 1)}
 
     def ownership(self) -> Ownership:
-        return Ownership(lambda: self.is_settled, lambda: self.owned)
+        return Ownership(lambda: self.is_whole, lambda: self.owned)
 
 
 async def test_a_batch_waits_for_the_restore_then_keeps_only_partitions_still_owned() -> None:
     world = World()
-    world.is_settled = False  # a rebalance: tables being restored
+    world.is_whole = False  # a rebalance: tables being restored
     ownership = world.ownership()
     handed: list[list[Any]] = []
 
@@ -43,7 +43,7 @@ async def test_a_batch_waits_for_the_restore_then_keeps_only_partitions_still_ow
     await asyncio.sleep(0.2)
     assert handed == []  # nothing touches state while it is being restored
     world.owned = {("t", 0)}  # the rebalance moved t[1] away
-    world.is_settled = True
+    world.is_whole = True
     await asyncio.wait_for(task, 2)
     assert [[(m.partition, m.offset) for m in b] for b in handed] == [[(0, 5), (0, 6)]]
     assert ownership.held == 1 and ownership.disowned == 1
@@ -77,7 +77,7 @@ async def test_a_held_batch_is_never_dropped_only_cancelled() -> None:
     """A stopping worker cancels the wait; the gate never ends the stream by itself (the
     held messages, taken from the stream but not handled, could then be acked)."""
     world = World()
-    world.is_settled = False
+    world.is_whole = False
     ownership = world.ownership()
     handed: list[list[Any]] = []
 
