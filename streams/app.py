@@ -40,8 +40,17 @@ from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .delivery import require_delivery
 from .events import Event, EventType, Limits, Rejected, decode_message
 from .ownership import Ownership
+from .pane_groups import (
+    MERGED,
+    PARTIAL,
+    GroupKey,
+    PaneGroups,
+    decode_group,
+    group_last_start,
+    split_group_key,
+)
 from .panes import granularities, horizon, window_specs
-from .partials import pane_key, split_pane_key, version
+from .partials import version
 from .publisher import KpiPublisher
 from .sequencer import KafkaRecords, OffsetGuard
 from .settled import settled
@@ -54,7 +63,7 @@ log = logging.getLogger("funnelpulse")
 FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURCHASE})
 TOPIC_INDEX = {kind: i for i, kind in enumerate(EventType)}
 FUNNEL_SOURCE = len(TOPIC_INDEX)  # the funnel topic's index in replay marks
-STATE_VERSION = 4  # in every table name: a change of state format starts from new tables
+STATE_VERSION = 5  # in every table name: a change of state format starts from new tables
 # Pane keys are overwritten all the time: let the broker compact them soon, so that a
 # restart replays live keys, not every write since the topic was made.
 CHANGELOG_CONFIG = {"segment.ms": str(10 * 60_000), "min.cleanable.dirty.ratio": "0.2"}
@@ -93,6 +102,8 @@ class FunnelPulse:
         self._declare_topics()
         self._declare_tables()
         self.pending: dict[tuple[str, int], set[tuple[str, int, int]]] = defaultdict(set)
+        # whole groups to snapshot (after recovery): (source, partition) → group keys
+        self.pending_groups: dict[tuple[str, int], set[GroupKey]] = defaultdict(set)
         self.publisher = KpiPublisher(self)
         self._last_evict: dict[tuple[str, int], float] = {}
         self.last_progress = time.monotonic()
@@ -150,15 +161,18 @@ class FunnelPulse:
             name = f"{name}-v{STATE_VERSION}"
             return self.app.Table(name, extra_topic_configs=CHANGELOG_CONFIG, **options)
 
-        self.partials = table("partials", partitions=p, on_recover=self._on_partials_recovered)
+        grouped = {"value_type": bytes}  # panes kept as their records (streams/pane_groups.py)
+        self.partials = table(
+            "partials", partitions=p, on_recover=self._on_partials_recovered, **grouped
+        )
         self.dedup = table("dedup", partitions=p, on_recover=self._on_dedup_recovered)
         self.funnel_partials = table(
-            "funnel-partials", partitions=f, on_recover=self._on_partials_recovered
+            "funnel-partials", partitions=f, on_recover=self._on_partials_recovered, **grouped
         )
         self.funnel_dedup = table("funnel-dedup", partitions=f, on_recover=self._on_dedup_recovered)
         self.leads = table("leads", partitions=f)
         self.customers = table("customers", partitions=f)
-        self.merged = table("merged", partitions=p, on_recover=self._on_merged_recovered)
+        self.merged = table("merged", partitions=p, on_recover=self._on_merged_recovered, **grouped)
 
     def _register(self) -> None:
         self.app.agent(self.inputs, name="intake")(self._intake)
@@ -261,7 +275,7 @@ class FunnelPulse:
         funnel = source == "f"
         dedup = MessageDedup(self._dedup_index(source, partition))
         work = PartitionWork(
-            partials=PartitionState(self.funnel_partials if funnel else self.partials, partition),
+            partials=PaneGroups(self._partials(source), partition, PARTIAL),
             dedup_table=PartitionState(self._dedup_table(source), partition),
             dedup=dedup,
             stores=Stores(dedup=dedup, leads={}, customers={}),
@@ -319,13 +333,17 @@ class FunnelPulse:
     def _scan_partials(self) -> None:
         self.applied.clear()
         for source, table in (("i", self.partials), ("f", self.funnel_partials)):
-            for full, value in list(table.data.items()):
+            for full, raw in list(table.data.items()):
                 partition = int(full.partition("|")[0])
-                for topic, offset in value[1].items():
-                    key = (source, partition, int(topic))
-                    if offset > self.applied.get(key, -1):
-                        self.applied[key] = offset
+                for value in decode_group(PARTIAL, raw).values():
+                    for topic, offset in value[1].items():
+                        key = (source, partition, int(topic))
+                        if offset > self.applied.get(key, -1):
+                            self.applied[key] = offset
         self._applied_known = True
+
+    def _partials(self, source: str) -> Any:
+        return self.partials if source == "i" else self.funnel_partials
 
     async def _finish(self, batch: Batch, source: str, stage: str) -> None:
         """Writes what the batch changed, then the metrics; the offsets are acked after."""
@@ -365,7 +383,7 @@ class FunnelPulse:
 
     # -- shared counting tail ---------------------------------------------------------
     async def _maybe_evict(
-        self, source: str, partition: int, state: PartitionState[Any], now: float
+        self, source: str, partition: int, state: PaneGroups[Any], now: float
     ) -> None:
         if now - self._last_evict.get((source, partition), 0.0) < EVICT_EVERY:
             return
@@ -377,10 +395,10 @@ class FunnelPulse:
         dropped = await sweep(dedup_state, index, cut)
         if cut > horizon_cut:
             self.metrics.dedup_early.inc(dropped)
-        for key in list(state):
-            _scope, size, start = split_pane_key(key)
-            if start + horizon(self.specs, size) < now - self.settings.max_future:
-                del state[key]
+        cutoff = now - self.settings.max_future
+        for scope, size, block in state.group_keys():  # a group goes when its newest pane can
+            if group_last_start(size, block) + horizon(self.specs, size) < cutoff:
+                state.drop_group(scope, size, block)
 
     # -- snapshots to the merge stage -------------------------------------------------
     async def _emit_snapshots(self) -> None:
@@ -388,13 +406,16 @@ class FunnelPulse:
         one per merge partition (scopes are owned by ``partition_for(scope)``), split so
         that a message stays far below Kafka's size limit after a full re-send."""
         pending, self.pending = self.pending, defaultdict(set)
+        groups, self.pending_groups = self.pending_groups, defaultdict(set)
         merge_partitions = self.settings.partitions
-        for (source, partition), keys in pending.items():
-            table = self.partials if source == "i" else self.funnel_partials
-            state: PartitionState[Any] = PartitionState(table, partition)
+        for source, partition in {*pending, *groups}:
+            state: PaneGroups[Any] = PaneGroups(self._partials(source), partition, PARTIAL)
             by_scope: dict[str, list[list[Any]]] = defaultdict(list)
-            for scope, size, start in keys:
-                value = state.get(pane_key(scope, size, start))
+            for scope, size, block in groups.get((source, partition), ()):
+                for start, value in state.group(scope, size, block).items():
+                    by_scope[scope].append([size, start, version(value), value[0]])
+            for scope, size, start in pending.get((source, partition), ()):
+                value = state.get((scope, size, start))
                 if value is not None:
                     by_scope[scope].append([size, start, version(value), value[0]])
             outgoing: dict[int, dict[str, list[list[Any]]]] = defaultdict(dict)
@@ -421,7 +442,7 @@ class FunnelPulse:
         for source, table in (("i", self.partials), ("f", self.funnel_partials)):
             for full in list(table.data):
                 partition, _, key = full.partition("|")
-                self.pending[(source, int(partition))].add(split_pane_key(key))
+                self.pending_groups[(source, int(partition))].add(split_group_key(key))
 
     # -- merge ------------------------------------------------------------------------
     async def _merge(self, stream: faust.StreamT[bytes]) -> None:
@@ -429,12 +450,12 @@ class FunnelPulse:
             await self.handle_merges(messages)
 
     async def handle_merges(self, messages: Sequence[Any]) -> None:
-        states: dict[int, PartitionState[Any]] = {}
+        states: dict[int, PaneGroups[Any]] = {}
         offsets: dict[tuple[str, int], int] = {}
         for msg in messages:
             state = states.get(msg.partition)
             if state is None:
-                state = states[msg.partition] = PartitionState(self.merged, msg.partition)
+                state = states[msg.partition] = PaneGroups(self.merged, msg.partition, MERGED)
             try:
                 body = orjson.loads(msg.value or b"{}")
                 for scope, panes in body["scopes"].items():
@@ -442,6 +463,8 @@ class FunnelPulse:
             except Exception:
                 log.exception("merge failed on partition %s offset %s", msg.partition, msg.offset)
             offsets[(msg.topic, msg.partition)] = msg.offset
+        for state in states.values():  # the tick reads the store: all of it there before awaiting
+            state.write_through()
         for state in states.values():
             await state.flush()
         self.metrics.processed.labels("merge").inc(len(messages))

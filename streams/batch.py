@@ -19,7 +19,8 @@ from typing import Any
 
 from .counting import Outcome, PaneKey, Stores, count_events, count_message
 from .dedup import MessageDedup, persist
-from .partials import apply_delta, pane_key
+from .pane_groups import PaneGroups
+from .partials import apply_delta
 from .table_state import PartitionState
 
 
@@ -27,7 +28,7 @@ from .table_state import PartitionState
 class PartitionWork:
     """One partition's tables as this batch changes them."""
 
-    partials: PartitionState[Any]
+    partials: PaneGroups[Any]
     dedup_table: PartitionState[Any]
     dedup: MessageDedup
     stores: Stores
@@ -49,7 +50,7 @@ class PartitionWork:
             self.first_source = f"{topic}:{offset}"
         last_offsets = outcome.last_offsets
         for key, delta in outcome.deltas.items():
-            if apply_delta(self.partials, pane_key(*key), delta, topic, last_offsets[key]):
+            if apply_delta(self.partials, key, delta, topic, last_offsets[key]):
                 self.touched.add(key)
 
     async def flush(self, now: float) -> None:

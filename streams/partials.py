@@ -11,7 +11,7 @@ absolute snapshot of each partial and ignore stale or repeated ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Hashable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from metrics.counts import add_into, zero
@@ -19,18 +19,9 @@ from metrics.counts import add_into, zero
 PartialValue = list[Any]  # [counts: list[int], high_water: dict[str, int]]
 
 
-def pane_key(scope: str, size: int, start: int) -> str:
-    return f"{scope}|{size}|{start}"
-
-
-def split_pane_key(key: str) -> tuple[str, int, int]:
-    scope, size, start = key.rsplit("|", 2)
-    return scope, int(size), int(start)
-
-
 def apply_delta(
-    state: MutableMapping[str, PartialValue],
-    key: str,
+    state: MutableMapping[Any, PartialValue],
+    key: Hashable,
     delta: Sequence[int],
     topic: int,
     offset: int,

@@ -24,10 +24,16 @@ from metrics.counts import Counts
 from metrics.redis_publisher import PublishError, RedisPublisher, connect
 from metrics.snapshots import build_snapshot, has_data, window_counts
 
-from .merge import merge_partial, total
-from .partials import pane_key, split_pane_key
+from .merge import merge_partial
+from .pane_groups import (
+    MERGED,
+    PaneGroups,
+    block_of,
+    group_last_start,
+    merged_totals,
+    split_group_key,
+)
 from .refresh import stale_scopes
-from .table_state import PartitionState
 
 if TYPE_CHECKING:
     from .app import FunnelPulse
@@ -44,6 +50,7 @@ MAX_SCOPES_PER_TICK = 2_000
 class KpiPublisher:
     def __init__(self, owner: FunnelPulse) -> None:
         self.owner = owner
+        # scope → (its merge partition, the (pane size, block start) of its pane groups)
         self.index: dict[str, tuple[int, set[tuple[int, int]]]] = {}
         self.dirty: set[str] = set()
         self.due: dict[str, None] = {}  # dirty scopes in arrival order (a FIFO queue)
@@ -66,7 +73,7 @@ class KpiPublisher:
     # -- merge state ------------------------------------------------------------------
     def merge(
         self,
-        state: PartitionState[Any],
+        state: PaneGroups[Any],
         partition: int,
         source: str,
         scope: str,
@@ -75,11 +82,11 @@ class KpiPublisher:
         """Keeps the newest partial per source; the caller flushes ``state`` once per batch."""
         _, known = self.index.setdefault(scope, (partition, set()))
         for size, start, ver, counts in panes:
-            key = pane_key(scope, size, start)
+            key = (scope, size, start)
             merged = merge_partial(state.get(key), source, ver, counts)
             if merged is not None:
                 state[key] = merged
-                known.add((size, start))
+                known.add((size, block_of(size, start)))
                 self.dirty.add(scope)
 
     def rebuild_index(self) -> None:
@@ -94,18 +101,19 @@ class KpiPublisher:
             partition, _, key = full.partition("|")
             if int(partition) not in partitions:
                 continue
-            scope, size, start = split_pane_key(key)
-            self.index.setdefault(scope, (int(partition), set()))[1].add((size, start))
+            scope, size, block = split_group_key(key)
+            self.index.setdefault(scope, (int(partition), set()))[1].add((size, block))
             self.dirty.add(scope)
 
     def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:
-        partition, keys = self.index[scope]
-        state: PartitionState[Any] = PartitionState(self.owner.merged, partition)
+        partition, groups = self.index[scope]
+        store = self.owner.merged.data
         totals = {}
-        for size, start in keys:
-            value = state.get(pane_key(scope, size, start))
-            if value is not None:
-                totals[(size, start)] = total(value)
+        for size, block in groups:
+            raw = store.get(f"{partition}|{scope}|{size}|{block}")
+            if raw is not None:
+                for start, counts in merged_totals(raw).items():
+                    totals[(size, start)] = counts
         return totals
 
     # -- the tick ---------------------------------------------------------------------
@@ -278,16 +286,15 @@ class KpiPublisher:
     async def _evict(self, now: float) -> None:
         from .panes import horizon
 
-        for scope, (_partition, keys) in list(self.index.items()):
+        for scope, (partition, groups) in list(self.index.items()):
             stale = {
-                (size, start)
-                for size, start in keys
-                if start + horizon(self.owner.specs, size) < now
+                (size, block)
+                for size, block in groups
+                if group_last_start(size, block) + horizon(self.owner.specs, size) < now
             }
-            keys -= stale
+            groups -= stale
             if stale:
-                partition = self.index[scope][0]
-                state: PartitionState[Any] = PartitionState(self.owner.merged, partition)
-                for size, start in stale:
-                    state.pop(pane_key(scope, size, start), None)
+                state: PaneGroups[Any] = PaneGroups(self.owner.merged, partition, MERGED)
+                for size, block in stale:
+                    state.drop_group(scope, size, block)
                 await state.flush()

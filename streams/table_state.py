@@ -119,12 +119,13 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
 async def send_changelog(table: Any, partition: int, key: str, value: Any) -> None:
     """One changelog record, straight to the producer (the per-send cost of Faust's
     channel machinery is several times aiokafka's). Encoded as the table's JSON codec
-    does (orjson), so recovery reads it like any other; ``None`` is a tombstone."""
+    does (orjson), so recovery reads it like any other; bytes (the records of tables
+    declared with ``value_type=bytes``) go as they are; ``None`` is a tombstone."""
     topic = table.changelog_topic.get_topic_name()
     sent = await table.app.producer.send(
         topic,
         orjson.dumps(key),
-        None if value is None else orjson.dumps(value),
+        value if value is None or isinstance(value, bytes) else orjson.dumps(value),
         partition,
         None,
         None,

@@ -23,6 +23,7 @@ from streams.batch import GroupItem, PartitionWork, count_group
 from streams.counting import Stores
 from streams.dedup import MessageDedup
 from streams.events import Event, EventType
+from streams.pane_groups import PARTIAL, PaneGroups, decode_group
 from streams.partials import version
 from streams.table_state import PartitionState
 
@@ -58,13 +59,14 @@ def streams_of_messages(draw: Any) -> list[Message]:
 
 
 class Partition:
-    """One source partition's partial panes and dedup index, as the intake keeps them."""
+    """One source partition's partial pane groups and dedup index, as the intake keeps
+    them; ``groups`` are the stored records (one per group, as the changelog keeps them)."""
 
-    def __init__(self, panes: dict[str, Any] | None = None, index: dict[str, Any] | None = None):
-        self.table = SimpleNamespace(data=dict(panes or {}))
+    def __init__(self, groups: dict[str, Any] | None = None, index: dict[str, Any] | None = None):
+        self.table = SimpleNamespace(data=dict(groups or {}))
         self.index: dict[str, Any] = dict(index or {})
         self.applied: dict[int, int] = {}
-        for value in self.table.data.values():
+        for value in self.panes().values():
             for topic, offset in value[1].items():
                 self.applied[int(topic)] = max(self.applied.get(int(topic), -1), offset)
 
@@ -73,7 +75,7 @@ class Partition:
         dedup entries it recorded."""
         dedup = MessageDedup(self.index)
         work = PartitionWork(
-            partials=PartitionState(self.table, 0),
+            partials=PaneGroups(self.table, 0, PARTIAL),
             dedup_table=PartitionState(SimpleNamespace(data={}), 0),
             dedup=dedup,
             stores=Stores(dedup=dedup, leads={}, customers={}),
@@ -85,10 +87,15 @@ class Partition:
             applied = self.applied.get(topic, -1)
             count_group(work, items, topic, applied, PANES)
             self.applied[topic] = max(applied, items[-1][0])
+        work.partials.write_through()
         return dedup.new
 
     def panes(self) -> dict[str, Any]:
-        return {key: [list(v[0]), dict(v[1])] for key, v in self.table.data.items()}
+        return {
+            f"{group}|{start}": value
+            for group, raw in self.table.data.items()
+            for start, value in decode_group(PARTIAL, raw).items()
+        }
 
 
 def batches(messages: list[Message], rng: random.Random) -> list[list[Message]]:
@@ -107,21 +114,23 @@ def test_a_crash_and_replay_ends_in_the_panes_of_a_run_without_crash(
     # the run that crashes: its state after every batch, and the snapshots it sent
     live = Partition()
     states: list[dict[str, Any]] = [live.panes()]
+    records: list[dict[str, Any]] = [dict(live.table.data)]
     new_ids: list[list[list[Any]]] = []
     sent: dict[str, list[tuple[int, list[int]]]] = {}
     first = batches(messages, rng)
     for batch in first:
         new_ids.append(live.count_batch(batch))
         states.append(live.panes())
+        records.append(dict(live.table.data))
         for key, value in states[-1].items():
             sent.setdefault(key, []).append((version(value), value[0]))
 
-    # kill -9 after some batches: offsets committed up to batch k; each pane's changelog
+    # kill -9 after some batches: offsets committed up to batch k; each pane group's changelog
     # kept some later state of it; the dedup changelog kept the records of a prefix
     k = rng.randint(0, len(first))
     recovered: dict[str, Any] = {}
-    for key in states[-1]:
-        kept = states[rng.randint(k, len(first))]
+    for key in records[-1]:
+        kept = records[rng.randint(k, len(first))]
         if key in kept:
             recovered[key] = kept[key]
     index: dict[str, Any] = {}
