@@ -36,7 +36,7 @@ from metrics.redis_publisher import RedisPublisher, connect
 from .batch import Batch, PartitionWork, count_group, message_batches
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
 from .counting import Stores
-from .dedup import DedupRecord, MessageDedup, cutoff_for_cap, rebuild, sweep
+from .dedup import Dedup, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .delivery import require_delivery
 from .events import Event, EventType, Limits, Rejected, decode_message
 from .ownership import Ownership
@@ -113,7 +113,7 @@ class FunnelPulse:
         self.watched_topics = {*self.names.inputs.values(), self.names.funnel, self.names.merge}
         self._previous_ends: dict[Any, int] = {}  # end offsets at the previous lag reading
         self.settled = False  # what waited at the previous reading is processed
-        self.dedup_indexes: dict[tuple[str, int], dict[str, DedupRecord]] = {}
+        self.dedup_indexes: dict[tuple[str, int], Dedup] = {}
         self.guard = OffsetGuard(KafkaRecords(kafka_client_kwargs(settings), settings.app_id))
         self.applied: dict[tuple[str, int, int], int] = {}  # (stage, partition, topic) → offset
         self._applied_known = False
@@ -161,15 +161,20 @@ class FunnelPulse:
             name = f"{name}-v{STATE_VERSION}"
             return self.app.Table(name, extra_topic_configs=CHANGELOG_CONFIG, **options)
 
-        grouped = {"value_type": bytes}  # panes kept as their records (streams/pane_groups.py)
+        # tables kept as their records' bytes (streams/pane_groups.py, streams/dedup.py)
+        grouped = {"value_type": bytes}
         self.partials = table(
             "partials", partitions=p, on_recover=self._on_partials_recovered, **grouped
         )
-        self.dedup = table("dedup", partitions=p, on_recover=self._on_dedup_recovered)
+        self.dedup = table(
+            "dedup", partitions=p, on_recover=self._on_dedup_recovered, value_type=bytes
+        )
         self.funnel_partials = table(
             "funnel-partials", partitions=f, on_recover=self._on_partials_recovered, **grouped
         )
-        self.funnel_dedup = table("funnel-dedup", partitions=f, on_recover=self._on_dedup_recovered)
+        self.funnel_dedup = table(
+            "funnel-dedup", partitions=f, on_recover=self._on_dedup_recovered, value_type=bytes
+        )
         self.leads = table("leads", partitions=f)
         self.customers = table("customers", partitions=f)
         self.merged = table("merged", partitions=p, on_recover=self._on_merged_recovered, **grouped)
@@ -371,7 +376,7 @@ class FunnelPulse:
     def _dedup_table(self, source: str) -> Any:
         return self.dedup if source == "i" else self.funnel_dedup
 
-    def _dedup_index(self, source: str, partition: int) -> dict[str, DedupRecord]:
+    def _dedup_index(self, source: str, partition: int) -> Dedup:
         index = self.dedup_indexes.get((source, partition))
         if index is None:
             index = rebuild(PartitionState(self._dedup_table(source), partition))

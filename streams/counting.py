@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 from metrics.counts import INDEX, Counts, add_into, zero
 
+from .dedup import MessageDedup
 from .events import NO_CAMPAIGN, Event, EventType
+from .id_index import identity_digest, pack_marker
 from .panes import pane_start
 from .scopes import scopes_for
 from .state import Lead, Marker, Seen, enter_stage, first_sight
@@ -37,12 +39,9 @@ _OPEN: Contribution = [(F["opens"], 1)]
 _SIGNUP: Contribution = [(F["signups"], 1)]
 
 
-DedupRecord = tuple[int, int, int, str, str]  # marker, then the attribution decided then
-
-
 @dataclass
 class Stores:
-    dedup: MutableMapping[str, DedupRecord]
+    dedup: MessageDedup
     leads: MutableMapping[str, Lead]
     customers: MutableMapping[str, Marker]
 
@@ -93,14 +92,21 @@ def count_events(
     fine = panes[0]
     cells: dict[tuple[str, str, int], Counts] = {}
     cell_last: dict[tuple[str, str, int], int] = {}  # events come in offset order
+    dedup = stores.dedup
     for marker, event in events:
-        identity = f"{event.type}:{event.event_id}"
-        known = stores.dedup.get(identity)
+        digest = identity_digest(f"{event.type}:{event.event_id}")
+        known = dedup.get(digest)
         if known is None:
             campaign, channel = _attribute(event, stores)
-            stores.dedup[identity] = (*marker, campaign, channel)
-        elif tuple(known[:3]) == marker:  # a replay: attributed as the first time
-            campaign, channel = known[3], known[4]
+            # only an attribution not read from the event itself needs remembering
+            own = event.campaign_id is not None
+            dedup.add(digest, marker, None if own else (campaign, channel))
+        elif known == pack_marker(marker):  # a replay: attributed as the first time
+            attribution = dedup.attribution(digest)
+            if attribution is None:  # the event's own campaign, as at its first sighting
+                campaign, channel = event.campaign_id or NO_CAMPAIGN, event.channel
+            else:
+                campaign, channel = attribution
         else:
             outcome.duplicates[event.type] += 1
             continue

@@ -7,6 +7,7 @@ from typing import Any
 
 from metrics.counts import COUNT_FIELDS, INDEX, Counts, summed, zero
 from streams.counting import Outcome, Stores, count_message
+from streams.dedup import Dedup, MessageDedup
 from streams.events import NO_CAMPAIGN, Event, EventType
 from streams.state import Lead, Seen, first_sight
 
@@ -28,7 +29,7 @@ def ev(
 
 
 def stores() -> Stores:
-    return Stores(dedup={}, leads={}, customers={})
+    return Stores(dedup=MessageDedup(Dedup()), leads={}, customers={})
 
 
 def count(events: Sequence[Event], store: Stores, offset: int = 0, topic: int = TOPIC) -> Outcome:
@@ -412,7 +413,7 @@ def test_outcome_tallies_impressions_and_transitions_once() -> None:
     from streams.counting import Stores, count_message
     from streams.events import Event, EventType
 
-    stores = Stores(dedup={}, leads={}, customers={})
+    stores = Stores(dedup=MessageDedup(Dedup()), leads={}, customers={})
     events = [
         Event(EventType.IMPRESSION, "i1", 60.0, "a", "email", count=40),
         Event(EventType.LEAD_STAGE, "s1", 60.0, "a", "email", lead_id="L", stage="mql"),

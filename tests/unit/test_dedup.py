@@ -1,13 +1,26 @@
-"""Message-level dedup records: persistence shape, rebuild, horizon sweep, size cap."""
+"""Dedup records and index: persistence shape, rebuild, horizon sweep, size cap, and the
+compact id index against a plain dict."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.dedup import MessageDedup, cutoff_for_cap, persist, rebuild, sweep
+from streams.dedup import (
+    Dedup,
+    MessageDedup,
+    cutoff_for_cap,
+    encode_record,
+    persist,
+    rebuild,
+    record_entries,
+    record_head,
+    sweep,
+)
+from streams.id_index import IdIndex, identity_digest, pack_marker, unpack_marker
 from streams.table_state import PartitionState
 
 
@@ -30,19 +43,116 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     return records
 
 
+def digest(name: str) -> int:
+    return identity_digest(f"click:{name}")
+
+
 def state_with(records: dict[str, tuple[float, int]]) -> PartitionState[Any]:
     table = FakeTable()
     state: PartitionState[Any] = PartitionState(table, 0)
     for key, (seen, n) in records.items():
-        table.data[f"0|{key}"] = [seen, [[f"{key}-{i}", 0, 1, i, "c", "email"] for i in range(n)]]
+        entries = [(digest(f"{key}-{i}"), pack_marker((0, 1, i)), None) for i in range(n)]
+        table.data[f"0|{key}"] = encode_record(seen, entries)
     return state
+
+
+# --- markers and digests --------------------------------------------------------------
+@given(st.integers(0, 15), st.integers(0, 2**44 - 1), st.integers(0, 2**16 - 1))
+def test_markers_pack_and_unpack(topic: int, offset: int, index: int) -> None:
+    packed = pack_marker((topic, offset, index))
+    assert 0 <= packed < 2**64
+    assert unpack_marker(packed) == (topic, offset, index)
+
+
+@pytest.mark.parametrize("marker", [(16, 0, 0), (0, 2**44, 0), (0, 0, 2**16), (0, -1, 0)])
+def test_a_marker_that_does_not_fit_is_refused(marker: tuple[int, int, int]) -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        pack_marker(marker)
+
+
+@given(st.text())
+def test_digests_are_64_bits_and_never_the_reserved_values(identity: str) -> None:
+    assert 1 < identity_digest(identity) < 2**64
+
+
+def test_digests_do_not_depend_on_the_process() -> None:
+    """Records hold digests: a restarted worker must compute the same ones."""
+    import subprocess
+    import sys
+
+    code = "from streams.id_index import identity_digest as d; print(d('click:e1'))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={"PYTHONHASHSEED": "12345"})  # fmt: skip
+    assert int(other.stdout) == identity_digest("click:e1")
+
+
+# --- the id index ---------------------------------------------------------------------
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "remove", "remove_other"]), st.integers(2, 3000), st.integers(0, 5)
+    ),
+    max_size=3000,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_the_id_index_behaves_as_a_dict(ops: list[tuple[str, int, int]]) -> None:
+    """Puts, removes and removes of a value no longer held, with growth and DELETED marks;
+    keys share low bits often (they are small), so probing chains are long."""
+    index, model = IdIndex(), {}
+    for op, key, value in ops:
+        if op == "put":
+            index.put(key, value)
+            model[key] = value
+        elif op == "remove":
+            assert index.remove(key, value) == (model.get(key) == value)
+            if model.get(key) == value:
+                del model[key]
+        else:
+            assert not index.remove(key, value + 100)
+        assert len(index) == len(model)
+    assert dict(index.items()) == model
+    assert all(index.get(k) == v for k, v in model.items())
+    assert index.get(3001) is None
+
+
+def test_the_id_index_stays_between_a_third_and_seven_tenths_full() -> None:
+    index = IdIndex()
+    for key in range(2, 100_002):
+        index.put(key * 0x9E3779B97F4A7C15 % 2**64 | 2, key)
+        assert len(index) <= 0.7 * index.slots
+    assert index.slots == 262_144  # 100,000 ids: 38 % full
+    for key in range(2, 100_002):
+        assert index.remove(key * 0x9E3779B97F4A7C15 % 2**64 | 2, key)
+    index.put(5, 5)  # DELETED marks are dropped when they fill the table
+    assert len(index) == 1
+
+
+# --- records ----------------------------------------------------------------------------
+def test_a_record_holds_digests_markers_and_attributions() -> None:
+    entries = [(digest("a"), pack_marker((0, 7, 0)), None),
+               (digest("b"), pack_marker((7, 9, 3)), ("spring", "email"))]  # fmt: skip
+    raw = encode_record(99.5, entries)
+    assert record_head(raw) == (99.5, 2)
+    assert list(record_entries(raw)) == entries
+    assert len(encode_record(1.0, [(digest("a"), 1, None)])) == 12 + 16
 
 
 def test_rebuild_indexes_every_identity() -> None:
     state = state_with({"0:1": (10.0, 3), "0:2": (20.0, 2)})
-    index = rebuild(state)
-    assert len(index) == 5
-    assert index["0:1-2"] == (0, 1, 2, "c", "email")
+    dedup = rebuild(state)
+    assert len(dedup) == 5
+    assert dedup.ids.get(digest("0:1-2")) == pack_marker((0, 1, 2))
+
+
+def test_rebuild_keeps_the_first_record_of_an_id_and_its_attribution() -> None:
+    state: PartitionState[Any] = PartitionState(FakeTable(), 0)
+    state["a"] = encode_record(1.0, [(digest("x"), 11, ("spring", "email"))])
+    state["b"] = encode_record(2.0, [(digest("x"), 22, ("autumn", "social"))])
+    dedup = rebuild(state)
+    assert dedup.ids.get(digest("x")) == 11
+    assert dedup.attributions == {digest("x"): ("spring", "email")}
 
 
 def test_cutoff_is_the_horizon_under_the_cap() -> None:
@@ -64,24 +174,34 @@ def test_cutoff_counts_records_already_past_the_horizon() -> None:
 
 async def test_sweep_forgets_records_and_their_ids(sent: list[tuple[str, Any]]) -> None:
     state = state_with({"a": (10.0, 2), "b": (30.0, 2)})
-    index = rebuild(state)
-    dropped = await sweep(state, index, before=20.0)
+    dedup = rebuild(state)
+    dropped = await sweep(state, dedup, before=20.0)
     assert dropped == 2
-    assert set(index) == {"b-0", "b-1"}
+    assert {k for k, _ in dedup.ids.items()} == {digest("b-0"), digest("b-1")}
     assert sent == [("0|a", None)]  # a tombstone for the forgotten record
 
 
-async def test_persist_writes_one_record_per_message(sent: list[tuple[str, Any]]) -> None:
+async def test_sweep_keeps_an_id_a_newer_record_holds(sent: list[tuple[str, Any]]) -> None:
+    state: PartitionState[Any] = PartitionState(FakeTable(), 0)
+    state["old"] = encode_record(1.0, [(digest("x"), 11, ("spring", "email"))])
+    dedup = Dedup()
+    dedup.ids.put(digest("x"), 22)  # seen again later at another marker (a lost record)
+    dedup.attributions[digest("x")] = ("autumn", "social")
+    assert await sweep(state, dedup, before=5.0) == 0
+    assert dedup.ids.get(digest("x")) == 22
+    assert dedup.attributions == {digest("x"): ("autumn", "social")}
+
+
+async def test_persist_writes_one_record_per_batch(sent: list[tuple[str, Any]]) -> None:
     state: PartitionState[Any] = PartitionState(FakeTable(), 3)
-    dedup = MessageDedup({})
-    dedup["click:e1"] = (0, 7, 0, "c", "email")
-    dedup["click:e2"] = (0, 7, 1, "c", "email")
+    dedup = MessageDedup(Dedup())
+    dedup.add(digest("e1"), (0, 7, 0), None)
+    dedup.add(digest("e2"), (0, 7, 1), ("c", "email"))
     await persist(state, "0:7", dedup, now=99.0)
-    assert sent == [
-        (
-            "3|0:7",
-            [99.0, [["click:e1", 0, 7, 0, "c", "email"], ["click:e2", 0, 7, 1, "c", "email"]]],
-        )
+    assert [key for key, _ in sent] == ["3|0:7"]
+    assert list(record_entries(sent[0][1])) == [
+        (digest("e1"), pack_marker((0, 7, 0)), None),
+        (digest("e2"), pack_marker((0, 7, 1)), ("c", "email")),
     ]
 
 
@@ -90,10 +210,12 @@ async def test_a_large_batch_is_persisted_in_records_far_below_the_message_limit
 ) -> None:
     """40,000 sign-ups in one batch once made one record the broker refused."""
     state: PartitionState[Any] = PartitionState(FakeTable(), 0)
-    dedup = MessageDedup({})
+    dedup = MessageDedup(Dedup())
     for i in range(2_500):
-        dedup[f"signup:{'x' * 200}{i}"] = (3, 9, i, "campaign", "email")
+        dedup.add(identity_digest(f"signup:{i}"), (3, 9, i), ("c" * 200, "email"))
     await persist(state, "3:9", dedup, now=5.0)
     assert sorted(key for key, _ in sent) == ["0|3:9", "0|3:9/1", "0|3:9/2"]
-    assert all(len(orjson.dumps(value)) < 512 * 1024 for _, value in sent)
-    assert rebuild(state) == {identity: tuple(r) for identity, *r in dedup.new}
+    assert all(len(value) < 512 * 1024 for _, value in sent)
+    rebuilt = rebuild(state)
+    assert sorted(rebuilt.ids.items()) == sorted((d, p) for d, p, _ in dedup.new)
+    assert len(rebuilt.attributions) == 2_500

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from streams.batch import GroupItem, PartitionWork, count_group
 from streams.counting import Stores
-from streams.dedup import MessageDedup
+from streams.dedup import Dedup, MessageDedup
 from streams.events import Event, EventType
 from streams.pane_groups import PARTIAL, PaneGroups, decode_group
 from streams.partials import version
@@ -62,15 +62,15 @@ class Partition:
     """One source partition's partial pane groups and dedup index, as the intake keeps
     them; ``groups`` are the stored records (one per group, as the changelog keeps them)."""
 
-    def __init__(self, groups: dict[str, Any] | None = None, index: dict[str, Any] | None = None):
+    def __init__(self, groups: dict[str, Any] | None = None, index: Dedup | None = None):
         self.table = SimpleNamespace(data=dict(groups or {}))
-        self.index: dict[str, Any] = dict(index or {})
+        self.index = index or Dedup()
         self.applied: dict[int, int] = {}
         for value in self.panes().values():
             for topic, offset in value[1].items():
                 self.applied[int(topic)] = max(self.applied.get(int(topic), -1), offset)
 
-    def count_batch(self, batch: list[Message]) -> list[list[Any]]:
+    def count_batch(self, batch: list[Message]) -> list[Any]:
         """One batch, grouped per topic as ``FunnelPulse._count_groups`` does; returns the
         dedup entries it recorded."""
         dedup = MessageDedup(self.index)
@@ -115,7 +115,7 @@ def test_a_crash_and_replay_ends_in_the_panes_of_a_run_without_crash(
     live = Partition()
     states: list[dict[str, Any]] = [live.panes()]
     records: list[dict[str, Any]] = [dict(live.table.data)]
-    new_ids: list[list[list[Any]]] = []
+    new_ids: list[list[Any]] = []
     sent: dict[str, list[tuple[int, list[int]]]] = {}
     first = batches(messages, rng)
     for batch in first:
@@ -133,10 +133,11 @@ def test_a_crash_and_replay_ends_in_the_panes_of_a_run_without_crash(
         kept = records[rng.randint(k, len(first))]
         if key in kept:
             recovered[key] = kept[key]
-    index: dict[str, Any] = {}
+    index = Dedup()
     for entries in new_ids[: rng.randint(k, len(first))]:
-        for identity, *record in entries:
-            index.setdefault(identity, tuple(record))
+        for digest, packed, _attribution in entries:
+            if digest not in index.ids:
+                index.ids.put(digest, packed)
     restarted = Partition(recovered, index)
     for batch in batches([m for b in first[k:] for m in b], rng):
         restarted.count_batch(batch)

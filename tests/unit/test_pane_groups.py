@@ -26,9 +26,7 @@ from streams.pane_groups import (
 )
 
 SIZES = st.sampled_from([60, 900])
-COUNTS = st.lists(
-    st.one_of(st.just(0), st.integers(0, 10**15)), min_size=WIDTH, max_size=WIDTH
-)
+COUNTS = st.lists(st.one_of(st.just(0), st.integers(0, 10**15)), min_size=WIDTH, max_size=WIDTH)
 MARKS = st.dictionaries(st.integers(0, 7).map(str), st.integers(0, 2**40), max_size=3)
 PARTIALS = st.tuples(COUNTS, MARKS).map(list)
 MERGED_VALUES = st.dictionaries(
