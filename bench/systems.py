@@ -266,7 +266,12 @@ class FunnelpulseWorker:
         self.url = f"http://127.0.0.1:{env['FUNNELPULSE_WEB_PORT']}"
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "funnelpulse.cli", "worker"],
+        module = "funnelpulse.cli"
+        if os.environ.get("BENCH_WORKER_MEMTRACE"):  # a diagnostic run (bench/memtrace.py)
+            module = "bench.memtrace"
+            env = {**env, "BENCH_WORKER_MEMTRACE": os.environ["BENCH_WORKER_MEMTRACE"],
+                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "worker"],
                                      cwd=env["FUNNELPULSE_DATA_DIR"], env=env, stdout=self._log,
                                      stderr=self._log)  # fmt: skip
         self.client = httpx.Client(timeout=10)
