@@ -43,6 +43,7 @@ from .ownership import Ownership
 from .pane_groups import (
     MERGED,
     PARTIAL,
+    GroupCache,
     GroupKey,
     PaneGroups,
     decode_group,
@@ -104,6 +105,8 @@ class FunnelPulse:
         self.pending: dict[tuple[str, int], set[tuple[str, int, int]]] = defaultdict(set)
         # whole groups to snapshot (after recovery): (source, partition) → group keys
         self.pending_groups: dict[tuple[str, int], set[GroupKey]] = defaultdict(set)
+        # decoded pane groups between batches: intake ("i"), funnel ("f") and merge ("m")
+        self.group_caches: dict[str, GroupCache[Any]] = {s: GroupCache() for s in "ifm"}
         self.publisher = KpiPublisher(self)
         self._last_evict: dict[tuple[str, int], float] = {}
         self.last_progress = time.monotonic()
@@ -223,7 +226,7 @@ class FunnelPulse:
         """One batch of input messages: validated one by one, counted per (partition,
         topic) group, written to the tables once."""
         now = self.clock()
-        batch = Batch(now, lambda p: self._open_partition("i", p), self.limits(now))
+        batch = Batch(now, lambda p: self._open_partition("i", p, now), self.limits(now))
         for msg in messages:
             try:
                 await self._take_input(batch, msg)
@@ -275,12 +278,13 @@ class FunnelPulse:
         s = self.settings
         return Limits(now, s.max_future, s.retention, s.fx_rates)
 
-    def _open_partition(self, source: str, partition: int) -> PartitionWork:
+    def _open_partition(self, source: str, partition: int, now: float) -> PartitionWork:
         """The tables one batch may change in ``partition`` of the intake or funnel stage."""
         funnel = source == "f"
         dedup = MessageDedup(self._dedup_index(source, partition))
         work = PartitionWork(
-            partials=PaneGroups(self._partials(source), partition, PARTIAL),
+            partials=self._partial_groups(source, partition),
+            oldest=self._oldest_panes(now),
             dedup_table=PartitionState(self._dedup_table(source), partition),
             dedup=dedup,
             stores=Stores(dedup=dedup, leads={}, customers={}),
@@ -302,7 +306,8 @@ class FunnelPulse:
             await self.handle_funnels(messages)
 
     async def handle_funnels(self, messages: Sequence[Any]) -> None:
-        batch = Batch(self.clock(), lambda p: self._open_partition("f", p))
+        now = self.clock()
+        batch = Batch(now, lambda p: self._open_partition("f", p, now))
         for msg in messages:
             try:
                 events = list(enumerate(decode_events(msg.value or b"[]")))
@@ -349,6 +354,16 @@ class FunnelPulse:
 
     def _partials(self, source: str) -> Any:
         return self.partials if source == "i" else self.funnel_partials
+
+    def _partial_groups(self, source: str, partition: int) -> PaneGroups[Any]:
+        return PaneGroups(self._partials(source), partition, PARTIAL, self.group_caches[source])
+
+    def _oldest_panes(self, now: float) -> dict[int, float]:
+        """Per pane size, the oldest pane start eviction would keep: older panes are not
+        even written (an event 20 hours old adds to no minute pane, as no window reads
+        it)."""
+        cutoff = now - self.settings.max_future
+        return {size: cutoff - horizon(self.specs, size) for size in self.pane_sizes}
 
     async def _finish(self, batch: Batch, source: str, stage: str) -> None:
         """Writes what the batch changed, then the metrics; the offsets are acked after."""
@@ -414,7 +429,7 @@ class FunnelPulse:
         groups, self.pending_groups = self.pending_groups, defaultdict(set)
         merge_partitions = self.settings.partitions
         for source, partition in {*pending, *groups}:
-            state: PaneGroups[Any] = PaneGroups(self._partials(source), partition, PARTIAL)
+            state = self._partial_groups(source, partition)
             by_scope: dict[str, list[list[Any]]] = defaultdict(list)
             for scope, size, block in groups.get((source, partition), ()):
                 for start, value in state.group(scope, size, block).items():
@@ -432,6 +447,7 @@ class FunnelPulse:
                 if sizes[dest] >= SNAPSHOT_PANES_PER_MESSAGE:
                     await self._send_snapshot(f"{source}{partition}", dest, outgoing.pop(dest))
                     sizes[dest] = 0
+            state.close()
             for dest, scopes in outgoing.items():
                 await self._send_snapshot(f"{source}{partition}", dest, scopes)
 
@@ -460,7 +476,7 @@ class FunnelPulse:
         for msg in messages:
             state = states.get(msg.partition)
             if state is None:
-                state = states[msg.partition] = PaneGroups(self.merged, msg.partition, MERGED)
+                state = states[msg.partition] = self.merged_groups(msg.partition)
             try:
                 body = orjson.loads(msg.value or b"{}")
                 for scope, panes in body["scopes"].items():
@@ -472,8 +488,12 @@ class FunnelPulse:
             state.write_through()
         for state in states.values():
             await state.flush()
+            state.close()
         self.metrics.processed.labels("merge").inc(len(messages))
         self._done(offsets, len(messages))
+
+    def merged_groups(self, partition: int) -> PaneGroups[Any]:
+        return PaneGroups(self.merged, partition, MERGED, self.group_caches["m"])
 
     async def _on_merged_recovered(self) -> None:
         self.publisher.rebuild_index()

@@ -35,6 +35,7 @@ class PartitionWork:
     touched: set[PaneKey] = field(default_factory=set)  # panes to snapshot once flushed
     flushers: list[PartitionState[Any]] = field(default_factory=list)
     first_source: str | None = None
+    oldest: dict[int, float] = field(default_factory=dict)  # pane size → oldest start kept
 
     def apply(self, outcome: Outcome, topic: int, offset: int) -> None:
         """Adds the pane deltas of messages up to ``offset`` of ``topic``, each pane marked
@@ -48,13 +49,16 @@ class PartitionWork:
         """
         if self.first_source is None and self.dedup.new:
             self.first_source = f"{topic}:{offset}"
-        last_offsets = outcome.last_offsets
+        last_offsets, oldest = outcome.last_offsets, self.oldest
         for key, delta in outcome.deltas.items():
+            if key[2] < oldest.get(key[1], key[2]):
+                continue  # older than any window reads: eviction would drop it at once
             if apply_delta(self.partials, key, delta, topic, last_offsets[key]):
                 self.touched.add(key)
 
     async def flush(self, now: float) -> None:
         await self.partials.flush()
+        self.partials.close()
         for state in self.flushers:
             await state.flush()
         if self.first_source is not None:

@@ -26,7 +26,6 @@ from metrics.snapshots import build_snapshot, has_data, window_counts
 
 from .merge import merge_partial
 from .pane_groups import (
-    MERGED,
     PaneGroups,
     block_of,
     group_last_start,
@@ -294,7 +293,7 @@ class KpiPublisher:
             }
             groups -= stale
             if stale:
-                state: PaneGroups[Any] = PaneGroups(self.owner.merged, partition, MERGED)
+                state = self.owner.merged_groups(partition)
                 for size, block in stale:
                     state.drop_group(scope, size, block)
                 await state.flush()

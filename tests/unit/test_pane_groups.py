@@ -15,6 +15,7 @@ from streams.pane_groups import (
     GROUP_PANES,
     MERGED,
     PARTIAL,
+    GroupCache,
     PaneGroups,
     block_of,
     decode_group,
@@ -62,7 +63,7 @@ def test_merged_groups_round_trip_and_total(panes: dict[int, Any]) -> None:
 
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["set", "del", "drop", "write", "reopen"]),
+        st.sampled_from(["set", "del", "drop", "write", "reopen", "abandon"]),
         st.sampled_from(["all", "campaign:a|b", "channel:email"]),
         SIZES,
         st.integers(0, 40),
@@ -73,13 +74,17 @@ OPS = st.lists(
 
 
 @settings(max_examples=200)
-@given(OPS)
-def test_groups_behave_as_a_mapping_of_panes(ops: list[tuple[Any, ...]]) -> None:
+@given(OPS, st.sampled_from([None, 1, 4096]))
+def test_groups_behave_as_a_mapping_of_panes(ops: list[tuple[Any, ...]], limit: int | None) -> None:
     """Any sequence of writes, deletes, group drops and write-throughs, with the view
-    reopened (a new batch) only after a write-through, reads back as a plain dict would."""
+    reopened (a new batch) after a write-through or abandoned with unwritten changes (a
+    batch that failed), reads back as a plain dict would, with or without a cache of
+    decoded groups (of one group, or of all)."""
     table = SimpleNamespace(data={"1|all|60|0": encode_group(PARTIAL, {0: [[1] * WIDTH, {}]})})
-    view = PaneGroups(table, 0, PARTIAL)
+    cache: GroupCache[Any] | None = None if limit is None else GroupCache(limit)
+    view = PaneGroups(table, 0, PARTIAL, cache)
     model: dict[tuple[str, int, int], Any] = {}
+    written = dict(model)
     for op, scope, size, n, value in ops:
         start = n * size
         key = (scope, size, start)
@@ -96,11 +101,18 @@ def test_groups_behave_as_a_mapping_of_panes(ops: list[tuple[Any, ...]]) -> None
                 del model[k]
         elif op in ("write", "reopen"):
             view.write_through()
+            written = dict(model)
             if op == "reopen":
-                view = PaneGroups(table, 0, PARTIAL)
+                view.close()
+                view = PaneGroups(table, 0, PARTIAL, cache)
+        elif op == "abandon":  # unwritten changes are lost, never leaked through the cache
+            view.close()
+            view = PaneGroups(table, 0, PARTIAL, cache)
+            model = dict(written)
         assert dict(view.items()) == model
     view.write_through()
-    reopened = PaneGroups(table, 0, PARTIAL)
+    view.close()
+    reopened = PaneGroups(table, 0, PARTIAL, cache)
     assert dict(reopened.items()) == model
     assert len(reopened) == len(model)
     assert "1|all|60|0" in table.data  # another partition's group is never touched
@@ -121,3 +133,46 @@ def test_a_stored_group_costs_its_length_not_orjsons_write_buffer() -> None:
     finally:
         tracemalloc.stop()
     assert per_group < len(kept[0]) + 100
+
+
+def test_a_cached_group_is_not_used_once_the_store_holds_another_record() -> None:
+    """Faust's recovery and standby replication write the store directly."""
+    table = SimpleNamespace(data={})
+    cache: GroupCache[Any] = GroupCache()
+    view = PaneGroups(table, 0, PARTIAL, cache)
+    view[("all", 60, 0)] = [[1] + [0] * (WIDTH - 1), {"0": 5}]
+    view.write_through()
+    view.close()
+    assert len(cache) == 1
+    table.data["0|all|60|0"] = encode_group(PARTIAL, {0: [[7] + [0] * (WIDTH - 1), {"0": 9}]})
+    assert PaneGroups(table, 0, PARTIAL, cache)[("all", 60, 0)][0][0] == 7
+
+
+def test_the_cache_keeps_the_most_recently_used_groups() -> None:
+    table = SimpleNamespace(data={})
+    cache: GroupCache[Any] = GroupCache(limit=2)
+    for block in (0, 960, 1920):
+        view = PaneGroups(table, 0, PARTIAL, cache)
+        view[("all", 60, block)] = [[1] + [0] * (WIDTH - 1), {}]
+        view.write_through()
+    assert len(cache) == 2
+    assert cache.take("0|all|60|0", table.data["0|all|60|0"]) is None
+    assert cache.take("0|all|60|1920", table.data["0|all|60|1920"]) is not None
+
+
+def test_changes_never_written_do_not_reach_the_next_view_through_the_cache() -> None:
+    """A batch that failed half-way leaves its view unwritten: the next batch must read
+    the stored record, not the half-changed group."""
+    table = SimpleNamespace(data={})
+    cache: GroupCache[Any] = GroupCache()
+    view = PaneGroups(table, 0, PARTIAL, cache)
+    view[("all", 60, 0)] = [[1] + [0] * (WIDTH - 1), {"0": 5}]
+    view.write_through()
+    view.close()
+    failed = PaneGroups(table, 0, PARTIAL, cache)
+    failed[("all", 60, 0)][0][0] += 100  # changed in place, as apply_delta does
+    failed[("all", 60, 0)] = failed[("all", 60, 0)]
+    failed[("all", 60, 60)] = [[1] + [0] * (WIDTH - 1), {"0": 6}]
+    failed.close()  # dropped without write_through
+    again = PaneGroups(table, 0, PARTIAL, cache)
+    assert dict(again.items()) == {("all", 60, 0): [[1] + [0] * (WIDTH - 1), {"0": 5}]}
