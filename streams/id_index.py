@@ -118,17 +118,19 @@ class IdIndex:
 
     def _resize(self) -> None:
         """Re-inserts the live entries into a table half full at most (dropping DELETED
-        marks); grows only when live entries need it."""
-        entries = self.items()
+        marks); grows only when live entries need it. Reads the old arrays in place: a
+        list of the entries would add ~120 bytes an id to the worker's peak memory."""
+        old_keys, old_values, used = self._keys, self._values, self._used
         slots = MIN_SLOTS
-        while len(entries) + 1 > MAX_FILL * slots / 2:
+        while used + 1 > MAX_FILL * slots / 2:
             slots *= 2
         self._allocate(slots)
         keys, values, mask = self._keys, self._values, self._mask
-        for digest, value in entries:
-            i = digest & mask
-            while keys[i] != EMPTY:
-                i = (i + 1) & mask
-            keys[i] = digest
-            values[i] = value
-        self._used = self._filled = len(entries)
+        for digest, value in zip(old_keys, old_values, strict=True):
+            if digest > DELETED:
+                i = digest & mask
+                while keys[i] != EMPTY:
+                    i = (i + 1) & mask
+                keys[i] = digest
+                values[i] = value
+        self._used = self._filled = used

@@ -22,7 +22,7 @@ import orjson
 
 from metrics.counts import WIDTH, Counts
 
-from .table_state import send_changelog
+from .table_state import compact_json, send_changelog
 
 GROUP_PANES = 16  # minute panes: 16-minute blocks; 15-minute panes: 4-hour blocks
 PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
@@ -94,17 +94,18 @@ PARTIAL: PaneCodec[list[Any]] = PaneCodec(_encode_partial, _decode_partial)
 MERGED: PaneCodec[dict[str, list[Any]]] = PaneCodec(_encode_merged, _decode_merged)
 
 
-def decode_group(codec: PaneCodec[V], raw: bytes) -> dict[int, V]:
-    return {entry[0]: codec.decode(entry) for entry in orjson.loads(raw)}
+def decode_group(codec: PaneCodec[V], raw: bytes, size: int, block: int) -> dict[int, V]:
+    """Every pane of a group's record, start → value."""
+    return {block + entry[0] * size: codec.decode(entry) for entry in orjson.loads(raw)}
 
 
-def encode_group(codec: PaneCodec[V], panes: dict[int, V]) -> bytes:
-    group: _Group[V] = _Group(codec, None)
+def encode_group(codec: PaneCodec[V], panes: dict[int, V], size: int, block: int) -> bytes:
+    group: _Group[V] = _Group(codec, None, size, block)
     group.values = dict(panes)
     return group.encode() or b"[]"
 
 
-def merged_totals(raw: bytes) -> dict[int, Counts]:
+def merged_totals(raw: bytes, size: int, block: int) -> dict[int, Counts]:
     """Per pane start, the sum over sources of a merged group's counts, read straight from
     its record (the publish tick reads every pane of a scope; decoding them into the merge
     stage's objects first would double the work)."""
@@ -115,21 +116,23 @@ def merged_totals(raw: bytes) -> dict[int, Counts]:
             flat = entry[j]
             for k in range(0, len(flat), 2):
                 counts[flat[k]] += flat[k + 1]
-        totals[entry[0]] = counts
+        totals[block + entry[0] * size] = counts
     return totals
 
 
 class _Group(Generic[V]):
     """One group's panes: entries as read from its record, each decoded on first access
     (a batch that adds to one pane of a group of 16 decodes that one: decoding every
-    pane of every group touched was a third of the worker's time)."""
+    pane of every group touched was a third of the worker's time). An entry names its
+    pane by its place in the block (0-15), not by its 10-digit start."""
 
-    __slots__ = ("codec", "entries", "values")
+    __slots__ = ("block", "codec", "entries", "size", "values")
 
-    def __init__(self, codec: PaneCodec[V], raw: bytes | None) -> None:
+    def __init__(self, codec: PaneCodec[V], raw: bytes | None, size: int, block: int) -> None:
         self.codec = codec
+        self.size, self.block = size, block
         self.entries: dict[int, list[Any]] = (
-            {} if raw is None else {entry[0]: entry for entry in orjson.loads(raw)}
+            {} if raw is None else {block + e[0] * size: e for e in orjson.loads(raw)}
         )
         self.values: dict[int, V] = {}
 
@@ -157,12 +160,10 @@ class _Group(Generic[V]):
         their entries as read."""
         entries = dict(self.entries)
         for start, value in self.values.items():
-            entries[start] = self.codec.encode(start, value)
+            entries[start] = self.codec.encode((start - self.block) // self.size, value)
         if not entries:
             return None
-        # copied: orjson's bytes keep its whole write buffer (4 KB for a 30-byte record,
-        # measured with tracemalloc), and stored groups live for hours
-        return memoryview(orjson.dumps([entries[k] for k in sorted(entries)])).tobytes()
+        return compact_json([entries[k] for k in sorted(entries)])
 
 
 class GroupCache(Generic[V]):
@@ -230,7 +231,8 @@ class PaneGroups(MutableMapping[PaneKey, V]):
             raw = self._store.get(full)
             group = self._cache.take(full, raw) if self._cache is not None else None
             if group is None:
-                group = _Group(self._codec, raw)
+                _scope, size, block = split_group_key(full)
+                group = _Group(self._codec, raw, size, block)
             self._open[full] = group
             self._read[full] = raw
         return group
@@ -277,7 +279,7 @@ class PaneGroups(MutableMapping[PaneKey, V]):
 
     def drop_group(self, scope: str, size: int, block: int) -> None:
         full = f"{self._prefix}{scope}|{size}|{block}"
-        self._open[full] = _Group(self._codec, None)
+        self._open[full] = _Group(self._codec, None, size, block)
         self._read.setdefault(full, None)
         self._dirty.add(full)
 

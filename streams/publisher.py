@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from metrics.counts import Counts
 from metrics.redis_publisher import PublishError, RedisPublisher, connect
 from metrics.snapshots import build_snapshot, has_data, window_counts
 
+from .latest import WindowSnapshots
 from .merge import merge_partial
 from .pane_groups import (
     PaneGroups,
@@ -53,8 +53,8 @@ class KpiPublisher:
         self.index: dict[str, tuple[int, set[tuple[int, int]]]] = {}
         self.dirty: set[str] = set()
         self.due: dict[str, None] = {}  # dirty scopes in arrival order (a FIFO queue)
-        self.latest: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # window → scope
-        self.latest_counts: dict[str, dict[str, Counts]] = defaultdict(dict)  # for the gauges
+        # window → scope → the snapshot last published (kept as counts: streams/latest.py)
+        self.latest = {spec.name: WindowSnapshots(spec) for spec in owner.specs}
         self.redis: RedisPublisher | None = None
         self.redis_ok = False
         self.redis_error: str | None = None  # the failure last logged, until Redis works
@@ -111,7 +111,7 @@ class KpiPublisher:
         for size, block in groups:
             raw = store.get(f"{partition}|{scope}|{size}|{block}")
             if raw is not None:
-                for start, counts in merged_totals(raw).items():
+                for start, counts in merged_totals(raw, size, block).items():
                     totals[(size, start)] = counts
         return totals
 
@@ -181,9 +181,7 @@ class KpiPublisher:
                 del self.index[scope]
                 self.computed_at.pop(scope, None)
                 for snaps in self.latest.values():
-                    snaps.pop(scope, None)
-                for counts in self.latest_counts.values():
-                    counts.pop(scope, None)
+                    snaps.forget(scope)
         gained = owned - self._owned
         if gained and not self.owner.recovering:
             self._owned |= gained
@@ -200,10 +198,8 @@ class KpiPublisher:
             for spec in self.owner.specs:
                 counts = window_counts(panes, spec, now)
                 if has_data(counts) or scope in self.latest[spec.name]:
-                    snap = build_snapshot(spec, scope, counts, now)
-                    self.latest[spec.name][scope] = snap
-                    self.latest_counts[spec.name][scope] = counts
-                    snapshots.append(snap)
+                    snapshots.append(build_snapshot(spec, scope, counts, now))
+                    self.latest[spec.name].put(scope, counts, now)
         return snapshots
 
     def _evaluate_alerts(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
@@ -248,8 +244,8 @@ class KpiPublisher:
         ]
 
     def _set_gauges(self) -> None:
-        for window, by_scope in self.latest_counts.items():
-            self.owner.metrics.set_kpis(window, by_scope.items())
+        for window, by_scope in self.latest.items():
+            self.owner.metrics.set_kpis(window, by_scope.counts.items())
 
     async def _to_redis(
         self, scopes: set[str], snapshots: list[dict[str, Any]], now: float
@@ -261,10 +257,7 @@ class KpiPublisher:
         if not self.redis_ok and self.redis_backlog is not None:
             scopes = scopes | self.redis_backlog
             snapshots = [
-                snap
-                for by_scope in self.latest.values()
-                for s, snap in by_scope.items()
-                if s in scopes
+                by_scope[s] for by_scope in self.latest.values() for s in scopes if s in by_scope
             ]
         try:
             await self.redis.publish(snapshots, now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -34,14 +35,14 @@ def register_views(fp: FunnelPulse) -> None:
                     {"error": f"unknown window {window!r}", "windows": list(fp.settings.windows)},
                     status=400,
                 )
-            by_scope = fp.publisher.latest.get(window, {})
+            by_scope: Mapping[str, dict[str, Any]] = fp.publisher.latest.get(window, {})
             scope = request.query.get("scope")
             if scope is not None:
                 snap = by_scope.get(scope)
                 if snap is None:
                     return self.json({"error": f"no data for {scope!r} in {window}"}, status=404)
                 return self.json(snap)
-            return self.json({"window": window, "scopes": by_scope})
+            return self.json({"window": window, "scopes": dict(by_scope.items())})
 
     @app.page("/alerts")
     class Alerts(View):

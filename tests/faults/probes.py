@@ -18,13 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.app import STATE_VERSION, TOPIC_INDEX
 from streams.events import TOPIC_SUFFIX
-from streams.pane_groups import PARTIAL, decode_group
+from streams.pane_groups import PARTIAL, decode_group, split_group_key
 from tests.integration.worker import Worker
 
 from .feed import Landed
@@ -73,7 +74,8 @@ class ChangelogMarks:
             for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
                 for record in records:
                     if record.value is not None:  # one pane group per record
-                        for pane in decode_group(PARTIAL, record.value).values():
+                        _scope, size, block = split_group_key(orjson.loads(record.key))
+                        for pane in decode_group(PARTIAL, record.value, size, block).values():
                             self._note(tp.partition, pane[1])
         return dict(self.marks)
 

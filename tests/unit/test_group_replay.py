@@ -23,7 +23,7 @@ from streams.batch import GroupItem, PartitionWork, count_group
 from streams.counting import Stores
 from streams.dedup import Dedup, MessageDedup
 from streams.events import Event, EventType
-from streams.pane_groups import PARTIAL, PaneGroups, decode_group
+from streams.pane_groups import PARTIAL, PaneGroups, decode_group, split_group_key
 from streams.partials import version
 from streams.table_state import PartitionState
 
@@ -94,8 +94,13 @@ class Partition:
         return {
             f"{group}|{start}": value
             for group, raw in self.table.data.items()
-            for start, value in decode_group(PARTIAL, raw).items()
+            for start, value in decode_group(PARTIAL, raw, *_place(group)).items()
         }
+
+
+def _place(group: str) -> tuple[int, int]:
+    _scope, size, block = split_group_key(group.partition("|")[2])
+    return size, block
 
 
 def batches(messages: list[Message], rng: random.Random) -> list[list[Message]]:

@@ -49,16 +49,32 @@ def test_a_pane_lies_in_its_block(size: int, ts: int) -> None:
     assert block % (size * GROUP_PANES) == 0
 
 
-@given(st.dictionaries(st.integers(0, 10**10), PARTIALS))
-def test_partial_groups_round_trip(panes: dict[int, Any]) -> None:
-    assert decode_group(PARTIAL, encode_group(PARTIAL, panes)) == panes
+PLACES = st.tuples(SIZES, st.integers(-(10**6), 10**6)).map(
+    lambda p: (p[0], p[1] * p[0] * GROUP_PANES)
+)
+IN_BLOCK = st.integers(0, GROUP_PANES - 1)
 
 
-@given(st.dictionaries(st.integers(0, 10**10), MERGED_VALUES))
-def test_merged_groups_round_trip_and_total(panes: dict[int, Any]) -> None:
-    raw = encode_group(MERGED, panes)
-    assert decode_group(MERGED, raw) == panes
-    assert merged_totals(raw) == {start: total(value) for start, value in panes.items()}
+@given(PLACES, st.dictionaries(IN_BLOCK, PARTIALS))
+def test_partial_groups_round_trip(place: tuple[int, int], panes: dict[int, Any]) -> None:
+    size, block = place
+    panes = {block + i * size: value for i, value in panes.items()}
+    assert decode_group(PARTIAL, encode_group(PARTIAL, panes, size, block), size, block) == panes
+
+
+@given(PLACES, st.dictionaries(IN_BLOCK, MERGED_VALUES))
+def test_merged_groups_round_trip_and_total(place: tuple[int, int], panes: dict[int, Any]) -> None:
+    size, block = place
+    panes = {block + i * size: value for i, value in panes.items()}
+    raw = encode_group(MERGED, panes, size, block)
+    assert decode_group(MERGED, raw, size, block) == panes
+    totals = merged_totals(raw, size, block)
+    assert totals == {start: total(value) for start, value in panes.items()}
+
+
+def test_an_entry_names_its_pane_by_its_place_in_the_block() -> None:
+    raw = encode_group(PARTIAL, {900 * 16 * 5 + 900 * 3: [[0] * WIDTH, {}]}, 900, 900 * 16 * 5)
+    assert raw == b"[[3,[],[]]]"
 
 
 OPS = st.lists(
@@ -80,7 +96,8 @@ def test_groups_behave_as_a_mapping_of_panes(ops: list[tuple[Any, ...]], limit: 
     reopened (a new batch) after a write-through or abandoned with unwritten changes (a
     batch that failed), reads back as a plain dict would, with or without a cache of
     decoded groups (of one group, or of all)."""
-    table = SimpleNamespace(data={"1|all|60|0": encode_group(PARTIAL, {0: [[1] * WIDTH, {}]})})
+    other = encode_group(PARTIAL, {0: [[1] * WIDTH, {}]}, 60, 0)
+    table = SimpleNamespace(data={"1|all|60|0": other})
     cache: GroupCache[Any] | None = None if limit is None else GroupCache(limit)
     view = PaneGroups(table, 0, PARTIAL, cache)
     model: dict[tuple[str, int, int], Any] = {}
@@ -128,7 +145,7 @@ def test_a_stored_group_costs_its_length_not_orjsons_write_buffer() -> None:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        kept = [encode_group(PARTIAL, panes) for _ in range(1_000)]
+        kept = [encode_group(PARTIAL, panes, 60, 0) for _ in range(1_000)]
         per_group = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
     finally:
         tracemalloc.stop()
@@ -144,7 +161,8 @@ def test_a_cached_group_is_not_used_once_the_store_holds_another_record() -> Non
     view.write_through()
     view.close()
     assert len(cache) == 1
-    table.data["0|all|60|0"] = encode_group(PARTIAL, {0: [[7] + [0] * (WIDTH - 1), {"0": 9}]})
+    stored = encode_group(PARTIAL, {0: [[7] + [0] * (WIDTH - 1), {"0": 9}]}, 60, 0)
+    table.data["0|all|60|0"] = stored
     assert PaneGroups(table, 0, PARTIAL, cache)[("all", 60, 0)][0][0] == 7
 
 
