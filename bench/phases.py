@@ -26,6 +26,7 @@ from bench.systems import (
     END_BUDGET,
     END_LAG,
     END_SELF,
+    EXACT_PATIENCE,
     STARTUP_ALLOWANCE,
     FunnelpulseWorker,
     check_redis,
@@ -161,8 +162,8 @@ def run_memory(env: Env, spec: MemorySpec, settle: float, budget: float) -> Memo
                     first = (now, done)
                     deadline = time.monotonic() + budget
             result.partial = done < result.messages
-            if not result.partial:
-                watch.wait_zero(COMMIT_GRACE)
+            if not result.partial:  # the merge stage may still be behind the intake
+                watch.wait_zero(max(COMMIT_GRACE, deadline - time.monotonic()))
         result.campaigns_loaded = round(spec.campaigns * done / max(result.messages, 1))
         end = now if result.partial or watch.zero_at is None else watch.zero_at
         result.end_by = (
@@ -202,12 +203,17 @@ def run_memory(env: Env, spec: MemorySpec, settle: float, budget: float) -> Memo
 def _memory_exact(
     result: MemoryResult, env: Env, worker: FunnelpulseWorker, truth: GroundTruth
 ) -> None:
-    """Counters by type and every scope's 24 h Redis hash against the recount."""
+    """Counters by type and every scope's 24 h Redis hash against the recount; Redis gets
+    ``EXACT_PATIENCE`` s to show every scope (a tick publishes at most 2,000 of them)."""
     by_type, other = worker.counts()
     problems = []
     if dict(by_type) != dict(truth.by_type) or other:
         problems.append(f"counted {dict(by_type)} (+{other:.0f} duplicate/rejected)")
-    bad = check_redis(env.redis_url, f"{env.ns}:mem:", truth)
+    deadline = time.monotonic() + EXACT_PATIENCE
+    while (bad := check_redis(env.redis_url, f"{env.ns}:mem:", truth)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(2.0)
     if bad:
         problems.append(f"{len(bad)} Redis scopes differ, e.g. {'; '.join(bad[:3])}")
     result.exact = "NO" if problems else "yes"

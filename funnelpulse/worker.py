@@ -38,6 +38,10 @@ def run_worker(settings: Settings) -> int:
     from streams.app import create_app
     from streams.topics import ensure_topics
 
+    from .malloc import limit_arenas
+
+    limit_arenas()  # before Faust starts its consumer thread (funnelpulse/malloc.py)
+
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     with client_errors() as logged:

@@ -154,6 +154,9 @@ class FunnelPulse:
             producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a 1 MiB message + headers
             broker_credentials=faust_credentials(s),  # TLS context built by us, never implied
             stream_wait_empty=False,
+            # messages an agent may have fetched ahead: a full batch. Faust's 4,096 let a
+            # lagging merge stage hold ~4,000 snapshot messages (~16 KB each) in memory
+            stream_buffer_maxsize=s.batch_max_messages,
             loghandlers=[],
         )
 

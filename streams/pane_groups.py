@@ -174,7 +174,7 @@ class GroupCache(Generic[V]):
     that very record object (Faust's recovery and standby replication write the store
     directly), so a stale or half-changed group is never read."""
 
-    def __init__(self, limit: int = 4096) -> None:
+    def __init__(self, limit: int = 1024) -> None:
         self.limit = limit
         self._entries: dict[str, tuple[bytes, _Group[V]]] = {}
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from faust.exceptions import NotReady
 
+from funnelpulse.malloc import trim
 from funnelpulse.security import redis_client_kwargs
 from metrics.alerts import AlertTracker, reading_from
 from metrics.counts import Counts
@@ -123,6 +124,7 @@ class KpiPublisher:
         if now - self._last_evict >= EVICT_EVERY:
             self._last_evict = now
             await self._evict(now)
+            trim()  # hand what evictions and bursts freed back (funnelpulse/malloc.py)
         self.due.update(dict.fromkeys(self.dirty))
         interval = self.owner.settings.publish_interval
         self.due.update(dict.fromkeys(stale_scopes(self.computed_at, now, interval, REFRESH_EVERY)))
