@@ -157,7 +157,10 @@ def checks(report: Report) -> list[Check]:
         projected = _fmt(mem.projected_peak_mb, ".0f", "?")
         value = (f"not measured: {mem.peak_rss_mb:.0f} MB with ~{mem.campaigns_loaded:,} of "
                  f"{mem.campaigns:,} campaigns loaded when the time budget ran out")  # fmt: skip
-        note = f"linear projection to {mem.campaigns:,} campaigns: {projected} MB (not a measure)"
+        note = (
+            f"linear projection to {mem.campaigns:,} campaigns: {projected} MB (not a "
+            "measure); the full drain: `make bench-memory`, docs/BENCHMARKS-memory.md"
+        )
         over = mem.peak_rss_mb > RSS_TARGET_MB  # already over with fewer campaigns
         out.append(Check(label, value, bound, False if over else None, note))
     else:

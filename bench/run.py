@@ -121,7 +121,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add(
         "--memory-budget",
         type=float,
-        default=120.0,
+        default=240.0,
         help="seconds of draining allowed (then: partial, with a labelled projection)",
     )
     add("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
