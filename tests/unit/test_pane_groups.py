@@ -152,14 +152,20 @@ def test_a_stored_group_costs_its_length_not_orjsons_write_buffer() -> None:
     assert per_group < len(kept[0]) + 100
 
 
-def test_a_cached_group_is_not_used_once_the_store_holds_another_record() -> None:
-    """Faust's recovery and standby replication write the store directly."""
+def stored_and_cached() -> tuple[SimpleNamespace, GroupCache[Any]]:
+    """A table holding one written group, and a cache holding it decoded."""
     table = SimpleNamespace(data={})
     cache: GroupCache[Any] = GroupCache()
     view = PaneGroups(table, 0, PARTIAL, cache)
     view[("all", 60, 0)] = [[1] + [0] * (WIDTH - 1), {"0": 5}]
     view.write_through()
     view.close()
+    return table, cache
+
+
+def test_a_cached_group_is_not_used_once_the_store_holds_another_record() -> None:
+    """Faust's recovery and standby replication write the store directly."""
+    table, cache = stored_and_cached()
     assert len(cache) == 1
     stored = encode_group(PARTIAL, {0: [[7] + [0] * (WIDTH - 1), {"0": 9}]}, 60, 0)
     table.data["0|all|60|0"] = stored
@@ -181,12 +187,7 @@ def test_the_cache_keeps_the_most_recently_used_groups() -> None:
 def test_changes_never_written_do_not_reach_the_next_view_through_the_cache() -> None:
     """A batch that failed half-way leaves its view unwritten: the next batch must read
     the stored record, not the half-changed group."""
-    table = SimpleNamespace(data={})
-    cache: GroupCache[Any] = GroupCache()
-    view = PaneGroups(table, 0, PARTIAL, cache)
-    view[("all", 60, 0)] = [[1] + [0] * (WIDTH - 1), {"0": 5}]
-    view.write_through()
-    view.close()
+    table, cache = stored_and_cached()
     failed = PaneGroups(table, 0, PARTIAL, cache)
     failed[("all", 60, 0)][0][0] += 100  # changed in place, as apply_delta does
     failed[("all", 60, 0)] = failed[("all", 60, 0)]
