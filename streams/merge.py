@@ -9,7 +9,7 @@ is exact however many workers share the partitions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metrics.counts import Counts, add_into, zero
@@ -33,11 +33,4 @@ def total(value: Mapping[str, Sequence[Any]]) -> Counts:
     result = zero()
     for _version, counts in value.values():
         add_into(result, counts)
-    return result
-
-
-def sum_panes(values: Iterable[Mapping[str, Sequence[Any]]]) -> Counts:
-    result = zero()
-    for value in values:
-        add_into(result, total(value))
     return result
