@@ -50,7 +50,7 @@ from .pane_groups import (
     group_last_start,
     split_group_key,
 )
-from .panes import granularities, horizon, window_specs
+from .panes import granularities, oldest_kept, window_specs
 from .partials import version
 from .publisher import KpiPublisher
 from .sequencer import KafkaRecords, OffsetGuard
@@ -177,23 +177,18 @@ class FunnelPulse:
             name = f"{name}-v{STATE_VERSION}"
             return self.app.Table(name, extra_topic_configs=CHANGELOG_CONFIG, **options)
 
-        # tables kept as their records' bytes (streams/pane_groups.py, streams/dedup.py)
-        grouped = {"value_type": bytes}
-        self.partials = table(
-            "partials", partitions=p, on_recover=self._on_partials_recovered, **grouped
-        )
-        self.dedup = table(
-            "dedup", partitions=p, on_recover=self._on_dedup_recovered, value_type=bytes
-        )
-        self.funnel_partials = table(
-            "funnel-partials", partitions=f, on_recover=self._on_partials_recovered, **grouped
-        )
-        self.funnel_dedup = table(
-            "funnel-dedup", partitions=f, on_recover=self._on_dedup_recovered, value_type=bytes
-        )
-        self.leads = table("leads", partitions=f, value_type=bytes)
+        # all but customers keep their records' bytes as they are (streams/pane_groups.py,
+        # streams/dedup.py, leads): Faust restores them without decoding
+        raw: dict[str, Any] = {"value_type": bytes}
+        on_partials = {"on_recover": self._on_partials_recovered, **raw}
+        on_dedup = {"on_recover": self._on_dedup_recovered, **raw}
+        self.partials = table("partials", partitions=p, **on_partials)
+        self.dedup = table("dedup", partitions=p, **on_dedup)
+        self.funnel_partials = table("funnel-partials", partitions=f, **on_partials)
+        self.funnel_dedup = table("funnel-dedup", partitions=f, **on_dedup)
+        self.leads = table("leads", partitions=f, **raw)
         self.customers = table("customers", partitions=f)
-        self.merged = table("merged", partitions=p, on_recover=self._on_merged_recovered, **grouped)
+        self.merged = table("merged", partitions=p, on_recover=self._on_merged_recovered, **raw)
 
     def _register(self) -> None:
         self.app.agent(self.inputs, name="intake")(self._intake)
@@ -362,9 +357,9 @@ class FunnelPulse:
                 _scope, size, block = split_group_key(key)
                 for value in decode_group(PARTIAL, raw, size, block).values():
                     for topic, offset in value[1].items():
-                        key = (source, partition, int(topic))
-                        if offset > self.applied.get(key, -1):
-                            self.applied[key] = offset
+                        applied = (source, partition, int(topic))
+                        if offset > self.applied.get(applied, -1):
+                            self.applied[applied] = offset
         self._applied_known = True
 
     def _partials(self, source: str) -> Any:
@@ -378,7 +373,7 @@ class FunnelPulse:
         even written (an event 20 hours old adds to no minute pane, as no window reads
         it)."""
         cutoff = now - self.settings.max_future
-        return {size: cutoff - horizon(self.specs, size) for size in self.pane_sizes}
+        return {size: oldest_kept(self.specs, size, cutoff) for size in self.pane_sizes}
 
     async def _finish(self, batch: Batch, source: str, stage: str) -> None:
         """Writes what the batch changed, then the metrics; the offsets are acked after."""
@@ -430,9 +425,9 @@ class FunnelPulse:
         dropped = await sweep(dedup_state, index, cut)
         if cut > horizon_cut:
             self.metrics.dedup_early.inc(dropped)
-        cutoff = now - self.settings.max_future
+        oldest = self._oldest_panes(now)
         for scope, size, block in state.group_keys():  # a group goes when its newest pane can
-            if group_last_start(size, block) + horizon(self.specs, size) < cutoff:
+            if group_last_start(size, block) < oldest[size]:
                 state.drop_group(scope, size, block)
 
     # -- snapshots to the merge stage -------------------------------------------------

@@ -40,6 +40,11 @@ def group_last_start(size: int, block: int) -> int:
     return block + size * (GROUP_PANES - 1)
 
 
+def group_key(scope: str, size: int, block: int) -> str:
+    """A group's key within its partition (the store key adds ``partition|`` in front)."""
+    return f"{scope}|{size}|{block}"
+
+
 def split_group_key(key: str) -> GroupKey:
     scope, size, block = key.rsplit("|", 2)
     return scope, int(size), int(block)
@@ -223,7 +228,7 @@ class PaneGroups(MutableMapping[PaneKey, V]):
         self._unsent: set[str] = set()  # written through, not yet on the changelog
 
     def _full(self, scope: str, size: int, start: int) -> str:
-        return f"{self._prefix}{scope}|{size}|{block_of(size, start)}"
+        return self._prefix + group_key(scope, size, block_of(size, start))
 
     def _group(self, full: str) -> _Group[V]:
         group = self._open.get(full)
@@ -239,7 +244,7 @@ class PaneGroups(MutableMapping[PaneKey, V]):
 
     def group(self, scope: str, size: int, block: int) -> dict[int, V]:
         """Every pane of one group, start → value (do not change the values directly)."""
-        group = self._group(f"{self._prefix}{scope}|{size}|{block}")
+        group = self._group(self._prefix + group_key(scope, size, block))
         values = {start: group.get(start) for start in group.starts()}
         return {start: value for start, value in values.items() if value is not None}
 
@@ -278,14 +283,14 @@ class PaneGroups(MutableMapping[PaneKey, V]):
         return [split_group_key(full[cut:]) for full in fulls]
 
     def drop_group(self, scope: str, size: int, block: int) -> None:
-        full = f"{self._prefix}{scope}|{size}|{block}"
+        full = self._prefix + group_key(scope, size, block)
         self._open[full] = _Group(self._codec, None, size, block)
         self._read.setdefault(full, None)
         self._dirty.add(full)
 
     def __iter__(self) -> Iterator[PaneKey]:
         for scope, size, block in self.group_keys():
-            group = self._group(f"{self._prefix}{scope}|{size}|{block}")
+            group = self._group(self._prefix + group_key(scope, size, block))
             for start in sorted(group.starts()):
                 yield scope, size, start
 

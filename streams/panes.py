@@ -62,3 +62,10 @@ def granularities(specs: Sequence[WindowSpec]) -> tuple[int, ...]:
 def horizon(specs: Sequence[WindowSpec], pane: int) -> int:
     """Seconds of panes of this size that any window can still read."""
     return max(spec.seconds for spec in specs if spec.pane == pane) + pane
+
+
+def oldest_kept(specs: Sequence[WindowSpec], pane: int, cutoff: float) -> float:
+    """The oldest start of a pane of this size still kept when ``cutoff`` is the newest
+    time nothing can arrive before: older panes are never read again, so they are not
+    written (intake) and are evicted (intake and merge stages)."""
+    return cutoff - horizon(specs, pane)

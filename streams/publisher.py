@@ -29,10 +29,12 @@ from .merge import merge_partial
 from .pane_groups import (
     PaneGroups,
     block_of,
+    group_key,
     group_last_start,
     merged_totals,
     split_group_key,
 )
+from .panes import oldest_kept
 from .refresh import stale_scopes
 
 if TYPE_CHECKING:
@@ -110,7 +112,7 @@ class KpiPublisher:
         store = self.owner.merged.data
         totals = {}
         for size, block in groups:
-            raw = store.get(f"{partition}|{scope}|{size}|{block}")
+            raw = store.get(f"{partition}|{group_key(scope, size, block)}")
             if raw is not None:
                 for start, counts in merged_totals(raw, size, block).items():
                     totals[(size, start)] = counts
@@ -278,13 +280,13 @@ class KpiPublisher:
         self.owner.metrics.redis_up.set(1)
 
     async def _evict(self, now: float) -> None:
-        from .panes import horizon
-
+        specs = self.owner.specs
+        oldest = {size: oldest_kept(specs, size, now) for size in self.owner.pane_sizes}
         for scope, (partition, groups) in list(self.index.items()):
             stale = {
                 (size, block)
                 for size, block in groups
-                if group_last_start(size, block) + horizon(self.owner.specs, size) < now
+                if group_last_start(size, block) < oldest[size]
             }
             groups -= stale
             if stale:
