@@ -52,6 +52,12 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
         "Kafka messages counted together (one table write per touched key, then one ack)",
     ),
     EnvVar("FUNNELPULSE_BATCH_WAIT", "20ms", "longest a message waits for its batch to fill"),
+    EnvVar(
+        "FUNNELPULSE_BATCH_WAIT_BACKLOG",
+        "250ms",
+        "the same while the worker reads a backlog (its messages are in Kafka already)",
+    ),
+    EnvVar("FUNNELPULSE_BATCH_MAX_BYTES", "1048576", "message bytes that close a batch early"),
     EnvVar("FUNNELPULSE_REPLICATION", "1", "replication factor of the topics the worker creates"),
     EnvVar("FUNNELPULSE_WINDOWS", "1m,5m,15m,1h,24h", "rolling KPI windows"),
     EnvVar("FUNNELPULSE_REPORTING_CURRENCY", "USD", "currency of all money outputs"),
@@ -223,6 +229,8 @@ class Settings:
     snapshot_interval: float = 0.1
     batch_max_messages: int = 1000
     batch_wait: float = 0.02
+    batch_wait_backlog: float = 0.25
+    batch_max_bytes: int = 1_048_576
     replication: int = 1
     windows: tuple[str, ...] = ("1m", "5m", "15m", "1h", "24h")
     reporting_currency: str = "USD"
@@ -272,6 +280,8 @@ class Settings:
             snapshot_interval=_duration(env, "FUNNELPULSE_SNAPSHOT_INTERVAL"),
             batch_max_messages=_int(env, "FUNNELPULSE_BATCH_MAX_MESSAGES", 1, 100_000),
             batch_wait=_duration(env, "FUNNELPULSE_BATCH_WAIT"),
+            batch_wait_backlog=_duration(env, "FUNNELPULSE_BATCH_WAIT_BACKLOG"),
+            batch_max_bytes=_int(env, "FUNNELPULSE_BATCH_MAX_BYTES", 1024, 1 << 30),
             replication=_int(env, "FUNNELPULSE_REPLICATION", 1, 16),
             windows=parse_windows(_get(env, "FUNNELPULSE_WINDOWS")),
             reporting_currency=currency,

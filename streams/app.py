@@ -57,6 +57,7 @@ from .sequencer import KafkaRecords, OffsetGuard
 from .settled import settled
 from .state import Lead
 from .table_state import PartitionState, compact_json
+from .take import BatchLimits
 from .topics import DEAD_LETTER_MAX_BYTES, TopicNames
 
 log = logging.getLogger("funnelpulse")
@@ -125,6 +126,7 @@ class FunnelPulse:
         self._offsets_client: AIOKafkaConsumer | None = None
         self.watched_topics = {*self.names.inputs.values(), self.names.funnel, self.names.merge}
         self._previous_ends: dict[Any, int] = {}  # end offsets at the previous lag reading
+        self.behind = False  # more than a batch waits in Kafka (at the last lag reading)
         self.settled = False  # what waited at the previous reading is processed
         self.dedup_indexes: dict[tuple[str, int], Dedup] = {}
         self.guard = OffsetGuard(KafkaRecords(kafka_client_kwargs(settings), settings.app_id))
@@ -205,8 +207,13 @@ class FunnelPulse:
         s = self.settings
         self.guard.consumer = self.app.consumer
         self._streams.append(stream)
-        batches = message_batches(stream, s.batch_max_messages, s.batch_wait)
+        limits = BatchLimits(s.batch_max_messages, s.batch_max_bytes, self._linger)
+        batches = message_batches(stream, limits)
         return self.ownership.gate(self.guard.in_order(batches))
+
+    def _linger(self) -> float:
+        """How long the next batch may wait to fill (``streams/take.py``)."""
+        return self.settings.batch_wait_backlog if self.behind else self.settings.batch_wait
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         """The rebalance goes on once the batch under way is done and its changelog
@@ -542,6 +549,7 @@ class FunnelPulse:
             positions[tp] = position
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, (high or 0) - position)
         self.settled = settled(self._previous_ends, positions)
+        self.behind = sum(lag.values()) > self.settings.batch_max_messages
         self._previous_ends = {tp: high or 0 for tp, high in highs.items()}
         return lag
 

@@ -22,6 +22,7 @@ from .dedup import MessageDedup, persist
 from .pane_groups import PaneGroups
 from .partials import apply_delta
 from .table_state import PartitionState
+from .take import BatchLimits, take_batches
 
 
 @dataclass
@@ -148,8 +149,8 @@ class Batch:
         self.messages += 1
 
 
-async def message_batches(stream: Any, max_messages: int, wait: float) -> AsyncIterator[list[Any]]:
-    """The stream's messages, up to ``max_messages`` at a time or what came within ``wait``;
-    Faust acks a batch's messages when the consumer asks for the next batch."""
-    async for events in stream.take_events(max_messages, within=wait):
+async def message_batches(stream: Any, limits: BatchLimits) -> AsyncIterator[list[Any]]:
+    """The stream's messages a batch at a time (``streams/take.py``); Faust acks a batch's
+    messages when the consumer asks for the next batch."""
+    async for events in take_batches(stream, limits):
         yield [event.message for event in events]
