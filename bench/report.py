@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bench.results import LatencyResult, MemoryResult
+from bench.spy import PARTS, PROFILE_METHOD, Profile
 
 FORM_TITLES = {"single": "Single-event messages", "batch": "Batch messages (100 events)"}
 MAX_FRACTION_NAME = "50 % of max"  # the latency phase's rate tied to the p99 target
@@ -97,6 +98,7 @@ class Report:
     two_workers: Sequence[ResultLike] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     budgets: Mapping[str, str] = field(default_factory=dict)
+    profiles: Sequence[Profile] = ()
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -356,6 +358,23 @@ def _two_workers(report: Report) -> list[str]:
     return [*lines, ""]
 
 
+def _profiles(report: Report) -> list[str]:
+    """Where each profiled drain's time went (``--profile``, bench/spy.py)."""
+    if not report.profiles:
+        return []
+    heads = [p.title for p in report.profiles]
+    lines = ["## Profiles: where the time goes", "", PROFILE_METHOD, "",
+             f"| part of the work | {' | '.join(heads)} |",
+             f"|---|{'---|' * len(heads)}",
+             f"| samples | {' | '.join(f'{p.samples:,}' for p in report.profiles)} |"]  # fmt: skip
+    for part in PARTS:
+        cells = [f"{100 * p.parts[part] / p.samples:.1f} %" if p.samples and p.parts.get(part)
+                 else "" for p in report.profiles]  # fmt: skip
+        if any(cells):
+            lines.append(f"| {part} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
 def render(report: Report) -> str:
     lines = [
         "# Benchmarks",
@@ -404,6 +423,7 @@ def render(report: Report) -> str:
         lines += _memory(report)
     if report.two_workers:
         lines += _two_workers(report)
+    lines += _profiles(report)
     lines += ["## Not measured", ""]
     lines += [f"- {what}: {why}" for what, why in report.not_measured] or [
         "- (everything was measured)"

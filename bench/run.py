@@ -32,6 +32,7 @@ from bench.phases import Env, run_latency, run_memory
 from bench.quixenv import ensure_quix_venv
 from bench.report import MAX_FRACTION_NAME, Report, full_drain_rate, render
 from bench.results import LatencyResult, MemoryResult
+from bench.spy import Profile, load
 from bench.systems import SYSTEMS, Result, Run, run_system
 
 log = logging.getLogger("bench")
@@ -55,6 +56,15 @@ def _csv(value: str, allowed: tuple[str, ...]) -> list[str]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {', '.join(allowed)}")
     return items
+
+
+def profiles(results: list[Result]) -> list[Profile]:
+    """The profiles ``--profile`` recorded, summed (bench/spy.py)."""
+    return [
+        load(f"{r.system}, {r.form}, rep {r.rep}", Path(path))
+        for r in results
+        if (path := r.extra.get("profile")) and Path(path).exists()
+    ]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -124,6 +134,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=240.0,
         help="seconds of draining allowed (then: partial, with a labelled projection)",
     )
+    add(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy every drain into this directory; the report sums where the time goes",
+    )
+    add("--profile-seconds", type=float, default=30.0, help="longest profile of one drain")
     add("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     add("--json", type=Path, default=None, help="also write every result here")
     add("--keep-workdir", action="store_true", help="keep logs and data (kept anyway on errors)")
@@ -274,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                     elif system == "funnelpulse" and form == "batch":
                         budget = args.gated_budget
                     run = Run(system, form, rep, ns, args.bootstrap, truth, budget, workdir,
-                              broker, quix_python, args.redis_url, spec.span_s)  # fmt: skip
+                              broker, quix_python, args.redis_url, spec.span_s,
+                              profile_dir=args.profile,
+                              profile_s=args.profile_seconds)  # fmt: skip
                     log.info("rep %d %s %s ...", rep, form, system)
                     result = run_system(run, args.web_port)
                     log.info("  -> %s", json.dumps(result.to_json(), default=str))
@@ -332,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 two_workers=two,
                 timings=timings,
                 budgets=budgets(args),
+                profiles=profiles(results),
             )
         )
         args.output.parent.mkdir(parents=True, exist_ok=True)

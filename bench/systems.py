@@ -31,6 +31,7 @@ from bench.generator import GroundTruth, topic_names
 from bench.kafka_admin import end_offsets_sum, list_topics
 from bench.lag import LagWatch
 from bench.measure import ROOT, proc_cpu, proc_peak_rss_mb
+from bench.spy import DrainProfile
 
 SYSTEMS = ("raw", "quix", "quix-campaign", "faust-naive", "faust-bare", "funnelpulse")
 STARTUP_ALLOWANCE = 90.0  # seconds for a child to join its group and see a first record
@@ -62,6 +63,8 @@ class Run:
     redis_url: str = "redis://127.0.0.1:6379/0"
     span_s: float = 3600.0
     workers: int = 1  # funnelpulse worker processes sharing the group
+    profile_dir: Path | None = None  # py-spy each drain into this directory (bench/spy.py)
+    profile_s: float = 30.0
 
     @property
     def tag(self) -> str:
@@ -197,6 +200,7 @@ def run_child(run: Run) -> Result:
     broker_first = broker_done = None
     first = done = None
     deadline = time.monotonic() + STARTUP_ALLOWANCE
+    profile = DrainProfile(run.profile_dir, run.tag, min(run.profile_s, run.budget_s))
     try:
         with watch:
             while done is None:
@@ -204,6 +208,7 @@ def run_child(run: Run) -> Result:
                 lines = _read_lines(result_file)
                 if first is None and lines:
                     first, broker_first = lines[0], proc_cpu(run.broker_pid)
+                    profile.start(proc.pid)
                     deadline = time.monotonic() + run.budget_s + 60
                 done = next((line for line in lines if line["kind"] == "done"), None)
                 if done is not None:
@@ -220,6 +225,7 @@ def run_child(run: Run) -> Result:
             if not done["partial"]:
                 watch.wait_zero(COMMIT_GRACE)
     finally:
+        result.extra["profile"] = profile.finish()
         stop_process(proc, 10.0 if done is None or done["partial"] else 30.0)
         log.close()
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -391,6 +397,7 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
     first: tuple[float, float, float, float | None] | None = None
     messages, done, now = run.truth.messages[run.form], 0.0, time.time()
     progress = (0.0, time.monotonic())  # (messages processed, when that number last grew)
+    profile = DrainProfile(run.profile_dir, run.tag, min(run.profile_s, run.budget_s))
     try:
         for i in range(run.workers):
             data_dir = Path(tempfile.mkdtemp(prefix=f"{run.tag}-w{i}-", dir=run.workdir))
@@ -418,6 +425,7 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
                     cpu = sum(proc_cpu(w.pid) or 0.0 for w in workers)
                     first = (now, done, cpu, proc_cpu(run.broker_pid))
                     deadline = time.monotonic() + run.budget_s
+                    profile.start(workers[0].pid)
                 if done > progress[0]:
                     progress = (done, time.monotonic())
                 elif first is not None and time.monotonic() - progress[1] > STALL_S:
@@ -434,6 +442,7 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
             cpu_sut = sum(proc_cpu(w.pid) or 0.0 for w in workers)
             cpu_broker = proc_cpu(run.broker_pid)
             rss = [proc_peak_rss_mb(w.pid) for w in workers]
+            result.extra["profile"] = profile.finish()
             if first is None:
                 result.error = "nothing processed in time"
                 return result
@@ -462,6 +471,7 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
         if result.partial:
             result.add_note(f"time budget: {n:,} of {total:,} events counted")
     finally:
+        profile.finish()  # when the drain failed: py-spy must not outlive it
         for w in workers:
             w.stop()
         for path in run.workdir.glob(f"{run.tag}-w*-*"):
