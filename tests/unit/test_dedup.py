@@ -119,9 +119,13 @@ def test_the_id_index_behaves_as_a_dict(ops: list[tuple[str, int, int]]) -> None
 
 def test_the_id_index_stays_between_a_third_and_seven_tenths_full() -> None:
     index = IdIndex()
+    grown = [index.slots]
     for key in range(2, 100_002):
         index.put(key * 0x9E3779B97F4A7C15 % 2**64 | 2, key)
         assert len(index) <= 0.7 * index.slots
+        if index.slots != grown[-1]:
+            grown.append(index.slots)
+    assert grown == [1024 << n for n in range(9)]  # doubling each time, never 4x
     assert index.slots == 262_144  # 100,000 ids: 38 % full
     for key in range(2, 100_002):
         assert index.remove(key * 0x9E3779B97F4A7C15 % 2**64 | 2, key)
