@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export PYTHON := $(abspath $(PY))
 
-.PHONY: help venv up down status demo test test-unit test-integration test-faults lint fmt typecheck bench bench-memory compose-check clean
+.PHONY: help venv up down status demo test test-unit test-integration test-faults lint fmt typecheck bench bench-memory profile compose-check clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench: up  ## the issue-5 benchmark (~30 min): side-by-side drains, 2 workers, l
 
 bench-memory: up  ## the memory phase alone at full size (10,000 campaigns drained to the end, ~12 min); rewrites docs/BENCHMARKS-memory.md
 	$(PY) -m bench.run --systems funnelpulse --inputs batch --reps 0 --phases memory --memory-budget 1200 --output docs/BENCHMARKS-memory.md $(BENCH_ARGS)
+
+profile: up  ## funnelpulse and the bare Faust agent drained under py-spy (~6 min); rewrites docs/PROFILES.md (where the time goes)
+	$(PY) -m bench.run --systems faust-bare,funnelpulse --reps 1 --phases "" --profile build/profiles --output docs/PROFILES.md $(BENCH_ARGS)
 
 clean: down  ## stop the stack and remove local state (.stack/), keeping the Kafka jar cache
 	rm -rf .stack
