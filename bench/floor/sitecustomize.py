@@ -1,6 +1,6 @@
 """Diagnostic only: funnelpulse's worker with an intake that counts nothing.
 
-    PYTHONPATH=bench/floor python -m bench.run --systems faust-bare,funnelpulse \
+    PYTHONPATH=$PWD/bench/floor python -m bench.run --systems faust-bare,funnelpulse \
         --inputs single --reps 1 --phases "" --events 300000 --output /tmp/floor.md
 
 Python imports ``sitecustomize`` at start-up from the path; in a funnelpulse worker this
