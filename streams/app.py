@@ -75,6 +75,7 @@ LATE_AFTER = 60.0
 # (Faust's default: 60 s); aiokafka heartbeats from the consumer thread every 3 s.
 SESSION_TIMEOUT = 10.0
 REVOKE_WAIT = SESSION_TIMEOUT / 2  # a revocation waits this long for the batch under way
+CONSUMER_FETCH_BYTES = 256 * 1024
 LAG_SLACK = 50  # messages in flight that never count as a backlog
 SNAPSHOT_PANES_PER_MESSAGE = 2000  # ~200 KB of JSON
 FUNNEL_EVENTS_PER_MESSAGE = 1000  # ~120 KB: one forwarded batch may hold 100,000 events
@@ -159,9 +160,11 @@ class FunnelPulse:
             # messages an agent may have fetched ahead: a full batch. Faust's 4,096 let a
             # lagging merge stage hold ~4,000 snapshot messages (~16 KB each) in memory
             stream_buffer_maxsize=s.batch_max_messages,
-            # consumer_max_fetch_size stays Faust's 1 MiB: 256 KiB saved ~15 MiB of fetch
-            # buffers, but made Faust drop the first fetched messages of partitions at
-            # start-up in 2 of 3 drains (docs/PERFORMANCE.md, "Exactness")
+            # bytes fetched ahead per partition and held by aiokafka until Faust takes them:
+            # Faust's 1 MiB × ~36 partitions was 10-32 MiB of a 10,000-campaign worker's heap
+            # (tracemalloc). Smaller fetches make Faust's start-up drop of fetched messages
+            # more frequent; the offset guard reads those holes (streams/sequencer.py).
+            consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
             loghandlers=[],
         )
 

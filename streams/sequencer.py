@@ -93,7 +93,7 @@ class OffsetGuard:
         if unknown:
             starts = await self.source.starts(unknown)
             log.info("reading starts at %s", starts)
-            self.next.update(starts)
+            self._start(starts)
         ordered: list[Any] = []
         holes: list[Hole] = []
         for m in messages:
@@ -117,6 +117,16 @@ class OffsetGuard:
             self.last_seen[tp] = time.monotonic()
         return ordered, holes
 
+    def _start(self, starts: Mapping[TP, int]) -> None:
+        """Start offsets for partitions still unknown *now*: while the committed offsets
+        were asked for, another caller (an agent's batch, the stuck check of a tick) may
+        have started the partition and handed messages over. Overwriting its next offset
+        with the committed one made the next message look like a hole over what was
+        handed over already, read again and handed over twice (``make bench``: Prometheus
+        counters +2,400 clicks, the tables exact thanks to the pane marks)."""
+        for tp, start in starts.items():
+            self.next.setdefault(tp, start)
+
     async def release(self, holes: list[Hole]) -> None:
         """Lets Faust commit past filled holes (it never saw those offsets acked)."""
         add_gap = getattr(self.consumer, "_add_gap", None)
@@ -137,7 +147,7 @@ class OffsetGuard:
         now = time.monotonic()
         unknown = [tp for tp in ends if tp not in self.next]
         if unknown:
-            self.next.update(await self.source.starts(unknown))
+            self._start(await self.source.starts(unknown))
         stuck = []
         waiting: AbstractSet[TP] | None = None
         for tp, end in ends.items():

@@ -3,6 +3,7 @@ the holes Faust leaves around a rebalance from a source of its own."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -132,6 +133,32 @@ async def test_a_partition_whose_tail_was_dropped_is_read_again() -> None:
     out, _ = await guard.order(msgs("t", 0, 3, 4, 5, 6))  # re-read from where it was sought
     assert offsets(out) == [5, 6]
     assert await guard.rewind_stuck(ends) == []
+
+
+async def test_a_start_read_while_a_batch_went_ahead_does_not_rewind_the_partition() -> None:
+    """The stuck check of a tick asks for the committed offsets while the intake starts
+    the same partition and hands its first messages over: the answer, arriving late, must
+    not set the partition back (it made offsets 0-23 a "hole", handed over twice)."""
+    asking = asyncio.Event()
+    answer = asyncio.Event()
+
+    class SlowLog(Log):
+        async def starts(self, tps: Iterable[TP]) -> dict[TP, int]:
+            if not asking.is_set():  # the tick's call: slow
+                asking.set()
+                await answer.wait()
+            return await super().starts(tps)
+
+    log = SlowLog({}, {("t", 0): 0}, set())
+    guard = OffsetGuard(log, FaustConsumer())
+    tick = asyncio.create_task(guard.rewind_stuck({("t", 0): 100}))
+    await asking.wait()
+    out, _ = await guard.order(msgs("t", 0, 0, 1, 2))  # the intake goes ahead
+    assert offsets(out) == [0, 1, 2]
+    answer.set()
+    await tick
+    out, holes = await guard.order(msgs("t", 0, 3, 4))
+    assert offsets(out) == [3, 4] and holes == [] and log.fetches == []
 
 
 async def test_silence_during_a_rebalance_is_no_alarm() -> None:
