@@ -66,13 +66,13 @@ fmt: venv  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: up  ## the issue-5 benchmark (~30 min): side-by-side drains, 2 workers, latency, memory; rewrites docs/BENCHMARKS.md
+bench: up  ## the issue-5 benchmark (~25 min): side-by-side drains, 2 workers, latency, memory; rewrites docs/BENCHMARKS.md
 	$(PY) -m bench.run $(BENCH_ARGS)  # BENCH_ARGS="--help" lists the knobs
 
-bench-memory: up  ## the memory phase alone at full size (10,000 campaigns drained to the end, ~12 min); rewrites docs/BENCHMARKS-memory.md
+bench-memory: up  ## the memory phase alone at full size (10,000 campaigns drained to the end, ~8 min); rewrites docs/BENCHMARKS-memory.md
 	$(PY) -m bench.run --systems funnelpulse --inputs batch --reps 0 --phases memory --memory-budget 1200 --output docs/BENCHMARKS-memory.md $(BENCH_ARGS)
 
-profile: up  ## funnelpulse and the bare Faust agent drained under py-spy (~6 min); rewrites docs/PROFILES.md (where the time goes)
+profile: up  ## funnelpulse and the bare Faust agent drained under py-spy (~3 min); rewrites docs/PROFILES.md (where the time goes)
 	$(PY) -m bench.run --systems faust-bare,funnelpulse --reps 1 --phases "" --profile build/profiles --output docs/PROFILES.md $(BENCH_ARGS)
 
 clean: down  ## stop the stack and remove local state (.stack/), keeping the Kafka jar cache
