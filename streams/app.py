@@ -162,8 +162,7 @@ class FunnelPulse:
             stream_buffer_maxsize=s.batch_max_messages,
             # bytes fetched ahead per partition and held by aiokafka until Faust takes them:
             # Faust's 1 MiB × ~36 partitions was 10-32 MiB of a 10,000-campaign worker's heap
-            # (tracemalloc). Smaller fetches make Faust's start-up drop of fetched messages
-            # more frequent; the offset guard reads those holes (streams/sequencer.py).
+            # (tracemalloc)
             consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
             loghandlers=[],
         )

@@ -2,7 +2,7 @@
 
 Faust's per-message machinery and the changelog send per dirty key are the costs that
 matter (ARCHITECTURE.md); a message of one event paid both in full. Here the messages a
-stream hands over together (``Stream.take_events``, which acks them only after this batch
+stream hands over together (``streams/take.py``, which acks them only after this batch
 is done) are counted message by message — every replay mark still names its own source
 offset — but each touched pane, lead and dedup record is written to the changelog once
 per batch. Since the offsets are acked after ``flush`` has handed every record to the
