@@ -4,7 +4,7 @@ Preloads ``--events`` simulator events into fresh topics (batch or single-event
 messages), then starts a worker and measures events/s from its first processed event
 until everything is counted, reading the worker's own /metrics.
 
-    .venv/bin/python bench/drain_rate.py --mode batch --events 200000
+    .venv/bin/python -m bench.drain_rate --mode batch --events 200000
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.spy import record
 from funnelpulse.settings import Settings
 from funnelpulse.simulator import simulate
 from streams.topics import ensure_topics
@@ -76,11 +78,7 @@ def main() -> int:
             if n > 0 and first is None:
                 first = (time.monotonic(), n)
                 if args.profile:
-                    spy = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
-                           "--pid", str(worker.pid), "--duration", str(args.profile_seconds),
-                           "--rate", "250", "--format", "raw", "--nonblocking",
-                           "-o", args.profile]  # fmt: skip
-                    subprocess.Popen(spy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    record(worker.pid, Path(args.profile), args.profile_seconds, rate=250)
             if n >= sent:
                 break
         assert first is not None
