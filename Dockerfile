@@ -2,11 +2,13 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements/runtime.txt ./
 COPY funnelpulse ./funnelpulse
 COPY streams ./streams
 COPY metrics ./metrics
-RUN pip install --no-cache-dir . && useradd --uid 10001 --create-home funnelpulse
+# The locked versions, hashes checked; then the package itself without re-resolving.
+RUN pip install --no-cache-dir --require-hashes --no-deps -r runtime.txt \
+ && pip install --no-cache-dir --no-deps --no-build-isolation . && useradd --uid 10001 --create-home funnelpulse
 USER 10001
 ENV FUNNELPULSE_DATA_DIR=/home/funnelpulse/data
 EXPOSE 6066

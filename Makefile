@@ -2,22 +2,50 @@
 SHELL := /bin/bash
 BOOT_PYTHON ?= python3
 VENV := .venv
+LOCK := requirements/lock.txt
+# The venv is named by the lock's checksum: a changed lock builds a new venv from scratch,
+# so nothing the old lock installed lingers (pip has no `sync`).
+STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d' ' -f1)
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export PYTHON := $(abspath $(PY))
 
-.PHONY: help venv up down status demo test test-unit test-integration test-faults lint fmt typecheck bench bench-memory profile compose-check clean
+.PHONY: help venv lock test-latest up down status demo test test-unit test-integration test-faults lint fmt typecheck bench bench-memory profile compose-check clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(BOOT_PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	@rm -f $(VENV)/.installed-* && touch $@
+$(STAMP): pyproject.toml $(LOCK)
+	@if [ -d $(VENV) ] && [ ! -e $@ ]; then echo "venv: lock changed, rebuilding $(VENV)"; rm -rf $(VENV); fi
+	$(BOOT_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	@touch $@
 
-venv: $(STAMP)  ## create .venv with the package and the dev tools (idempotent)
+venv: $(STAMP)  ## create .venv from requirements/lock.txt: exact versions, hashes checked (idempotent)
+
+# requirements/lock.txt pins the runtime, the dev tools and the build backend, with hashes,
+# for Python 3.11-3.13 on any platform; requirements/runtime.txt (the container image's)
+# is its runtime part, the same versions. pyproject.toml keeps the compatible ranges for
+# people who install the package into their own environment. Refresh on purpose
+# (`make test-latest` first shows what would change), then run `make test`.
+lock: venv  ## re-resolve requirements/*.txt to the newest versions pyproject.toml allows
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra dev --universal \
+	  --python-version 3.11 --generate-hashes --upgrade --quiet -o $(LOCK)
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --constraint $(LOCK) --universal \
+	  --python-version 3.11 --generate-hashes --quiet -o requirements/runtime.txt
+
+# Drift check: a second venv resolved without the lock (newest in range), then the unit
+# tests and the Redis/Kafka integration tests. Run it before `make lock` and in a nightly job.
+LATEST := .venv-latest
+test-latest:  ## unit + integration tests on the newest versions in range, without the lock (.venv-latest)
+	rm -rf $(LATEST) && $(BOOT_PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(LATEST)/bin/pip install -q --disable-pip-version-check --upgrade -e '.[dev]'
+	$(LATEST)/bin/pip freeze --exclude-editable >$(LATEST)/resolved.txt
+	@echo "test-latest: resolved versions in $(LATEST)/resolved.txt"; diff <(grep -E '^[A-Za-z]' $(LOCK) | sed 's/ .*//' | tr A-Z a-z | sed 's/_/-/g' | sort) <(tr A-Z a-z <$(LATEST)/resolved.txt | sed 's/_/-/g' | sort) | grep -E '^[<>]' || true
+	@scripts/ensure-tools.sh
+	PYTHON=$(abspath $(LATEST))/bin/python $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder tests/unit tests/integration
 
 up: venv  ## start local Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379); idempotent
 	@scripts/stack.sh up

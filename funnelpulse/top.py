@@ -18,12 +18,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO, cast
+from typing import TextIO, cast
 
 from redis.asyncio import Redis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+
+from metrics.redis_client import connect, describe
 
 from .durations import format_duration, parse_duration
 from .security import redact_url, redis_client_kwargs
@@ -175,19 +175,6 @@ def render(rows: Sequence[Row], window: str, now: float, *, limit: int | None = 
     return "\n".join(lines)
 
 
-def connect(url: str, options: Mapping[str, Any] | None = None) -> Redis:
-    """One attempt per call, 2 s socket timeouts: the loop above does the retrying.
-    ``options``: credentials and TLS (security.redis_client_kwargs)."""
-    return Redis.from_url(
-        url,
-        **(options or {}),
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 async def read_rows(client: Redis, prefix: str, window: str) -> list[dict[str, str]]:
     """The hashes of the scopes listed for ``window``, each with its ``scope`` added."""
     listed = await client.zrevrange(f"{prefix}scopes:{window}", 0, MAX_SCOPES_READ - 1)
@@ -207,8 +194,7 @@ redact = redact_url  # the URL without its password, fit for a message on screen
 
 def failure_line(url: str, exc: BaseException, retry_every: float | None) -> str:
     """One line, whatever the exception's text looks like."""
-    detail = " ".join(str(exc).split())[:120] or type(exc).__name__
-    line = f"funnelpulse top: cannot read Redis at {redact(url)}: {detail}"
+    line = f"funnelpulse top: cannot read Redis at {redact(url)}: {describe(exc)}"
     if retry_every is not None:
         line += f" (retrying every {retry_every:g} s, Ctrl-C quits)"
     return line
@@ -243,7 +229,9 @@ async def watch(
     settings: Settings, window: str, interval: float, limit: int, once: bool, screen: Screen
 ) -> int:
     """Draws frames until cancelled (or once); 1 if ``once`` could not read Redis."""
-    client = connect(settings.redis_url, redis_client_kwargs(settings))
+    client = connect(  # one attempt per call: the loop below does the retrying
+        settings.redis_url, redis_client_kwargs(settings), retries=0, decode_responses=True
+    )
     try:
         while True:
             try:

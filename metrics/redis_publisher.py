@@ -13,14 +13,14 @@ full current state, once Redis answers again. Consumption never waits on Redis.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+
+from .redis_client import describe, kind_of
 
 STREAM_MAXLEN = 100_000
 CHUNK = 1_000  # snapshots per MULTI block and per update message (~0.5 MB)
@@ -35,19 +35,11 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 
 
 class PublishError(RuntimeError):
-    pass
+    """A failed Redis call; ``kind`` is the same words whichever call failed."""
 
-
-def connect(url: str, options: Mapping[str, Any] | None = None) -> Redis:
-    """``options``: credentials and TLS (``funnelpulse.security.redis_client_kwargs``)."""
-    return Redis.from_url(
-        url,
-        **(options or {}),
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 2),
-    )
+    def __init__(self, exc: RedisError | OSError) -> None:
+        super().__init__(describe(exc))
+        self.kind = kind_of(exc)
 
 
 class RedisPublisher:
@@ -65,7 +57,7 @@ class RedisPublisher:
             try:
                 await self.client.ping()
             except (RedisError, OSError) as exc:
-                raise PublishError(f"Redis ping failed: {_why(exc)}") from exc
+                raise PublishError(exc) from exc
         for start in range(0, len(snapshots), CHUNK):
             await self._publish_chunk(snapshots[start : start + CHUNK], now)
 
@@ -90,25 +82,20 @@ class RedisPublisher:
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise PublishError(f"Redis publish failed: {_why(exc)}") from exc
+            raise PublishError(exc) from exc
 
     async def publish_alert(self, alert: dict[str, Any]) -> None:
         try:
             await self.client.publish(f"{self.prefix}alerts", orjson.dumps(alert))
         except (RedisError, OSError) as exc:
-            raise PublishError(f"Redis alert publish failed: {_why(exc)}") from exc
+            raise PublishError(exc) from exc
 
     async def expire_scopes(self, window: str, older_than: float) -> None:
         """Drops scopes whose hashes have expired from the window's sorted set."""
         try:
             await self.client.zremrangebyscore(f"{self.prefix}scopes:{window}", 0, older_than)
         except (RedisError, OSError) as exc:
-            raise PublishError(f"Redis cleanup failed: {_why(exc)}") from exc
-
-
-def _why(exc: BaseException) -> str:
-    """Class and message: redis-py's own repr hides the message ("auth:AuthenticationError")."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            raise PublishError(exc) from exc
 
 
 def _field(value: Any) -> str:

@@ -28,10 +28,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from funnelpulse.security import faust_credentials, kafka_client_kwargs, redis_client_kwargs
+from funnelpulse.security import faust_credentials, kafka_client_kwargs
 from funnelpulse.settings import Settings
 from metrics.prometheus import Metrics
-from metrics.redis_publisher import RedisPublisher, connect
 
 from .batch import Batch, PartitionWork, count_group, message_batches
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
@@ -634,8 +633,3 @@ class FunnelPulse:
 
 def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FunnelPulse:
     return FunnelPulse(settings, clock)
-
-
-def redis_publisher(settings: Settings) -> RedisPublisher:
-    client = connect(settings.redis_url, redis_client_kwargs(settings))
-    return RedisPublisher(client, settings.redis_prefix, settings.kpi_ttl)

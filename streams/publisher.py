@@ -21,7 +21,8 @@ from funnelpulse.malloc import trim
 from funnelpulse.security import redis_client_kwargs
 from metrics.alerts import AlertTracker, reading_from
 from metrics.counts import Counts
-from metrics.redis_publisher import PublishError, RedisPublisher, connect
+from metrics.redis_client import connect
+from metrics.redis_publisher import PublishError, RedisPublisher
 from metrics.snapshots import build_snapshot, has_data, window_counts
 
 from .latest import WindowSnapshots
@@ -61,6 +62,7 @@ class KpiPublisher:
         self.redis: RedisPublisher | None = None
         self.redis_ok = False
         self.redis_error: str | None = None  # the failure last logged, until Redis works
+        self._redis_error_kind: str | None = None
         self.redis_backlog: set[str] = set()
         self._last_evict = 0.0
         # scope → when its snapshots were last computed, oldest first
@@ -238,8 +240,7 @@ class KpiPublisher:
             try:
                 await self.redis.publish_alert(alert)
             except PublishError as exc:
-                log.warning("%s", exc)
-                self.owner.metrics.publish_failures.labels("redis").inc()
+                self._redis_failed(exc)
 
     def active_alerts(self) -> list[dict[str, Any]]:
         return [
@@ -256,9 +257,9 @@ class KpiPublisher:
     ) -> None:
         if self.redis is None:
             s = self.owner.settings
-            client = connect(s.redis_url, redis_client_kwargs(s))
+            client = connect(s.redis_url, redis_client_kwargs(s), retries=2)
             self.redis = RedisPublisher(client, s.redis_prefix, s.kpi_ttl)
-        if not self.redis_ok and self.redis_backlog is not None:
+        if not self.redis_ok:
             scopes = scopes | self.redis_backlog
             snapshots = [
                 by_scope[s] for by_scope in self.latest.values() for s in scopes if s in by_scope
@@ -266,18 +267,23 @@ class KpiPublisher:
         try:
             await self.redis.publish(snapshots, now)
         except PublishError as exc:
-            if str(exc) != self.redis_error:  # once per kind of failure, from the first tick
-                log.warning("%s; will republish when Redis is back", exc)
-                self.redis_error = str(exc)
-            self.redis_ok = False
+            self._redis_failed(exc)
             self.redis_backlog |= scopes
-            self.owner.metrics.publish_failures.labels("redis").inc()
-            self.owner.metrics.redis_up.set(0)
             return
         self.redis_ok = True
-        self.redis_error = None
+        self.redis_error = self._redis_error_kind = None
         self.redis_backlog = set()
         self.owner.metrics.redis_up.set(1)
+
+    def _redis_failed(self, exc: PublishError) -> None:
+        """Logged once per kind of failure (not per call that met it) until Redis works."""
+        if exc.kind != self._redis_error_kind:
+            log.warning("%s; will republish when Redis is back", exc)
+            self._redis_error_kind = exc.kind
+        self.redis_error = str(exc)
+        self.redis_ok = False
+        self.owner.metrics.publish_failures.labels("redis").inc()
+        self.owner.metrics.redis_up.set(0)
 
     async def _evict(self, now: float) -> None:
         specs = self.owner.specs

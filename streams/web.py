@@ -142,6 +142,7 @@ def health(fp: FunnelPulse) -> dict[str, Any]:
     return {
         "status": status,
         "redis": "up" if fp.publisher.redis_ok else "down",
+        "redis_error": None if fp.publisher.redis_ok else fp.publisher.redis_error,
         "seconds_since_publish": since_tick,
         "seconds_since_progress": round(idle, 3),
         "consumer_lag": lag,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from redis.asyncio import Redis
 
 from funnelpulse.security import kafka_client_kwargs
 from funnelpulse.settings import Settings
+from metrics.redis_client import AUTH_REFUSED
 
 from .conftest import ROOT, Stack
 from .recount import wait_for_counts
@@ -218,6 +220,7 @@ def test_worker_without_the_redis_password_says_so_and_keeps_counting(
                 break
             time.sleep(0.5)
         assert health["status"] == "degraded" and health["redis"] == "down", health
+        assert AUTH_REFUSED in str(health["redis_error"]), health
         asyncio.run(produce_clicks(kafka, tls, namespace, 2))
         deadline = time.monotonic() + 60
         got = None
@@ -230,4 +233,6 @@ def test_worker_without_the_redis_password_says_so_and_keeps_counting(
     finally:
         assert worker.stop() == 0, worker.tail()
     log = worker.log_path.read_text(errors="replace")
-    assert "Redis publish failed" in log and "Authentication" in log, log
+    # Reported once, in the same words whether the refusal met the PING or a publish.
+    assert log.count(AUTH_REFUSED) == 1, log
+    assert not re.search(r"\w+Warning: ", log), log  # e.g. redis-py's sync Retry warning
