@@ -1,8 +1,11 @@
 """Is Kafka really usable, is Redis really answering?
 
 A listening port proves nothing about a broker that is still electing its controller,
-so the Kafka check does a full produce/consume round trip through a health topic.
-Used by ``make up`` (with ``--wait``) and by ``funnelpulse check``.
+so ``make up`` (``python -m funnelpulse.connectivity --wait``) does a full produce/consume
+round trip through a health topic on the local stack. The trap is doing the same on the
+user's cluster: the round trip creates ``__funnelpulse_health``, so ``funnelpulse check``
+only reads cluster metadata (brokers, topics) by default, and creates the topic only when
+asked with ``--round-trip``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from redis.asyncio import Redis
 
+from .durations import parse_seconds
 from .security import redact_url
 
 HEALTH_TOPIC = "__funnelpulse_health"
@@ -79,8 +84,26 @@ def explain(exc: BaseException, logged: Sequence[str] = (), system: str = "kafka
     reasons = [m for m in logged if "connect call failed" not in m.lower()] or list(logged)
     if reasons:
         text += f" ({' '.join(reasons[-1].split())[:300]})"
-    hint = next((h for mark, h in HINTS[system] if mark in text), None)
+    hint = _hint(text, system)
     return f"{text}; {hint}" if hint else text
+
+
+def _hint(text: str, system: str) -> str | None:
+    return next((h for mark, h in HINTS[system] if mark in text), None)
+
+
+def kafka_failure(command: str, bootstrap: str, exc: BaseException, logged: Sequence[str]) -> str:
+    """The one line a command prints when it cannot use Kafka: "is it running?" for a
+    broker that does not answer, the reason and its hint for anything else."""
+    explained = explain(exc, logged)
+    silent = isinstance(exc, KafkaConnectionError | TimeoutError | OSError)
+    if not silent or _hint(explained, "kafka"):  # it answered: a password, a certificate...
+        return f"funnelpulse {command}: cannot use Kafka at {bootstrap}: {explained}"
+    reason = " ".join((logged[-1] if logged else str(exc) or type(exc).__name__).split())
+    return (
+        f"funnelpulse {command}: cannot reach Kafka at {bootstrap} ({reason[:200]}): "
+        "is it running? set KAFKA_BOOTSTRAP_SERVERS"
+    )
 
 
 def _kafka(bootstrap: str, client: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -88,22 +111,48 @@ def _kafka(bootstrap: str, client: Mapping[str, Any] | None) -> dict[str, Any]:
     return {**(client or {}), "bootstrap_servers": bootstrap}
 
 
-async def _ensure_health_topic(bootstrap: str, client: Mapping[str, Any] | None = None) -> None:
+@dataclass(frozen=True)
+class Cluster:
+    """What one metadata read says about a Kafka cluster."""
+
+    brokers: int
+    topics: frozenset[str]
+
+
+async def kafka_metadata(bootstrap: str, client: Mapping[str, Any] | None = None) -> Cluster:
+    """How many brokers, which topics, from metadata requests only: creates nothing
+    (no topic is named in the request, so auto.create.topics.enable cannot kick in)."""
     admin = AIOKafkaAdminClient(**_kafka(bootstrap, client), request_timeout_ms=5000)
-    await admin.start()
     try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+        topics = await admin.list_topics()
+    finally:
+        await admin.close()
+    return Cluster(len(cluster.get("brokers", [])), frozenset(topics))
+
+
+async def _ensure_health_topic(
+    bootstrap: str, client: Mapping[str, Any] | None = None, replication: int = 1
+) -> None:
+    admin = AIOKafkaAdminClient(**_kafka(bootstrap, client), request_timeout_ms=5000)
+    try:
+        await admin.start()
         if HEALTH_TOPIC not in await admin.list_topics():
-            await admin.create_topics([NewTopic(HEALTH_TOPIC, 1, 1)])
+            await admin.create_topics([NewTopic(HEALTH_TOPIC, 1, replication)])
     except TopicAlreadyExistsError:
         pass
     finally:
         await admin.close()
 
 
-async def kafka_round_trip(bootstrap: str, client: Mapping[str, Any] | None = None) -> float:
-    """Produce one record and read it back; returns the round trip in seconds."""
+async def kafka_round_trip(
+    bootstrap: str, client: Mapping[str, Any] | None = None, replication: int = 1
+) -> float:
+    """Produce one record and read it back; returns the round trip in seconds. Creates
+    ``HEALTH_TOPIC`` (one partition, ``replication`` replicas) when it is missing."""
     started = time.monotonic()
-    await _ensure_health_topic(bootstrap, client)
+    await _ensure_health_topic(bootstrap, client, replication)
     token = uuid.uuid4().hex.encode()
     producer = AIOKafkaProducer(**_kafka(bootstrap, client), request_timeout_ms=5000)
     await producer.start()
@@ -158,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Wait until Kafka / Redis are really usable.")
     parser.add_argument("--kafka", help="bootstrap servers to check with a round trip")
     parser.add_argument("--redis", help="Redis URL to PING")
-    parser.add_argument("--wait", type=float, default=0.0, help="seconds to keep retrying")
+    parser.add_argument("--wait", type=parse_seconds, default=0.0, help="how long to keep retrying")
     args = parser.parse_args(argv)
     checks = [("kafka", args.kafka), ("redis", args.redis)]
     for check, target in checks:

@@ -6,6 +6,15 @@ it shows exactly what other services read. Rendering is a pure function over pla
 (testable without Redis, and the same text whether or not stdout is a terminal); reading
 is one small async function; the loop around them only redraws and retries. Redis being
 away is a normal state here: a one-line message, and the next tick tries again.
+
+The trap is the terminal: the full table is 144 characters, and a row that wraps turns the
+table into noise. Each frame asks the terminal its width (``shutil.get_terminal_size``;
+a pipe gets the full table) and keeps the columns that fit, most telling first (spend,
+CPL, clicks, sign-ups, ...). Breaches are red: the CPL of a scope whose ``cpl_spike``
+condition holds, and a cost KPI left undefined although money was spent. Colour is only
+for a terminal (and never with ``NO_COLOR``), and the escape codes wrap padded cells, so
+they never count towards a width. A library such as rich (tables, live display) could
+replace this hand-made layout; it is not a dependency today.
 """
 
 from __future__ import annotations
@@ -13,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
+import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO, cast
@@ -23,9 +34,10 @@ from typing import TextIO, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from metrics.alerts import CplSpikeRule, breach, reading_from
 from metrics.redis_client import connect, describe
 
-from .durations import format_duration, parse_duration
+from .durations import format_duration, parse_seconds
 from .security import redact_url, redis_client_kwargs
 from .settings import Settings
 
@@ -33,6 +45,7 @@ Row = Mapping[str, object]  # one Redis hash as read (strings) or built by hand 
 
 ABSENT = "—"
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
+RED, RESET = "\x1b[1;31m", "\x1b[0m"
 MAX_SCOPES_READ = 5000  # the most recently updated scopes; a table is not a data export
 
 
@@ -57,14 +70,60 @@ COLUMNS: tuple[Column, ...] = (
     Column("ROAS", "roas", 8, "ratio"),
 )
 SCOPE_WIDTH = 28
+MIN_SCOPE_WIDTH = 12
 GAP = "  "
 TABLE_WIDTH = SCOPE_WIDTH + sum(len(GAP) + c.width for c in COLUMNS)
+# What a narrow terminal keeps first: is money going out, what does a lead cost, is traffic
+# arriving. Columns are shown in table order; this only decides which ones stay.
+_FIRST = ("spend", "cpl", "clicks", "signups", "roas", "ctr", "impressions", "cac")
+PRIORITY = _FIRST + tuple(c.field for c in COLUMNS if c.field not in _FIRST)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns a frame shows, and the scope column's width."""
+
+    scope_width: int
+    columns: tuple[Column, ...]
+
+    @property
+    def width(self) -> int:
+        return self.scope_width + sum(len(GAP) + c.width for c in self.columns)
+
+
+def fitting(costs: Sequence[int], budget: int) -> list[bool]:
+    """Which items to keep, taken in order while their costs fit in ``budget``."""
+    kept = []
+    for cost in costs:
+        kept.append(cost <= budget)
+        budget -= cost if kept[-1] else 0
+    return kept
+
+
+def layout(width: int | None) -> Layout:
+    """The columns that fit in ``width`` characters (all of them for None), in table order;
+    the scope column (at least MIN_SCOPE_WIDTH when a column is kept) takes the rest."""
+    if width is None or width >= TABLE_WIDTH:
+        return Layout(SCOPE_WIDTH, COLUMNS)
+    ranked = sorted(COLUMNS, key=lambda c: PRIORITY.index(c.field))
+    scope = min(SCOPE_WIDTH, max(MIN_SCOPE_WIDTH, width // 3))
+    keep = fitting([len(GAP) + c.width for c in ranked], width - scope)
+    fields = {c.field for c, kept in zip(ranked, keep, strict=True) if kept}
+    columns = tuple(c for c in COLUMNS if c.field in fields)
+    return Layout(max(1, width - Layout(0, columns).width), columns)
+
+
+def clip(line: str, width: int | None) -> str:
+    """``line`` cut to ``width`` characters, the cut marked with an ellipsis."""
+    if width is None or len(line) <= width:
+        return line
+    return line[: max(0, width - 1)] + "…"
 
 
 def window_name(text: str) -> str:
     """``--window`` in its canonical spelling (``300s`` → ``5m``), as the keys use it."""
     try:
-        return format_duration(parse_duration(text))
+        return format_duration(parse_seconds(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -111,13 +170,26 @@ def cell(row: Row, column: Column) -> str:
     return _compact(value * 100 if column.style == "percent" else value)[: column.width]
 
 
-def _scope_cell(scope: str) -> str:
-    return scope if len(scope) <= SCOPE_WIDTH else scope[: SCOPE_WIDTH - 1] + "…"
+def breached(row: Row, alerting: Collection[str] = ()) -> set[str]:
+    """The fields to show in red: the CPL of a scope in ``alerting``, and every cost KPI
+    that is undefined although money was spent (spend without leads, without customers)."""
+    spent = (number(row, "spend") or 0.0) > 0
+    red = {
+        c.field
+        for c in COLUMNS
+        if spent and c.style == "money" and c.field != "spend" and number(row, c.field) is None
+    }
+    return red | {"cpl"} if row.get("scope") in alerting else red
 
 
-def _line(scope: str, cells: Sequence[str]) -> str:
-    parts = [scope.ljust(SCOPE_WIDTH)]
-    parts += [text.rjust(column.width) for column, text in zip(COLUMNS, cells, strict=True)]
+def _paint(text: str, red: bool) -> str:
+    return f"{RED}{text}{RESET}" if red else text
+
+
+def _line(view: Layout, scope: str, cells: Sequence[str], red: Collection[str] = ()) -> str:
+    parts = [clip(scope, view.scope_width).ljust(view.scope_width)]
+    for column, text in zip(view.columns, cells, strict=True):
+        parts.append(_paint(text.rjust(column.width), column.field in red))
     return GAP.join(parts)
 
 
@@ -147,31 +219,50 @@ def order(rows: Sequence[Row], limit: int | None = None) -> tuple[list[Row], int
     return head + shown, len(rest) - len(shown)
 
 
-def _title(rows: Sequence[Row], window: str, now: float) -> str:
+def _title(rows: Sequence[Row], window: str, now: float, width: int | None) -> str:
+    """The title's parts that fit in ``width``; the program's name goes first (the user
+    typed it), then the date and time."""
     clock = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    title = f"funnelpulse top · window {window} · {clock} · {len(rows)} scopes"
+    parts = [("funnelpulse top", 4), (f"window {window}", 0), (clock, 3)]
+    parts.append((f"{len(rows)} scopes", 1))
     updates = [u for u in (number(row, "updated_at") for row in rows) if u is not None]
     if updates:
-        title += f" · newest update {max(0.0, now - max(updates)):.0f} s ago"
-    return title
+        parts.append((f"newest update {max(0.0, now - max(updates)):.0f} s ago", 2))
+    ranked = sorted(parts, key=lambda part: part[1])
+    keep = fitting([len(text) + 3 for text, _ in ranked], (width or TABLE_WIDTH) + 3)  # " · "
+    kept = {text for (text, _), fits in zip(ranked, keep, strict=True) if fits}
+    return clip(" · ".join(text for text, _ in parts if text in kept), width)
 
 
-def render(rows: Sequence[Row], window: str, now: float, *, limit: int | None = 20) -> str:
+def render(
+    rows: Sequence[Row],
+    window: str,
+    now: float,
+    *,
+    limit: int | None = 20,
+    width: int | None = None,
+    colour: bool = False,
+    alerting: Collection[str] = (),
+) -> str:
     """The whole frame as text: a title, a header, one line per scope (no trailing newline).
 
-    Every table line is exactly ``TABLE_WIDTH`` characters, whatever the values.
+    ``width=None`` shows every column and each table line is exactly ``TABLE_WIDTH``
+    characters, whatever the values; a width keeps the columns that fit (``layout``) and
+    no line is longer. ``colour`` paints the ``breached`` cells red (ANSI).
     """
-    lines = [_title(rows, window, now), ""]
-    lines.append(_line("scope", [column.header for column in COLUMNS]))
-    lines.append("─" * TABLE_WIDTH)
+    view = layout(width)
+    lines = [_title(rows, window, now, width), ""]
+    lines.append(_line(view, "scope", [column.header for column in view.columns]))
+    lines.append("─" * view.width)
     shown, hidden = order(rows, limit)
     for row in shown:
-        scope = _scope_cell(str(row.get("scope", "?")))
-        lines.append(_line(scope, [cell(row, column) for column in COLUMNS]))
+        red = breached(row, alerting) if colour else set()
+        cells = [cell(row, column) for column in view.columns]
+        lines.append(_line(view, str(row.get("scope", "?")), cells, red))
     if not rows:
-        lines.append(f"(no KPIs for window {window} yet: is the worker running?)")
+        lines.append(clip(f"(no KPIs for window {window} yet: is the worker running?)", width))
     if hidden:
-        lines.append(f"… {hidden} more campaign(s) (raise --limit to see them)")
+        lines.append(clip(f"… {hidden} more campaign(s) (raise --limit to see them)", width))
     return "\n".join(lines)
 
 
@@ -187,6 +278,35 @@ async def read_rows(client: Redis, prefix: str, window: str) -> list[dict[str, s
         hashes: list[dict[str, str]] = await pipe.execute()
     # A scope whose hash has expired is still listed until the worker's cleanup: skip it.
     return [{**fields, "scope": s} for s, fields in zip(scopes, hashes, strict=True) if fields]
+
+
+def _reading_row(row: Row) -> dict[str, float]:
+    return {"spend": number(row, "spend") or 0.0, "signups": int(number(row, "signups") or 0)}
+
+
+async def read_alerting(
+    client: Redis, prefix: str, rule: CplSpikeRule, scopes: Iterable[str]
+) -> set[str]:
+    """Which of ``scopes`` meet the ``cpl_spike`` condition now, from the rule's two windows.
+
+    This is the condition, not the worker's alert state (which also waits for two ticks in
+    a row and clears with hysteresis): that state is not kept in Redis. Channels are not
+    evaluated, as in the worker.
+    """
+    candidates = [scope for scope in scopes if not scope.startswith("channel:")]
+    if not candidates:
+        return set()
+    async with client.pipeline(transaction=False) as pipe:
+        for scope in candidates:
+            pipe.hgetall(f"{prefix}kpi:{rule.short_window}:{scope}")
+            pipe.hgetall(f"{prefix}kpi:{rule.long_window}:{scope}")
+        hashes: list[dict[str, str]] = await pipe.execute()
+    pairs = zip(candidates, hashes[::2], hashes[1::2], strict=True)
+    return {
+        scope
+        for scope, short, long in pairs
+        if long and breach(rule, reading_from(_reading_row(short), _reading_row(long)), rule.factor)
+    }
 
 
 redact = redact_url  # the URL without its password, fit for a message on screen
@@ -206,8 +326,16 @@ class Screen:
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out, self.err = out, err
         self.tty = out.isatty()
+        self.colour = self.tty and not os.environ.get("NO_COLOR")  # https://no-color.org
         self.last_error: str | None = None
         self.frames = 0
+
+    def width(self) -> int | None:
+        """The terminal's width, asked at every frame (it may have been resized); None,
+        meaning every column, when the output is not a terminal and COLUMNS is not set."""
+        if not self.tty and "COLUMNS" not in os.environ:
+            return None
+        return shutil.get_terminal_size((TABLE_WIDTH, 24)).columns
 
     def frame(self, text: str) -> None:
         self.last_error = None
@@ -225,6 +353,21 @@ class Screen:
         self.last_error = line
 
 
+async def read_frame(
+    client: Redis, settings: Settings, window: str, limit: int, screen: Screen
+) -> str:
+    """One frame from Redis, laid out for the screen (breaches read only to be coloured)."""
+    rows = await read_rows(client, settings.redis_prefix, window)
+    alerting: set[str] = set()
+    if screen.colour:
+        shown = [str(row.get("scope", "")) for row in order(rows, limit)[0]]
+        alerting = await read_alerting(client, settings.redis_prefix, settings.cpl_rule, shown)
+    return render(
+        rows, window, time.time(), limit=limit, width=screen.width(), colour=screen.colour,
+        alerting=alerting,
+    )  # fmt: skip
+
+
 async def watch(
     settings: Settings, window: str, interval: float, limit: int, once: bool, screen: Screen
 ) -> int:
@@ -235,14 +378,14 @@ async def watch(
     try:
         while True:
             try:
-                rows = await read_rows(client, settings.redis_prefix, window)
+                frame = await read_frame(client, settings, window, limit, screen)
             except (RedisError, OSError) as exc:
                 if once:
                     print(failure_line(settings.redis_url, exc, None), file=screen.err)
                     return 1
                 screen.error(failure_line(settings.redis_url, exc, interval))
             else:
-                screen.frame(render(rows, window, time.time(), limit=limit))
+                screen.frame(frame)
                 if once:
                     return 0
             await asyncio.sleep(interval)
