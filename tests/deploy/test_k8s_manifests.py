@@ -1,11 +1,19 @@
 """deploy/k8s must stay deployable: every manifest is checked offline against the real
 Kubernetes schemas (bundled in kubernetes-validate, strict: unknown fields are errors),
 and the wiring between the files -- kustomization, labels, ports, probes, settings -- is
-checked against the worker's contract and the README's configuration table."""
+checked against the worker's contract and the README's configuration table.
+
+Valid YAML is not a pod that starts: the settings parser refuses contradictions (SASL
+credentials with a PLAINTEXT protocol stopped every pod of this example once, while every
+schema check passed). So each container's environment is built as the kubelet would --
+the image's ENV, then envFrom in order, then env -- and run through ``Settings.from_env``.
+"""
 
 from __future__ import annotations
 
+import base64
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -19,6 +27,8 @@ import yaml
 from kubernetes_validate.utils import all_versions, major_minor
 from packaging.version import Version
 
+from funnelpulse.settings import Settings, SettingsError
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 KUSTOMIZATION = K8S / "kustomization.yaml"
@@ -27,8 +37,8 @@ NAMESPACE = "funnelpulse"
 OLDEST_K8S = "1.29"  # validated against every bundled Kubernetes minor from this one up
 WEB_PORT = 6066
 
-# Settings the manifests may carry before the code reads them (secret.yaml says so). Once
-# one is in the README's table it must leave this set: see test_pending_settings_...
+# Settings the manifests may carry before the code reads them (their comment must say so).
+# Once one is in the README's table it must leave this set: see test_pending_settings_...
 PENDING_SETTINGS: frozenset[str] = frozenset()  # manifests may name settings before they land
 
 Doc = dict[str, Any]
@@ -57,8 +67,8 @@ def k8s_versions() -> list[str]:
     return [v for v in bundled if Version(v) >= Version(OLDEST_K8S)]
 
 
-def pod_specs() -> Iterator[tuple[str, Doc]]:
-    for doc in all_docs():
+def pod_specs(docs: list[Doc] | None = None) -> Iterator[tuple[str, Doc]]:
+    for doc in all_docs() if docs is None else docs:
         if doc["kind"] in {"StatefulSet", "Deployment", "DaemonSet", "Job"}:
             yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]
 
@@ -172,9 +182,10 @@ def worker() -> Doc:
 
 
 def worker_container() -> Doc:
-    containers = worker()["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    return containers[0]
+    listed = worker()["spec"]["template"]["spec"]["containers"]
+    assert len(listed) == 1
+    container: Doc = listed[0]
+    return container
 
 
 def config() -> dict[str, str]:
@@ -369,3 +380,152 @@ def test_env_sources_exist_and_do_not_overlap() -> None:
 def test_web_server_listens_on_the_pod_network_at_the_probed_port() -> None:
     assert config()["FUNNELPULSE_WEB_HOST"] == "0.0.0.0"
     assert int(config()["FUNNELPULSE_WEB_PORT"]) == WEB_PORT
+
+
+# -- the pods' environment through the settings parser ---------------------------------------
+
+DOCKERFILE = ROOT / "Dockerfile"
+# A commented-out setting in a ConfigMap or Secret, e.g. `  # FUNNELPULSE_WINDOWS: "1m,5m"`.
+COMMENTED_SETTING = re.compile(r'^\s*#\s*([A-Z][A-Z0-9_]*):\s*"([^"]*)"\s*$', re.MULTILINE)
+ENV_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")  # $(VAR) in an env value
+
+
+def image_env() -> dict[str, str]:
+    """The Dockerfile's ``ENV NAME=value ...``: every container's environment starts there."""
+    env: dict[str, str] = {}
+    for line in DOCKERFILE.read_text().replace("\\\n", " ").splitlines():
+        if line.startswith("ENV "):
+            for word in shlex.split(line)[1:]:
+                name, equals, value = word.partition("=")
+                assert equals, f"Dockerfile: ENV {word!r}: only the NAME=value form is read here"
+                env[name] = value
+    return env
+
+
+def secret_values(secret: Doc) -> dict[str, str]:
+    """A Secret's keys as a pod gets them: ``data`` base64-decoded, ``stringData`` winning."""
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return {**data, **{k: str(v) for k, v in (secret.get("stringData") or {}).items()}}
+
+
+def source_values(docs: list[Doc], kind: str, ref: Doc) -> dict[str, str] | None:
+    """The keys of the ConfigMap or Secret ``ref`` names; None when it is optional and absent
+    (a missing required one keeps the pod in CreateContainerConfigError)."""
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == ref["name"]]
+    if not found:
+        assert ref.get("optional"), f"{kind}/{ref['name']} is missing: the pod would not start"
+        return None
+    if kind == "Secret":
+        return secret_values(found[0])
+    return {k: str(v) for k, v in (found[0].get("data") or {}).items()}
+
+
+def env_value(docs: list[Doc], var: Doc, env: dict[str, str]) -> str | None:
+    """One ``env`` entry's value: literal (with ``$(VAR)`` expanded) or a key reference."""
+    if "valueFrom" not in var:
+        return ENV_REFERENCE.sub(lambda m: env.get(m[1], m[0]), str(var.get("value", "")))
+    refs = {"configMapKeyRef": "ConfigMap", "secretKeyRef": "Secret"}
+    kinds = [(refs[key], ref) for key, ref in var["valueFrom"].items() if key in refs]
+    assert kinds, f"{var['name']}: valueFrom {sorted(var['valueFrom'])} is not modelled here"
+    kind, ref = kinds[0]
+    values = source_values(docs, kind, ref) or {}
+    assert ref["key"] in values or ref.get("optional"), f"{var['name']}: no {kind} key"
+    return values.get(ref["key"])
+
+
+def container_env(docs: list[Doc], container: Doc) -> dict[str, str]:
+    """The environment the container starts with: the image's ENV, then each envFrom source
+    in order (a later one wins), then ``env`` (which wins over all of them)."""
+    env = image_env()
+    for source in container.get("envFrom", []):
+        kind = "ConfigMap" if "configMapRef" in source else "Secret"
+        ref = source["configMapRef" if kind == "ConfigMap" else "secretRef"]
+        values = source_values(docs, kind, ref) or {}
+        env.update({source.get("prefix", "") + k: v for k, v in values.items()})
+    for var in container.get("env", []):
+        value = env_value(docs, var, env)
+        if value is not None:
+            env[var["name"]] = value
+    return env
+
+
+def containers(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
+    for where, template in pod_specs(docs):
+        spec = template["spec"]
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            yield f"{where}/{container['name']}", container
+
+
+def with_commented_settings(path: Path) -> list[Doc]:
+    """The file's objects with every commented-out ``# NAME: "value"`` setting enabled
+    (later lines winning): the alternatives the comments offer must start too."""
+    docs = load_docs(path)
+    commented = dict(COMMENTED_SETTING.findall(path.read_text()))
+    holders = [d for d in docs if d["kind"] in ("ConfigMap", "Secret")]
+    if commented:
+        assert len(holders) == 1, f"{path.name}: commented settings but not one ConfigMap/Secret"
+        field = "data" if holders[0]["kind"] == "ConfigMap" else "stringData"
+        holders[0].setdefault(field, {}).update(commented)
+    return docs
+
+
+def settings_failures(docs: list[Doc]) -> list[str]:
+    failures = []
+    for where, container in containers(docs):
+        try:
+            Settings.from_env(container_env(docs, container))
+        except SettingsError as exc:
+            failures.append(f"{where}: {exc}")
+    return failures
+
+
+def test_every_container_environment_passes_the_settings_parser() -> None:
+    docs = all_docs()
+    assert len(list(containers(docs))) >= 2, "the worker and the simulator"
+    assert not settings_failures(docs), "\n".join(settings_failures(docs))
+    settings = Settings.from_env(container_env(docs, worker_container()))
+    assert settings.web_host == "0.0.0.0" and settings.web_port == WEB_PORT
+    assert settings.data_dir == config()["FUNNELPULSE_DATA_DIR"], "the ConfigMap beats the image"
+    assert settings.redis_url == secret_values(find("Secret", "funnelpulse-secrets"))["REDIS_URL"]
+
+
+def test_the_commented_alternatives_pass_the_settings_parser_too() -> None:
+    files = [p for p in manifest_files() if COMMENTED_SETTING.search(p.read_text())]
+    assert {p.name for p in files} >= {"configmap.yaml", "secret.yaml"}
+    docs = [doc for path in manifest_files() for doc in with_commented_settings(path)]
+    assert not settings_failures(docs), "\n".join(settings_failures(docs))
+    settings = Settings.from_env(container_env(docs, worker_container()))
+    assert settings.kafka_security_protocol.startswith("SASL_")
+    assert settings.kafka_sasl_username and settings.kafka_sasl_password
+
+
+def test_the_environment_check_has_teeth() -> None:
+    """The example as it once was -- SASL credentials, PLAINTEXT protocol -- is refused."""
+    docs = yaml.safe_load(yaml.safe_dump(all_docs()))
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    secret.setdefault("stringData", {}).update(
+        FUNNELPULSE_KAFKA_SASL_USERNAME="user", FUNNELPULSE_KAFKA_SASL_PASSWORD="secret"
+    )
+    assert any("would not use them" in failure for failure in settings_failures(docs))
+
+
+def test_container_env_follows_the_kubelet_precedence() -> None:
+    docs: list[Doc] = [
+        {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"A": "config", "B": "config"}},
+        {"kind": "Secret", "metadata": {"name": "s"},
+         "data": {"B": base64.b64encode(b"secret-data").decode(), "C": "ZGF0YQ=="},
+         "stringData": {"C": "string-data"}},
+    ]  # fmt: skip
+    container: Doc = {
+        "envFrom": [{"configMapRef": {"name": "c"}}, {"secretRef": {"name": "s"}},
+                    {"secretRef": {"name": "absent", "optional": True}},
+                    {"configMapRef": {"name": "c"}, "prefix": "P_"}],
+        "env": [{"name": "A", "value": "env $(B)"},
+                {"name": "D", "valueFrom": {"secretKeyRef": {"name": "s", "key": "C"}}}],
+    }  # fmt: skip
+    env = container_env(docs, container)
+    assert {k: env[k] for k in ("A", "B", "C", "D", "P_A")} == {
+        "A": "env secret-data", "B": "secret-data", "C": "string-data", "D": "string-data",
+        "P_A": "config",
+    }  # fmt: skip
+    assert env["FUNNELPULSE_DATA_DIR"] == image_env()["FUNNELPULSE_DATA_DIR"]
