@@ -110,15 +110,17 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 # -- producing commands -----------------------------------------------------------------------
 
 
-def _unreachable(settings: Settings, command: str) -> str | None:
-    """Why Kafka cannot be used (one line), or None: asked before producing anything."""
+def _kafka_ready(settings: Settings, command: str) -> bool:
+    """Whether Kafka answers, asked before producing anything; if not, one line says why."""
     probe = kafka_metadata(settings.kafka_bootstrap_servers, kafka_client_kwargs(settings))
     with client_errors() as logged:
         try:
             asyncio.run(asyncio.wait_for(probe, timeout=PREFLIGHT_TIMEOUT))
         except (KafkaError, OSError, TimeoutError) as exc:
-            return kafka_failure(command, settings.kafka_bootstrap_servers, exc, logged)
-    return None
+            failure = kafka_failure(command, settings.kafka_bootstrap_servers, exc, logged)
+            print(failure, file=sys.stderr)
+            return False
+    return True
 
 
 class _Progress:
@@ -138,9 +140,7 @@ class _Progress:
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from .simulator import simulate
 
-    failure = _unreachable(settings, "simulate")
-    if failure is not None:
-        print(failure, file=sys.stderr)
+    if not _kafka_ready(settings, "simulate"):
         return 1
     progress = _Progress(args.quiet)
     s = settings
@@ -163,9 +163,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from .replay import Options, run_replay
 
-    failure = _unreachable(settings, "replay")
-    if failure is not None:
-        print(failure, file=sys.stderr)
+    if not _kafka_ready(settings, "replay"):
         return 1
     return run_replay(settings, Options(args.file, args.batch, args.single, args.rate, args.quiet))
 
@@ -324,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"funnelpulse: bad setting: {exc}", file=sys.stderr)
         return 2
     run: Run = args.run
-    return run(settings, args)
+    try:
+        return run(settings, args)
+    except KeyboardInterrupt:  # Ctrl-C between two of a command's own handlers
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
