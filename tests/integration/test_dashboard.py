@@ -1,17 +1,20 @@
-"""The Grafana dashboard against a real Prometheus scraping a real worker.
+"""The generated Grafana dashboard against a real Prometheus scraping a real worker.
 
 A worker is fed by the simulator (plus a dead letter, a duplicate and a short Redis
 outage, so the error series exist too) while Debian's ``prometheus`` binary scrapes it
 every second, with whatever rule files ``deploy/prometheus/rules/*.yml`` hold at run time.
-Then every panel query of the dashboard (collapsed rows included) and every recording
-rule runs as an instant query, with the template variables filled in, and must return
-data: a query that is valid but empty is a panel that shows "No data".
+Then every panel query of the dashboard ``metrics/dashboard.py`` generates for the worker's
+settings (collapsed rows included; tests/unit/test_dashboard_json.py checks that the
+committed file is that output) and every recording rule runs as an instant query, with
+the template variables filled in as Grafana does, and must return data: a query that is
+valid but empty is a panel that shows "No data". The ``$campaign`` variable is rendered
+from its own query, so a campaign panel is checked with the campaigns of the channels
+chosen, the way Grafana expands "All" without an ``allValue``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -29,25 +32,31 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from metrics.dashboard import dashboard as generate
+from metrics.dashboard import default_options
+
 from .conftest import ROOT, Stack
 from .processes import die_with_parent, free_port
 from .worker import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.seconds(42)]
 
-DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "funnelpulse.json"
 RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
 PROMETHEUS = os.environ.get("PROMETHEUS_BIN", "/usr/bin/prometheus")
 SIMULATE_SECONDS = 20
 SIMULATE = f"-m funnelpulse.cli simulate --rate 400 --duration {SIMULATE_SECONDS} --quiet".split()
 REDIS_ARGS = ["--save", "", "--appendonly", "no", "--dir"]
-# Two renderings of the template variables: the defaults (All) and a narrower choice.
+# Two renderings of the template variables: the defaults (All) and a narrower choice of
+# window and channels; $campaign is then "All" of what its own query finds for $channel.
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
-VARIABLE_SETS = (
-    {"window": "1h", "channel": ".*", "campaign": ".*", **BUILTINS},
-    {"window": "5m", "channel": "email|paid_search", "campaign": ".*", **BUILTINS},
+CHOICES = (
+    {"window": "1h", "channel": [], **BUILTINS},  # [] = All: the variable's allValue
+    {"window": "5m", "channel": ["email", "paid_search"], **BUILTINS},
 )
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)(?::\w+)?\]\]")
+# Grafana's Prometheus datasource escapes these in a multi-value variable, with two
+# backslashes (one is eaten by the PromQL string literal).
+_REGEX_SPECIAL = re.compile(r"[$^*{}\[\]'+?.()|]")
 
 
 def render(expr: str, values: dict[str, str]) -> str:
@@ -62,6 +71,12 @@ def render(expr: str, values: dict[str, str]) -> str:
         return values[name]
 
     return _VARIABLE.sub(substitute, expr)
+
+
+def grafana_regex(values: list[str]) -> str:
+    """A multi-value variable as Grafana's Prometheus datasource interpolates it."""
+    escaped = [_REGEX_SPECIAL.sub(lambda m: "\\\\" + m.group(0), v) for v in values]
+    return escaped[0] if len(escaped) == 1 else f"({'|'.join(escaped)})"
 
 
 def walk_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -188,6 +203,28 @@ def _label_query(definition: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+def campaigns_for(
+    variables: dict[str, dict[str, Any]], prometheus: Prometheus, values: dict[str, str]
+) -> list[str]:
+    """What the ``$campaign`` variable's own query finds for these values of ``$channel``."""
+    selector, label = _label_query(render(variables["campaign"]["definition"], values))
+    return prometheus.label_values(label, selector)
+
+
+def resolve(
+    variables: dict[str, dict[str, Any]], prometheus: Prometheus, choice: dict[str, Any]
+) -> dict[str, str]:
+    """Every template variable for one ``choice``, as Grafana interpolates it: ``$channel``
+    is its ``allValue`` when nothing is chosen; ``$campaign`` is "All" of what its own query
+    finds for that ``$channel`` (it has no ``allValue``)."""
+    chosen = choice["channel"]
+    channel = grafana_regex(chosen) if chosen else variables["channel"]["allValue"]
+    values = {**choice, "channel": channel}
+    campaigns = campaigns_for(variables, prometheus, values)
+    assert campaigns, f"$campaign is empty for channels {chosen or 'All'}"
+    return {**values, "campaign": grafana_regex(campaigns)}
+
+
 def _count(result: dict[str, Any]) -> int:
     data = result.get("data", {}).get("result", [])
     return len(data) if isinstance(data, list) else 1
@@ -258,7 +295,8 @@ def _wait_metric(worker: Worker, name: str, timeout: float) -> None:
 
 def test_every_dashboard_query_returns_data(stack: Stack, namespace: str, tmp_path: Path) -> None:
     assert Path(PROMETHEUS).exists(), f"{PROMETHEUS} is missing (Debian package `prometheus`)"
-    dashboard = json.loads(DASHBOARD.read_text())
+    options = default_options()  # the settings the worker below runs with
+    dashboard = generate(options)
     queries = panel_queries(dashboard)
     assert queries, "the dashboard has no queries"
     annotations = [
@@ -315,14 +353,20 @@ def test_every_dashboard_query_returns_data(stack: Stack, namespace: str, tmp_pa
         ):
             prometheus.wait_for(expr, 20, what)
 
-        # The template variables' own queries find values, including the channels used below.
+        # The template variables' own queries find values, including the channels used below;
+        # $campaign follows $channel; every configured window has KPI gauges.
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-        for name in ("channel", "campaign"):
-            selector, label = _label_query(variables[name]["definition"])
-            found = prometheus.label_values(label, selector)
-            assert found, f"variable ${name}: {variables[name]['definition']} is empty"
-            if name == "channel":
-                assert {"email", "paid_search"} <= set(found), found
+        selector, label = _label_query(variables["channel"]["definition"])
+        assert {"email", "paid_search"} <= set(prometheus.label_values(label, selector))
+        value_sets = [resolve(variables, prometheus, choice) for choice in CHOICES]
+        every, chosen = (set(campaigns_for(variables, prometheus, v)) for v in value_sets)
+        assert chosen < every, f"$campaign does not follow $channel: {chosen} vs {every}"
+        windows = [option["value"] for option in variables["window"]["options"]]
+        assert windows == list(options.windows)
+        for window in windows:
+            prometheus.wait_for(
+                f'count({{__name__=~"marketing_.+",window="{window}"}})', 10, window
+            )
 
         failures: list[str] = []
         counts: dict[str, list[int]] = {}
@@ -338,7 +382,7 @@ def test_every_dashboard_query_returns_data(stack: Stack, namespace: str, tmp_pa
             counts.setdefault(f"{name}: {expr}", []).append(_count(result))
 
         # Panels and annotations once per variable set; rule expressions use no variables.
-        for values in VARIABLE_SETS:
+        for values in value_sets:
             for name, expr in queries:
                 check(name, expr, values)
             # Annotations (alert state) may rightly be empty, but must be valid PromQL.
