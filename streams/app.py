@@ -37,7 +37,7 @@ from .codec import dead_letter_headers, decode_events, encode_events, funnel_key
 from .counting import Stores
 from .dedup import Dedup, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .delivery import require_delivery
-from .events import Event, EventType, Limits, Rejected, decode_message
+from .events import FUNNEL_TYPES, Event, EventType, Limits, Rejected, decode_message
 from .ownership import Ownership
 from .pane_groups import (
     MERGED,
@@ -52,19 +52,19 @@ from .pane_groups import (
 from .panes import granularities, oldest_kept, window_specs
 from .partials import version
 from .publisher import KpiPublisher
+from .routing import HomePartitions, RoutePlan
 from .sequencer import KafkaRecords, OffsetGuard
 from .settled import settled
 from .state import Lead
 from .table_state import PartitionState, compact_json
 from .take import BatchLimits
-from .topics import DEAD_LETTER_MAX_BYTES, TopicNames
+from .topics import DEAD_LETTER_MAX_BYTES, TABLE_PARTITIONS, TopicNames, table_name
 
 log = logging.getLogger("funnelpulse")
 
-FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURCHASE})
 TOPIC_INDEX = {kind: i for i, kind in enumerate(EventType)}
 FUNNEL_SOURCE = len(TOPIC_INDEX)  # the funnel topic's index in replay marks
-STATE_VERSION = 5  # in every table name: a change of state format starts from new tables
+ROUTE_SOURCE = FUNNEL_SOURCE + 1  # the route topic's (streams/routing.py)
 # Pane keys are overwritten all the time: let the broker compact them soon, so that a
 # restart replays live keys, not every write since the topic was made.
 CHANGELOG_CONFIG = {"segment.ms": str(10 * 60_000), "min.cleanable.dirty.ratio": "0.2"}
@@ -77,7 +77,7 @@ REVOKE_WAIT = SESSION_TIMEOUT / 2  # a revocation waits this long for the batch 
 CONSUMER_FETCH_BYTES = 256 * 1024
 LAG_SLACK = 50  # messages in flight that never count as a backlog
 SNAPSHOT_PANES_PER_MESSAGE = 2000  # ~200 KB of JSON
-FUNNEL_EVENTS_PER_MESSAGE = 1000  # ~120 KB: one forwarded batch may hold 100,000 events
+FORWARDED_PER_MESSAGE = 1000  # ~120 KB: one batch may forward 100,000 events
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
@@ -124,7 +124,10 @@ class FunnelPulse:
         self.processed: dict[tuple[str, int], int] = {}
         self.messages_done = 0
         self._offsets_client: AIOKafkaConsumer | None = None
-        self.watched_topics = {*self.names.inputs.values(), self.names.funnel, self.names.merge}
+        self.watched_topics = {*self.names.inputs.values(), self.names.funnel,
+                               self.names.merge, self.names.route}  # fmt: skip
+        self.homes = HomePartitions(settings.partitions)
+        self.route_plan = RoutePlan()  # set at each assignment, before a batch is read
         self._previous_ends: dict[Any, int] = {}  # end offsets at the previous lag reading
         self.behind = False  # more than a batch waits in Kafka (at the last lag reading)
         self.settled = False  # what waited at the previous reading is processed
@@ -169,32 +172,42 @@ class FunnelPulse:
     def _declare_topics(self) -> None:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         s, n = self.settings, self.names
-        self.inputs = self.app.topic(*n.inputs.values(), **raw)
+        # routed events are read with the inputs: one agent, so in-place and routed
+        # events of a partition meet one dedup index, with no batch of another agent
+        # interleaving its writes
+        self.inputs = self.app.topic(*n.inputs.values(), n.route, **raw)
         self.funnel_topic = self.app.topic(n.funnel, partitions=s.funnel_partitions, **raw)
         self.merge_topic = self.app.topic(n.merge, partitions=s.partitions, **raw)
+        self.route_topic = self.app.topic(n.route, partitions=s.partitions, **raw)
         self.dead_letter = self.app.topic(n.dead_letter, **raw)
         self.kpis_topic = self.app.topic(n.kpis, **raw)
         self.alerts_topic = self.app.topic(n.alerts, **raw)
 
     def _declare_tables(self) -> None:
-        p, f = self.settings.partitions, self.settings.funnel_partitions
+        s = self.settings
 
         def table(name: str, **options: Any) -> Any:
-            name = f"{name}-v{STATE_VERSION}"
-            return self.app.Table(name, extra_topic_configs=CHANGELOG_CONFIG, **options)
+            kind = TABLE_PARTITIONS[name]
+            partitions = s.funnel_partitions if kind == "funnel" else s.partitions
+            return self.app.Table(
+                table_name(name),
+                partitions=partitions,
+                extra_topic_configs=CHANGELOG_CONFIG,
+                **options,
+            )
 
         # all but customers keep their records' bytes as they are (streams/pane_groups.py,
         # streams/dedup.py, leads): Faust restores them without decoding
         raw: dict[str, Any] = {"value_type": bytes}
         on_partials = {"on_recover": self._on_partials_recovered, **raw}
         on_dedup = {"on_recover": self._on_dedup_recovered, **raw}
-        self.partials = table("partials", partitions=p, **on_partials)
-        self.dedup = table("dedup", partitions=p, **on_dedup)
-        self.funnel_partials = table("funnel-partials", partitions=f, **on_partials)
-        self.funnel_dedup = table("funnel-dedup", partitions=f, **on_dedup)
-        self.leads = table("leads", partitions=f, **raw)
-        self.customers = table("customers", partitions=f)
-        self.merged = table("merged", partitions=p, on_recover=self._on_merged_recovered, **raw)
+        self.partials = table("partials", **on_partials)
+        self.dedup = table("dedup", **on_dedup)
+        self.funnel_partials = table("funnel-partials", **on_partials)
+        self.funnel_dedup = table("funnel-dedup", **on_dedup)
+        self.leads = table("leads", **raw)
+        self.customers = table("customers")
+        self.merged = table("merged", on_recover=self._on_merged_recovered, **raw)
 
     def _register(self) -> None:
         self.app.agent(self.inputs, name="intake")(self._intake)
@@ -203,6 +216,7 @@ class FunnelPulse:
         self.app.timer(self.settings.snapshot_interval, name="emit-snapshots")(self._emit_snapshots)
         self.app.timer(self.settings.publish_interval, name="publish")(self.publisher.tick)
         self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
         from .web import register_views
 
         register_views(self)
@@ -228,6 +242,20 @@ class FunnelPulse:
         except TimeoutError:
             log.warning("a batch was still under way %.0f s after a revocation", REVOKE_WAIT)
         await self.app.producer.flush()
+
+    async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        """Which input topics are co-partitioned with the tables, read from the group's
+        metadata at every assignment: a topic enlarged while running is routed whole from
+        the next batch on (``streams/routing.py``)."""
+        consumer, parts = self.app.consumer, self.settings.partitions
+        counts = {topic: consumer.topic_partitions(topic) for topic in self.names.inputs.values()}
+        plan = RoutePlan.from_counts(counts, parts)
+        if plan != self.route_plan:
+            routed = sorted(set(counts) - plan.copartitioned)
+            if routed:
+                log.warning("input topics without %d partitions, routed whole: %s", parts,
+                            ", ".join(f"{t} ({counts[t]})" for t in routed))  # fmt: skip
+            self.route_plan = plan
 
     def _state_whole(self) -> bool:
         """Neither rebalancing nor restoring tables: state is whole and ours to change."""
@@ -255,20 +283,28 @@ class FunnelPulse:
                     msg.value, msg.topic, msg.partition, msg.offset, exc
                 )
             batch.done(msg.topic, msg.partition, msg.offset)
-        for funnel_partition, events in batch.funnel.items():
-            # chunks far below Kafka's message size limit: a batch may forward 100,000 events
-            for start in range(0, len(events), FUNNEL_EVENTS_PER_MESSAGE):
-                chunk = events[start : start + FUNNEL_EVENTS_PER_MESSAGE]
-                sent = await self.funnel_topic.send(
-                    value=encode_events(chunk), partition=funnel_partition
-                )
-                require_delivery(sent, f"a funnel forward to partition {funnel_partition}")
+        await self._forward(self.funnel_topic, batch.funnel)
+        await self._forward(self.route_topic, batch.routed)
         for msg, error in self._count_groups(batch, "i"):
             await self._dead_letter_internal(msg.value, msg.topic, msg.partition, msg.offset, error)
         await self._finish(batch, "i", "intake")
 
+    async def _forward(self, topic: Any, by_partition: dict[int, list[Event]]) -> None:
+        """Sends events to the partitions that own them, in chunks far below Kafka's
+        message size limit (a batch may forward 100,000 events); delivery is awaited, as
+        the input offsets are acked after this batch."""
+        for partition, events in by_partition.items():
+            for start in range(0, len(events), FORWARDED_PER_MESSAGE):
+                chunk = events[start : start + FORWARDED_PER_MESSAGE]
+                sent = await topic.send(value=encode_events(chunk), partition=partition)
+                require_delivery(sent, f"a forward to {topic.get_topic_name()}[{partition}]")
+
     async def _take_input(self, batch: Batch, msg: Any) -> None:
         topic, partition, offset = msg.topic, msg.partition, msg.offset
+        if topic == self.names.route:  # validated where they arrived, sent here to count
+            routed = list(enumerate(decode_events(msg.value or b"[]")))
+            batch.groups[(partition, ROUTE_SOURCE)].append((offset, routed, msg))
+            return
         kind = self.names.type_of(topic)
         now = batch.now
         items = decode_message(msg.value, kind, batch.limits)
@@ -290,8 +326,16 @@ class FunnelPulse:
         parts = self.settings.funnel_partitions
         for event in funnel:
             batch.funnel[partition_for(funnel_key(event), parts)].append(event)
-        if counted:
-            batch.groups[(partition, TOPIC_INDEX[kind])].append((offset, counted, msg))
+        in_place: list[tuple[int, Event]] = []
+        home_of, plan = self.homes.of, self.route_plan
+        for index, event in counted:  # campaign_id is required on every counted type
+            home = home_of(event.campaign_id or "")
+            if plan.in_place(topic, partition, home):
+                in_place.append((index, event))
+            else:
+                batch.routed[home].append(event)
+        if in_place:
+            batch.groups[(partition, TOPIC_INDEX[kind])].append((offset, in_place, msg))
 
     def limits(self, now: float) -> Limits:
         s = self.settings

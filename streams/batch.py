@@ -134,7 +134,8 @@ class Batch:
         self.tally = Tally()
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.messages = 0
-        self.funnel: defaultdict[int, list[Any]] = defaultdict(list)
+        self.funnel: defaultdict[int, list[Any]] = defaultdict(list)  # by funnel partition
+        self.routed: defaultdict[int, list[Any]] = defaultdict(list)  # by home partition
         # (partition, source topic index) → its messages' countable events, in offset order
         self.groups: defaultdict[tuple[int, int], list[GroupItem]] = defaultdict(list)
 

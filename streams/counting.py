@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from metrics.counts import INDEX, Counts, add_into, zero
 
 from .dedup import MessageDedup
-from .events import NO_CAMPAIGN, Event, EventType
+from .events import FUNNEL_TYPES, NO_CAMPAIGN, Event, EventType
 from .id_index import identity_digest, pack_marker
 from .panes import pane_start
 from .scopes import scopes_for
@@ -65,6 +65,20 @@ class Outcome:
     )  # stage, channel, campaign
 
 
+def identity(event: Event) -> str:
+    """What makes two events "the same event" for dedup.
+
+    A funnel event is its type and id, met at its lead's owner. A campaign-counted event
+    adds its campaign: copies are deduplicated at the campaign's home partition, so the
+    same id under two campaigns meets two indexes whenever the campaigns live apart, and
+    would be one event or two depending on the partition count. With the campaign in
+    the identity it is always two (README, "Message keys").
+    """
+    if event.type in FUNNEL_TYPES:
+        return f"{event.type}:{event.event_id}"
+    return f"{event.type}:{event.campaign_id}:{event.event_id}"
+
+
 def count_message(
     events: Iterable[tuple[int, Event]],
     source: tuple[int, int],
@@ -94,7 +108,7 @@ def count_events(
     cell_last: dict[tuple[str, str, int], int] = {}  # events come in offset order
     dedup = stores.dedup
     for marker, event in events:
-        digest = identity_digest(f"{event.type}:{event.event_id}")
+        digest = identity_digest(identity(event))
         known = dedup.get(digest)
         if known is None:
             campaign, channel = _attribute(event, stores)

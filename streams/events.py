@@ -31,6 +31,10 @@ class EventType(StrEnum):
     SPEND = "spend"
 
 
+# Funnel events are counted where their lead lives (first touch, once per stage); the
+# others where their campaign does (streams/routing.py).
+FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURCHASE})
+
 TOPIC_SUFFIX: Mapping[EventType, str] = {
     EventType.IMPRESSION: "impressions",
     EventType.CLICK: "clicks",

@@ -8,6 +8,7 @@ topics must share one partition count for Faust to co-assign their partitions.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,10 +20,31 @@ from funnelpulse.settings import Settings
 
 from .events import TOPIC_SUFFIX, EventType
 
+log = logging.getLogger("funnelpulse")
+
 # A rejected message is dead-lettered unchanged up to the 1 MiB a message may have, plus
 # its error headers: more than the broker's default ~1 MB record limit, so the dead-letter
 # topic (and the worker's producer, see streams.app) allow 2 MiB.
 DEAD_LETTER_MAX_BYTES = 2 * 1024 * 1024
+INTERNAL_CONFIG = {"retention.ms": str(86400_000)}  # read within seconds; a day for incidents
+STATE_VERSION = 6  # in every table name: a change of state format starts from new tables
+# Each table and the partition count of its changelog: the intake's tables follow the
+# input topics (FUNNELPULSE_PARTITIONS), the funnel's the funnel topic.
+TABLE_PARTITIONS = {
+    "partials": "input", "dedup": "input", "merged": "input", "funnel-partials": "funnel",
+    "funnel-dedup": "funnel", "leads": "funnel", "customers": "funnel",
+}  # fmt: skip
+
+
+def table_name(table: str) -> str:
+    return f"{table}-v{STATE_VERSION}"
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{app_id}-{table_name(table)}-changelog"
+
+
 DEAD_LETTER_CONFIG = {
     "retention.ms": str(7 * 86400_000),
     "max.message.bytes": str(DEAD_LETTER_MAX_BYTES),
@@ -37,6 +59,7 @@ class TopicNames:
     alerts: str
     funnel: str
     merge: str
+    route: str  # events forwarded to their campaign's home partition (streams/routing.py)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicNames:
@@ -48,6 +71,7 @@ class TopicNames:
             alerts=f"{prefix}alerts",
             funnel=f"{settings.app_id}-funnel",
             merge=f"{settings.app_id}-merge",
+            route=f"{settings.app_id}-route",
         )
 
     def type_of(self, topic: str) -> EventType:
@@ -67,13 +91,56 @@ def topic_specs(names: TopicNames, settings: Settings) -> list[NewTopic]:
         NewTopic(names.kpis, parts, rf, topic_configs=compacted),
         NewTopic(names.alerts, 1, rf),
         NewTopic(names.funnel, settings.funnel_partitions, rf),
-        NewTopic(names.merge, parts, rf, topic_configs={"retention.ms": str(86400_000)}),
+        NewTopic(names.merge, parts, rf, topic_configs=INTERNAL_CONFIG),
+        NewTopic(names.route, parts, rf, topic_configs=INTERNAL_CONFIG),
     ]
     return specs
 
 
+class TopicLayoutError(RuntimeError):
+    """Existing topics whose partition counts would break exactness: the worker stops."""
+
+
+def check_partition_counts(
+    names: TopicNames, settings: Settings, counts: Mapping[str, int]
+) -> list[str]:
+    """Raises for internal topics of the wrong size; returns warnings for input topics.
+
+    The route and merge topics carry table partition p in their partition p, and a
+    changelog's partition p *is* table partition p: of another size (a changed
+    ``FUNNELPULSE_PARTITIONS`` over existing state, a topic made by hand) they would
+    count events into the wrong partition. An input topic of another size is only
+    slower: every event of it goes through the route topic (``streams/routing.py``).
+    """
+    parts, funnel = settings.partitions, settings.funnel_partitions
+    wanted = {names.merge: parts, names.route: parts, names.funnel: funnel}
+    for table, kind in TABLE_PARTITIONS.items():
+        wanted[changelog_topic(settings.app_id, table)] = funnel if kind == "funnel" else parts
+    wrong = [
+        f"{topic} has {counts[topic]} partitions, {want} expected"
+        for topic, want in sorted(wanted.items())
+        if topic in counts and counts[topic] != want
+    ]
+    if wrong:
+        raise TopicLayoutError(
+            "internal topics do not match FUNNELPULSE_PARTITIONS="
+            f"{parts} / FUNNELPULSE_FUNNEL_PARTITIONS={funnel}: {'; '.join(wrong)}. "
+            "Their state was built for other counts: restore the settings, or give the "
+            "worker a new FUNNELPULSE_APP_ID (it starts from empty state)"
+        )
+    return [
+        f"input topic {topic} has {counts[topic]} partitions, not {parts}: every event "
+        "of it is routed to its campaign's partition (exact, but slower)"
+        for topic in names.inputs.values()
+        if topic in counts and counts[topic] != parts
+    ]
+
+
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Creates the missing topics; returns the names created."""
+    """Creates the missing topics; returns the names created.
+
+    Raises ``TopicLayoutError`` when existing topics have partition counts that would
+    break exactness, and logs the input topics that will be routed whole."""
     names = TopicNames.from_settings(settings)
     admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
     await admin.start()
@@ -83,6 +150,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(missing)
+        ours = [t for t in existing if t.startswith(f"{settings.app_id}-")]
+        described = await admin.describe_topics([*names.inputs.values(), *ours])
+        counts = {d.get("topic", d.get("name")): len(d["partitions"]) for d in described
+                  if not d["error_code"]}  # fmt: skip
+        for warning in check_partition_counts(names, settings, counts):
+            log.warning("%s", warning)
         return [spec.name for spec in missing]
     finally:
         await admin.close()

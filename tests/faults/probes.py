@@ -23,9 +23,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.app import STATE_VERSION, TOPIC_INDEX
+from streams.app import FUNNEL_SOURCE, ROUTE_SOURCE, TOPIC_INDEX
 from streams.events import TOPIC_SUFFIX
 from streams.pane_groups import PARTIAL, decode_group, split_group_key
+from streams.topics import changelog_topic
 from tests.integration.worker import Worker
 
 from .feed import Landed
@@ -59,10 +60,10 @@ class ChangelogMarks:
 
     def __init__(self, bootstrap: str, namespace: str) -> None:
         self.bootstrap = bootstrap
-        self.topics = [f"{namespace}-{t}-v{STATE_VERSION}-changelog"
-                       for t in ("partials", "funnel-partials")]  # fmt: skip
+        self.topics = [changelog_topic(namespace, t) for t in ("partials", "funnel-partials")]
         source = {i: f"{namespace}.{TOPIC_SUFFIX[kind]}" for kind, i in TOPIC_INDEX.items()}
-        source[len(TOPIC_INDEX)] = f"{namespace}-funnel"
+        source[FUNNEL_SOURCE] = f"{namespace}-funnel"
+        source[ROUTE_SOURCE] = f"{namespace}-route"
         self.source = {str(i): name for i, name in source.items()}
         self.marks: dict[TP, int] = {}
         self._consumer: AIOKafkaConsumer | None = None

@@ -75,7 +75,11 @@ class Scenario:
                     bucket[name] += value
 
 
-def build(seed: int, now: float, target_events: int = 20_000) -> Scenario:
+def build(seed: int, now: float, target_events: int = 20_000, keying: str = "campaign") -> Scenario:
+    """``keying``: "campaign" — each message holds one campaign's events, keyed by it (or
+    by lead); "mixed" — what collectors send: batches mix campaigns, are keyed by any of
+    them, another campaign, a lead or nothing, and 10 % of the events are re-sent inside
+    later batches (a tracker's retry buffer), so copies land on other partitions."""
     rng = random.Random(seed)
     sc = Scenario(seed, now)
     phase_events: dict[int, list[tuple[str, dict[str, Any]]]] = {1: [], 2: [], 3: []}
@@ -145,7 +149,10 @@ def build(seed: int, now: float, target_events: int = 20_000) -> Scenario:
     for phase, events in phase_events.items():
         sc.valid_events += len(events)
         rng.shuffle(events)  # out of order, late events mixed with fresh ones
-        _to_messages(rng, sc, events, phase)
+        if keying == "mixed":
+            _to_mixed_messages(rng, sc, events, phase, [c for c, _ in campaigns])
+        else:
+            _to_messages(rng, sc, events, phase)
     _bad_messages(rng, sc, now)
     return sc
 
@@ -280,6 +287,37 @@ def _to_messages(
             if rng.random() < 0.03:  # a producer retry: the same message again
                 sc.messages.append(Message(TOPIC[kind], key, value, phase))
                 sc.duplicates += len(chunk)
+
+
+def _to_mixed_messages(
+    rng: random.Random,
+    sc: Scenario,
+    events: list[tuple[str, dict[str, Any]]],
+    phase: int,
+    campaigns: list[str],
+) -> None:
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for kind, doc in events:
+        by_kind[kind].append(doc)
+    for kind, docs in by_kind.items():
+        chunks: list[list[dict[str, Any]]] = []
+        i = 0
+        while i < len(docs):
+            size = 1 if rng.random() < 0.2 else rng.randint(2, 60)
+            chunks.append(docs[i : i + size])
+            i += size
+        retries: list[list[dict[str, Any]]] = [[] for _ in chunks]
+        for n, chunk in enumerate(chunks):
+            for doc in chunk:
+                if rng.random() < 0.1:  # kept in the buffer, sent again in a later batch
+                    retries[rng.randint(min(n + 1, len(chunks) - 1), len(chunks) - 1)].append(doc)
+                    sc.duplicates += 1
+        for chunk, again in zip(chunks, retries, strict=True):
+            batch = [*chunk, *again]
+            rng.shuffle(batch)
+            key = rng.choice([_key(batch[0]), rng.choice(campaigns), None, f"lead-{rng.random()}"])
+            value = orjson.dumps(batch[0] if len(batch) == 1 else batch)
+            sc.messages.append(Message(TOPIC[kind], key, value, phase))
 
 
 def _bad_messages(rng: random.Random, sc: Scenario, now: float) -> None:
