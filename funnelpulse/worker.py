@@ -36,7 +36,7 @@ class Worker(faust.Worker):
 def run_worker(settings: Settings) -> int:
     """Creates the topics, then runs until SIGTERM/SIGINT (graceful: flush and commit)."""
     from streams.app import create_app
-    from streams.topics import ensure_topics
+    from streams.topics import TopicLayoutError, ensure_topics
 
     from .malloc import limit_arenas
 
@@ -47,6 +47,9 @@ def run_worker(settings: Settings) -> int:
     with client_errors() as logged:
         try:
             created = loop.run_until_complete(ensure_topics(settings))
+        except TopicLayoutError as exc:  # counting on would put events in wrong partitions
+            print(f"worker: {exc}", file=sys.stderr)
+            return 2
         except Exception as exc:  # unreachable, or refused our credentials: say which
             print(f"worker: cannot use Kafka at {describe_kafka(settings)}: "
                   f"{explain(exc, logged)}", file=sys.stderr)  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 
 from funnelpulse.settings import Settings
@@ -115,3 +116,54 @@ async def test_mixed_batches_with_rebatched_retries_equal_the_recount(
         assert counter_total(worker.url, "marketing_events_rejected_total") == len(sc.bad_reasons)
     finally:
         assert worker.stop() == 0, worker.tail()
+
+
+async def make_topic(stack: Stack, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def test_an_input_topic_of_another_size_is_routed_whole(
+    stack: Stack, namespace: str, tmp_path: Path, redis: Redis
+) -> None:
+    """A clicks topic made by hand with 6 partitions, tables with 4: partition 5 has no
+    table partition and partition 2 is not the tables' partition 2; every click is
+    routed, copies on any partition still count once."""
+    await make_topic(stack, f"{namespace}.clicks", 6)
+    worker = Worker(stack, namespace, tmp_path, FUNNELPULSE_PARTITIONS=str(PARTITIONS))
+    worker.start_ready()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+    await producer.start()
+    try:
+        now = time.time() - 60
+        clicks = [{"event_id": f"c{i}", "ts": now, "campaign_id": f"cmp-{i % 7}"}
+                  for i in range(60)]  # fmt: skip
+        for partition in range(6):  # every click on every partition, in batches of 10
+            for start in range(0, len(clicks), 10):
+                value = orjson.dumps(clicks[start : start + 10])
+                await producer.send_and_wait(f"{namespace}.clicks", value, partition=partition)
+    finally:
+        await producer.stop()
+    try:
+        await wait_for_counts(redis, f"{namespace}:kpi:1h:all", {"clicks": 60}, 90)
+        await wait_for_counts(redis, f"{namespace}:kpi:1h:campaign:cmp-3", {"clicks": 9}, 10)
+        assert counter_total(worker.url, "marketing_events_duplicate_total") == 5 * 60
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    assert f"{namespace}.clicks (6)" in worker.log_path.read_text(), worker.tail()
+
+
+async def test_an_internal_topic_of_another_size_stops_the_worker(
+    stack: Stack, namespace: str, tmp_path: Path
+) -> None:
+    await make_topic(stack, f"{namespace}-route", PARTITIONS + 1)
+    worker = Worker(stack, namespace, tmp_path, FUNNELPULSE_PARTITIONS=str(PARTITIONS)).start()
+    assert worker.proc is not None
+    assert worker.proc.wait(timeout=60) == 2
+    log = worker.log_path.read_text()
+    assert f"{namespace}-route has {PARTITIONS + 1} partitions, {PARTITIONS} expected" in log, log
+    assert "Traceback" not in log, log
