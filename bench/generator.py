@@ -1,9 +1,12 @@
 """Seeded benchmark data: N events over ~1,000 Zipf-weighted campaigns, all event types.
 
-The same event sequence is written in two forms, each to its own seven input topics
-(``<prefix><form>.<suffix>``, 4 partitions, keyed by campaign): ``single`` (one JSON
-event per message) and ``batch`` (JSON arrays of up to 100 events of one type and one
-campaign). Every event is valid for funnelpulse, carries a campaign, and has an event
+The same event sequence is written in up to three forms, each to its own seven input
+topics (``<prefix><form>.<suffix>``, 4 partitions): ``single`` (one JSON event per
+message, keyed by campaign), ``batch`` (JSON arrays of up to 100 events of one type and
+one campaign, keyed by it) and ``mixed`` (arrays of up to 100 events of one type from
+any campaigns, in the order they happened, keyed by the first one's campaign: what a
+collector sends; most events arrive away from their campaign's partition). Every event
+is valid for funnelpulse, carries a campaign, and has an event
 time within the last ``span_s`` seconds (also the Kafka record timestamp). The ground
 truth (counts per type, per campaign, messages per form, and every KPI count per
 (campaign, channel) cell, recounted here from SPEC §2 without the product's code) is
@@ -47,7 +50,7 @@ TYPE_MIX: dict[EventType, float] = {
 NEXT_STAGE = {"lead": "mql", "mql": "sql", "sql": "opportunity", "opportunity": "won"}
 STAGE_FIELD = {"mql": "mql", "sql": "sql", "opportunity": "opportunities", "won": "won",
                "lost": "lost"}  # fmt: skip
-FORMS = ("single", "batch")
+FORMS = ("single", "batch", "mixed")
 # The worker runs with the default exchange rates: the recount converts with the same table.
 FX_RATES: dict[str, Decimal] = dict(Settings().fx_rates)
 
@@ -252,17 +255,16 @@ async def preload(
                 buf = buffers.setdefault((kind, campaign), [])
                 buf.append(doc)
                 if len(buf) >= spec.batch_size:
-                    await sinks["batch"].add(
-                        topics["batch"][kind], campaign.encode(), orjson.dumps(buf), ts_ms
-                    )
-                    buf.clear()
-        if "batch" in sinks:
-            for (kind, campaign), buf in buffers.items():
-                if buf:
-                    ts_ms = int(buf[-1]["ts"] * 1000)
-                    await sinks["batch"].add(
-                        topics["batch"][kind], campaign.encode(), orjson.dumps(buf), ts_ms
-                    )
+                    await _add_buffer(sinks["batch"], topics["batch"][kind], buf)
+            if "mixed" in sinks:
+                buf = buffers.setdefault((kind, ""), [])
+                buf.append(doc)
+                if len(buf) >= spec.batch_size:
+                    await _add_buffer(sinks["mixed"], topics["mixed"][kind], buf)
+        for (kind, campaign), buf in buffers.items():
+            if buf:
+                form = "mixed" if campaign == "" else "batch"
+                await _add_buffer(sinks[form], topics[form][kind], buf)
         for form, sink in sinks.items():
             await sink.close()
             truth.messages[form] = sink.messages
@@ -270,6 +272,13 @@ async def preload(
     finally:
         await producer.stop()
     return truth
+
+
+async def _add_buffer(sink: _Sink, topic: str, buf: list[dict[str, Any]]) -> None:
+    """One batch message of the buffered events, keyed by the first one's campaign."""
+    key = str(buf[0]["campaign_id"]).encode()
+    await sink.add(topic, key, orjson.dumps(buf), int(buf[-1]["ts"] * 1000))
+    buf.clear()
 
 
 def _producer(bootstrap: str) -> AIOKafkaProducer:

@@ -10,7 +10,11 @@ from typing import Any, Protocol
 from bench.results import LatencyResult, MemoryResult
 from bench.spy import PARTS, PROFILE_METHOD, Profile
 
-FORM_TITLES = {"single": "Single-event messages", "batch": "Batch messages (100 events)"}
+FORM_TITLES = {
+    "single": "Single-event messages",
+    "batch": "Batch messages (100 events)",
+    "mixed": "Mixed-key batch messages (100 events of any campaigns, as collectors send)",
+}
 MAX_FRACTION_NAME = "50 % of max"  # the latency phase's rate tied to the p99 target
 P99_TARGET_S = 1.5
 RSS_TARGET_MB = 400.0
@@ -53,6 +57,14 @@ TARGETS = (
     Target("funnelpulse / raw aiokafka, batch", "batch", "funnelpulse", "raw", 0.5),
     Target("funnelpulse / Quix Streams, batch", "batch", "funnelpulse", "quix", 2.0),
     Target("funnelpulse / bare Faust agent, single", "single", "funnelpulse", "faust-bare", 0.9),
+    # a change's cost on well-keyed input, against the --base commit in the same run
+    Target(
+        "funnelpulse / funnelpulse at --base, batch",
+        "batch",
+        "funnelpulse",
+        "funnelpulse-base",
+        0.9,
+    ),
 )
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ from bench.quixenv import ensure_quix_venv
 from bench.report import MAX_FRACTION_NAME, Report, full_drain_rate, render
 from bench.results import LatencyResult, MemoryResult
 from bench.spy import Profile, load
-from bench.systems import SYSTEMS, Result, Run, run_system
+from bench.systems import FUNNELPULSE, SYSTEMS, Result, Run, run_system
 
 log = logging.getLogger("bench")
 
@@ -80,7 +81,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=list(DEFAULT_SYSTEMS),
         help=f"of {', '.join(SYSTEMS)} (default: all but quix-campaign)",
     )
-    add("--inputs", type=lambda v: _csv(v, FORMS), default=list(FORMS))
+    add(
+        "--inputs",
+        type=lambda v: _csv(v, FORMS),
+        default=list(FORMS),
+        help="input forms; `mixed` (collector-keyed batches) is drained by funnelpulse only",
+    )
+    add(
+        "--base",
+        default="HEAD~1",
+        help="the commit funnelpulse-base runs (a git worktree of it, with this venv): "
+        "the same-run comparison of a change",
+    )
     add("--campaigns", type=int, default=1_000)
     add("--seed", type=int, default=20250501)
     add(
@@ -168,6 +180,17 @@ def cleanup(args: argparse.Namespace, ns: str) -> None:
         client.delete(*keys[i : i + 500])
     log.info("cleaned up %d topics, %d groups, %d Redis keys", len(topics), len(groups),
              len(keys))  # fmt: skip
+
+
+def checkout(rev: str, workdir: Path) -> Path:
+    """A detached worktree of ``rev`` (removed with the workdir; ``git worktree prune``)."""
+    path = workdir / "base"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), rev],
+                   check=True)  # fmt: skip
+    commit = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
+                            check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    log.info("funnelpulse-base runs %s (%s) from %s", rev, commit, path)
+    return path
 
 
 def _rate_name(rate: float) -> str:
@@ -265,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         if phase not in args.phases:
             not_measured.append((phase, "not run (--phases)"))
     workdir = Path(tempfile.mkdtemp(prefix=f"{ns}-"))
+    base_dir = checkout(args.base, workdir) if "funnelpulse-base" in args.systems else None
     env = Env(ns, args.bootstrap, args.redis_url, workdir, args.web_port)
     timings: dict[str, float] = {}
     results: list[Result] = []
@@ -287,15 +311,18 @@ def main(argv: list[str] | None = None) -> int:
             order = args.systems if rep % 2 else list(reversed(args.systems))
             for form in args.inputs:
                 for system in order:
+                    if form == "mixed" and system not in FUNNELPULSE:
+                        continue  # the peers count per message key: nothing to compare
                     budget = args.single_budget if form == "single" else args.budget
                     if system == "faust-naive":
                         budget = args.naive_budget
-                    elif system == "funnelpulse" and form == "batch":
+                    elif system in FUNNELPULSE and form != "single":
                         budget = args.gated_budget
+                    base = base_dir if system == "funnelpulse-base" else None
                     run = Run(system, form, rep, ns, args.bootstrap, truth, budget, workdir,
                               broker, quix_python, args.redis_url, spec.span_s,
-                              profile_dir=args.profile,
-                              profile_s=args.profile_seconds)  # fmt: skip
+                              profile_dir=args.profile, profile_s=args.profile_seconds,
+                              base_dir=base)  # fmt: skip
                     log.info("rep %d %s %s ...", rep, form, system)
                     result = run_system(run, args.web_port)
                     log.info("  -> %s", json.dumps(result.to_json(), default=str))
@@ -371,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("logs and data kept in %s", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            if base_dir is not None:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
     return 0
 
 

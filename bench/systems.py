@@ -33,7 +33,9 @@ from bench.lag import LagWatch
 from bench.measure import ROOT, proc_cpu, proc_peak_rss_mb
 from bench.spy import DrainProfile
 
-SYSTEMS = ("raw", "quix", "quix-campaign", "faust-naive", "faust-bare", "funnelpulse")
+SYSTEMS = ("raw", "quix", "quix-campaign", "faust-naive", "faust-bare", "funnelpulse",
+           "funnelpulse-base")  # fmt: skip
+FUNNELPULSE = ("funnelpulse", "funnelpulse-base")  # the product, and it at --base REV
 STARTUP_ALLOWANCE = 90.0  # seconds for a child to join its group and see a first record
 COMMIT_GRACE = 20.0  # seconds after the last record for the group's lag to read 0
 EXACT_PATIENCE = 60.0  # seconds for funnelpulse's Redis hashes to show every count
@@ -65,6 +67,7 @@ class Run:
     workers: int = 1  # funnelpulse worker processes sharing the group
     profile_dir: Path | None = None  # py-spy each drain into this directory (bench/spy.py)
     profile_s: float = 30.0
+    base_dir: Path | None = None  # funnelpulse-base: a checkout of the --base commit
 
     @property
     def tag(self) -> str:
@@ -268,7 +271,8 @@ def funnelpulse_env(
 class FunnelpulseWorker:
     """One ``funnelpulse worker`` process and its /metrics."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, code: Path | None = None) -> None:
+        """``code``: another checkout to run instead of this one (same venv)."""
         self.url = f"http://127.0.0.1:{env['FUNNELPULSE_WEB_PORT']}"
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -277,6 +281,8 @@ class FunnelpulseWorker:
             module = "bench.memtrace"
             env = {**env, "BENCH_WORKER_MEMTRACE": os.environ["BENCH_WORKER_MEMTRACE"],
                    "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+        if code is not None:  # its modules before the editable install's (a path entry wins)
+            env = {**env, "PYTHONPATH": str(code)}
         self.proc = subprocess.Popen([sys.executable, "-m", module, "worker"],
                                      cwd=env["FUNNELPULSE_DATA_DIR"], env=env, stdout=self._log,
                                      stderr=self._log)  # fmt: skip
@@ -407,7 +413,8 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
                                   redis_url=run.redis_url)  # fmt: skip
             if i == 0:
                 asyncio.run(ensure_topics(Settings.from_env(env)))
-            workers.append(FunnelpulseWorker(env, run.workdir / f"{run.tag}-w{i}.log"))
+            log_path = run.workdir / f"{run.tag}-w{i}.log"
+            workers.append(FunnelpulseWorker(env, log_path, run.base_dir))
         deadline = time.monotonic() + STARTUP_ALLOWANCE
         with watch:
             while True:
@@ -438,7 +445,10 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
                 finished = done >= messages if run.workers == 1 else watch.zero_at is not None
                 if finished or time.monotonic() > deadline:
                     break
-            processed_at = now
+            if done >= messages:  # routed events are counted after their input message
+                processed_at = _all_counted(workers, total, deadline) or now
+            else:
+                processed_at = now
             cpu_sut = sum(proc_cpu(w.pid) or 0.0 for w in workers)
             cpu_broker = proc_cpu(run.broker_pid)
             rss = [proc_peak_rss_mb(w.pid) for w in workers]
@@ -479,6 +489,17 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
     result.changelog_msgs = _changelog_count(run)
     result.changelog_events = n
     return result
+
+
+def _all_counted(workers: list[FunnelpulseWorker], total: int, deadline: float) -> float | None:
+    """When the counters first showed every event (None: not before the deadline). Events
+    that went through the route topic are counted a hop after their input message."""
+    while time.monotonic() < deadline:
+        scraped = [w.counts() for w in workers]
+        if sum(sum(c.values()) + o for c, o in scraped) >= total:
+            return time.time()
+        time.sleep(0.1)
+    return None
 
 
 def _final_counts(
@@ -534,6 +555,6 @@ def _gate(
 
 
 def run_system(run: Run, web_port: int = 6097) -> Result:
-    if run.system == "funnelpulse":
+    if run.system in FUNNELPULSE:
         return run_funnelpulse(run, web_port)
     return run_child(run)

@@ -51,6 +51,7 @@ from .pane_groups import (
 )
 from .panes import granularities, oldest_kept, window_specs
 from .partials import version
+from .peers import advertised_url
 from .publisher import KpiPublisher
 from .routing import HomePartitions, RoutePlan
 from .sequencer import KafkaRecords, OffsetGuard
@@ -150,6 +151,7 @@ class FunnelPulse:
             web_port=s.web_port,
             web_bind=s.web_host,
             web_host=s.web_host,
+            canonical_url=advertised_url(s.web_url, s.web_host, s.web_port),  # streams/peers.py
             topic_partitions=s.partitions,
             topic_replication_factor=s.replication,
             consumer_auto_offset_reset="earliest",
@@ -449,7 +451,10 @@ class FunnelPulse:
             metrics.newest_event.labels(topic).set(newest)
         if tally.newest:
             metrics.processing_lag.set(max(0.0, batch.now - max(tally.newest.values())))
-        metrics.processed.labels(stage).inc(batch.messages)
+        routed = sum(n for (topic, _p), n in batch.per_topic.items() if topic == self.names.route)
+        metrics.processed.labels(stage).inc(batch.messages - routed)
+        if routed:
+            metrics.processed.labels("route").inc(routed)
         self._done(batch.last_offsets, batch.messages)
 
     # -- dedup --------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class Batch:
         self.parts: dict[int, PartitionWork] = {}
         self.tally = Tally()
         self.last_offsets: dict[tuple[str, int], int] = {}
+        self.per_topic: Counter[tuple[str, int]] = Counter()  # messages per (topic, partition)
         self.messages = 0
         self.funnel: defaultdict[int, list[Any]] = defaultdict(list)  # by funnel partition
         self.routed: defaultdict[int, list[Any]] = defaultdict(list)  # by home partition
@@ -147,6 +148,7 @@ class Batch:
 
     def done(self, topic: str, partition: int, offset: int) -> None:
         self.last_offsets[(topic, partition)] = offset
+        self.per_topic[(topic, partition)] += 1
         self.messages += 1
 
 
