@@ -87,11 +87,12 @@ def test_full_drain_rate_skips_partial_and_inexact_runs() -> None:
 
 def test_ratios_against_targets() -> None:
     by_label = {r.target.label: r for r in ratios(RESULTS)}
-    raw, quix, bare = (by_label[t.label] for t in TARGETS)
+    raw, quix, bare, base = (by_label[t.label] for t in TARGETS)
     assert raw.value == pytest.approx(375 / 500) and raw.met is True  # median 375 / 500
     assert quix.value == pytest.approx(3.75) and quix.met is True  # 375 / 100
     assert bare.value is None and bare.met is None
     assert "funnelpulse" in bare.reason
+    assert base.value is None and "funnelpulse-base" in base.reason  # not run: not measured
 
 
 def test_render_tables_and_not_measured() -> None:
