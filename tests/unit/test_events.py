@@ -14,15 +14,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams import events
 from streams.events import (
     CHANNELS,
     MAX_EVENT_BYTES,
+    SHAPES,
     BadEvent,
     Event,
     EventType,
     Limits,
     Reason,
     Rejected,
+    channel_table,
     decode_message,
     parse_checked,
     parse_event,
@@ -136,7 +139,7 @@ REASON_CASES: list[tuple[str, EventType, bytes | dict[str, Any] | list[Any], Rea
     ("channel number", CLICK, doc(CLICK, channel=3), Reason.WRONG_TYPE),
     ("channel array", CLICK, doc(CLICK, channel=["email"]), Reason.WRONG_TYPE),
     ("count string", IMPRESSION, doc(IMPRESSION, count="5"), Reason.WRONG_TYPE),
-    ("count float", IMPRESSION, doc(IMPRESSION, count=2.0), Reason.WRONG_TYPE),
+    ("count fraction", IMPRESSION, doc(IMPRESSION, count=2.5), Reason.WRONG_TYPE),
     ("count boolean", IMPRESSION, doc(IMPRESSION, count=True), Reason.WRONG_TYPE),
     ("lead_id number", SIGNUP, doc(SIGNUP, lead_id=5), Reason.WRONG_TYPE),
     ("stage number", LEAD_STAGE, doc(LEAD_STAGE, stage=2), Reason.WRONG_TYPE),
@@ -373,7 +376,9 @@ def test_lower_case_z_is_rfc3339() -> None:
         ("Paid_Social", "paid_social"),
         (" video ", "video"),
         ("tiktok", "other"),
-        ("e-mail", "other"),
+        ("e-mail", "email"),
+        ("CPC", "paid_search"),
+        ("social", "paid_social"),
         ("", "other"),
         (None, "other"),
         (DROP, "other"),
@@ -393,6 +398,40 @@ def test_known_channels_are_those_of_the_spec() -> None:
         "email", "paid_search", "paid_social", "display", "video", "affiliate", "organic",
         "referral", "direct", "other",
     }  # fmt: skip
+
+
+def test_an_unknown_channel_counts_as_other_and_says_which() -> None:
+    event = accept(CLICK, channel=" TikTok ")
+    assert (event.channel, event.unknown_channel) == ("other", "tiktok")
+    assert accept(CLICK, channel="cpc").unknown_channel is None
+    assert accept(CLICK, channel="").unknown_channel is None
+    assert accept(CLICK, channel=DROP).unknown_channel is None
+
+
+def test_channels_and_aliases_come_from_the_limits() -> None:
+    table = channel_table([*CHANNELS, "podcast"], {"pod": "podcast"})
+    limits = replace(LIMITS, channels=table)
+    for given_name, kind in (("Podcast", CLICK), ("pod", IMPRESSION), ("POD", SIGNUP)):
+        event = parse_event(doc(kind, channel=given_name), kind, limits)
+        assert (event.channel, event.unknown_channel) == ("podcast", None)
+    assert parse_event(doc(CLICK, channel="cpc"), CLICK, limits).channel == "other"
+
+
+def test_every_declared_field_is_in_a_shape_and_every_shape_field_declared() -> None:
+    used = {slot.name for shape in SHAPES.values() for slot in shape}
+    assert used == set(events.FIELDS)
+    assert set(SHAPES) == set(EventType)
+
+
+@pytest.mark.parametrize("kind", list(EventType))
+def test_each_required_field_is_required(kind: EventType) -> None:
+    for slot in SHAPES[kind]:
+        item = decode_one(doc(kind, **{slot.name: DROP}), kind)
+        if slot.required:
+            assert isinstance(item, Rejected)
+            assert (item.reason, item.detail) == (Reason.MISSING_FIELD, f"{slot.name} is required")
+        else:
+            assert isinstance(item, Event), item
 
 
 @pytest.mark.parametrize(
@@ -426,6 +465,12 @@ def test_count_on_impressions() -> None:
     assert accept(IMPRESSION, count=1).count == 1
     assert accept(IMPRESSION, count=1_000_000).count == 1_000_000
     assert accept(IMPRESSION, count=DROP).count == 1
+
+
+def test_a_whole_float_count_is_an_integer() -> None:
+    """JSON has one number type, and JSON Schema's ``integer`` accepts 2.0: so do we."""
+    assert accept(IMPRESSION, count=2.0).count == 2
+    assert type(accept(IMPRESSION, count=2.0).count) is int
 
 
 def test_count_is_only_read_on_impressions() -> None:
@@ -577,7 +622,21 @@ _touch_field = st.one_of(
     st.integers(-(2**63), 2**63),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=140),
-    st.sampled_from(["email", "EMAIL", " paid_search ", "display", "fax", "cmp-1", "a" * 129]),
+    st.sampled_from(
+        [
+            "email",
+            "EMAIL",
+            " paid_search ",
+            "display",
+            "fax",
+            "cmp-1",
+            "a" * 129,
+            "cpc",
+            "CPC",
+            "(none)",
+            2.0,
+        ]
+    ),
     st.lists(st.integers(), max_size=2),
 )
 
