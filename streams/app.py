@@ -36,9 +36,11 @@ from .batch import Batch, PartitionWork, count_group, message_batches
 from .codec import dead_letter_headers, decode_events, encode_events, funnel_key, partition_for
 from .counting import Stores
 from .dedup import Dedup, MessageDedup, cutoff_for_cap, rebuild, sweep
-from .delivery import require_delivery
 from .events import FUNNEL_TYPES, Event, EventType, Limits, Rejected, decode_message
-from .ownership import Ownership
+from .exactly_once.batches import BatchLimits
+from .exactly_once.delivery import require_delivery
+from .exactly_once.order import KafkaRecords, OffsetGuard
+from .exactly_once.ownership import Ownership
 from .pane_groups import (
     MERGED,
     PARTIAL,
@@ -54,11 +56,9 @@ from .partials import version
 from .peers import advertised_url
 from .publisher import KpiPublisher
 from .routing import HomePartitions, RoutePlan
-from .sequencer import KafkaRecords, OffsetGuard
 from .settled import settled
 from .state import Lead
 from .table_state import PartitionState, compact_json
-from .take import BatchLimits
 from .topics import DEAD_LETTER_MAX_BYTES, TABLE_PARTITIONS, TopicNames, table_name
 
 log = logging.getLogger("funnelpulse")

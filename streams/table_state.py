@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import orjson
 
-from .delivery import require_delivery
+from .exactly_once.delivery import require_delivery
 
 V = TypeVar("V")
 Encode = Callable[[Any], Any]

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 
-from streams.delivery import EXIT_UNDELIVERED, require_delivery
+from streams.exactly_once.delivery import EXIT_UNDELIVERED, require_delivery
 
 
 async def _outcome(settle: str) -> list[int]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
-from streams.ownership import Ownership
+from streams.exactly_once.ownership import Ownership
 
 
 def msg(topic: str, partition: int, offset: int) -> Any:

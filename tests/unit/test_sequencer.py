@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.sequencer import TP, Fetched, OffsetGuard
+from streams.exactly_once.order import TP, Fetched, OffsetGuard
 
 
 class Log:

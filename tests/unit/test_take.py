@@ -11,7 +11,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from streams.take import BatchLimits, take_batches
+from streams.exactly_once.batches import BatchLimits, take_batches
 
 
 class Channel:
