@@ -83,6 +83,13 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
     EnvVar("FUNNELPULSE_CPL_MIN_SPEND", "50", "cpl_spike: spend needed in the short window"),
     EnvVar("FUNNELPULSE_WEB_HOST", "127.0.0.1", "bind address of the HTTP server"),
     EnvVar("FUNNELPULSE_WEB_PORT", "6066", "port of the HTTP server"),
+    EnvVar(
+        "FUNNELPULSE_WEB_URL",
+        "",
+        "URL the other workers reach this one's HTTP server at (`/kpis`, `/alerts` routed to"
+        " a scope's owner); unset: `http://<web host>:<port>`, with the host's FQDN when"
+        " bound to `0.0.0.0`",
+    ),
     EnvVar("FUNNELPULSE_DATA_DIR", "./funnelpulse-data", "Faust data folder (local table state)"),
     EnvVar("FUNNELPULSE_LOG_LEVEL", "info", "worker log level: debug, info, warn, error"),
     EnvVar(
@@ -167,6 +174,14 @@ def _secret(env: Mapping[str, str], name: str) -> Secret:
     return Secret(env.get(name, ""))  # taken as given: a password may start with a space
 
 
+def _web_url(env: Mapping[str, str], name: str) -> str:
+    url = env.get(name, "").strip()
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise SettingsError(f"{name}={url!r} is not an http:// or https:// URL with a host")
+    return url.rstrip("/")
+
+
 def _window_name(env: Mapping[str, str], name: str) -> str:
     try:
         return format_duration(parse_duration(_get(env, name)))
@@ -247,6 +262,7 @@ class Settings:
     cpl_rule: CplSpikeRule = field(default_factory=CplSpikeRule)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_url: str = ""
     data_dir: str = _DEFAULTS["FUNNELPULSE_DATA_DIR"]
     log_level: str = "info"
     kafka_security_protocol: str = "PLAINTEXT"
@@ -296,6 +312,7 @@ class Settings:
             cpl_rule=_cpl_rule(env),
             web_host=_get(env, "FUNNELPULSE_WEB_HOST"),
             web_port=_int(env, "FUNNELPULSE_WEB_PORT", 1, 65535),
+            web_url=_web_url(env, "FUNNELPULSE_WEB_URL"),
             data_dir=_get(env, "FUNNELPULSE_DATA_DIR"),
             log_level=level,
             kafka_security_protocol=_choice(

@@ -252,20 +252,25 @@ class KpiPublisher:
         for window, by_scope in self.latest.items():
             self.owner.metrics.set_kpis(window, by_scope.counts.items())
 
-    async def _to_redis(
-        self, scopes: set[str], snapshots: list[dict[str, Any]], now: float
-    ) -> None:
+    def redis_target(self) -> RedisPublisher:
+        """The Redis client and key prefix (made on first use: ticks and /kpis share it)."""
         if self.redis is None:
             s = self.owner.settings
             client = connect(s.redis_url, redis_client_kwargs(s), retries=2)
             self.redis = RedisPublisher(client, s.redis_prefix, s.kpi_ttl)
+        return self.redis
+
+    async def _to_redis(
+        self, scopes: set[str], snapshots: list[dict[str, Any]], now: float
+    ) -> None:
+        redis = self.redis_target()
         if not self.redis_ok:
             scopes = scopes | self.redis_backlog
             snapshots = [
                 by_scope[s] for by_scope in self.latest.values() for s in scopes if s in by_scope
             ]
         try:
-            await self.redis.publish(snapshots, now)
+            await redis.publish(snapshots, now)
         except PublishError as exc:
             self._redis_failed(exc)
             self.redis_backlog |= scopes

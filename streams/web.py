@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -15,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from funnelpulse.security import Secret
 
 from .events import Event, EventType, Rejected, decode_message
+from .peers import ROUTED, SOURCE
+from .queries import Queries, WorkerCluster
 
 if TYPE_CHECKING:
     from .app import FunnelPulse
@@ -25,6 +26,7 @@ NO_PROGRESS_AFTER = 120.0  # input waiting but nothing processed for this long: 
 
 def register_views(fp: FunnelPulse) -> None:
     app = fp.app
+    queries = Queries(WorkerCluster(fp))
 
     @app.page("/kpis")
     class Kpis(View):
@@ -35,19 +37,17 @@ def register_views(fp: FunnelPulse) -> None:
                     {"error": f"unknown window {window!r}", "windows": list(fp.settings.windows)},
                     status=400,
                 )
-            by_scope: Mapping[str, dict[str, Any]] = fp.publisher.latest.get(window, {})
+            routed = ROUTED in request.headers  # another worker asks: never routed again
             scope = request.query.get("scope")
-            if scope is not None:
-                snap = by_scope.get(scope)
-                if snap is None:
-                    return self.json({"error": f"no data for {scope!r} in {window}"}, status=404)
-                return self.json(snap)
-            return self.json({"window": window, "scopes": dict(by_scope.items())})
+            if scope is not None:  # this worker's, its owner's, or Redis's (streams/queries.py)
+                answer = await queries.scope_kpis(window, scope, routed)
+                return self.json(answer.body, status=answer.status, headers={SOURCE: answer.source})
+            return self.json(await queries.window_kpis(window, routed))
 
     @app.page("/alerts")
     class Alerts(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"active": fp.publisher.active_alerts()})
+            return self.json(await queries.alerts(ROUTED in request.headers))
 
     @app.page("/healthz")
     class Healthz(View):

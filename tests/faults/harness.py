@@ -63,8 +63,8 @@ async def wait_progress(worker: Worker, beyond: float, timeout: float) -> float 
 
 
 async def exact_in_redis(redis: Redis, namespace: str, sc: Scenario, patience: float) -> int:
-    """The recount check on Redis alone (with several workers, /kpis and /metrics only show
-    the scopes each one owns): every count and KPI of every scope, 1 h and 24 h."""
+    """The recount check on Redis alone (with several workers, /metrics only shows the
+    scopes each one owns): every count and KPI of every scope, 1 h and 24 h."""
     await wait_for_counts(redis, f"{namespace}:kpi:24h:all", sc.truth[("all", "24h")], patience)
     await asyncio.sleep(1.5)  # let every scope's snapshot of that tick land
     with_data = sum(1 for _w, _s, counts in scopes_and_counts(sc) if any(counts.values()))

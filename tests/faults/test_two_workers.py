@@ -41,7 +41,8 @@ async def wait_partitions(worker: Worker, want: Any, timeout: float) -> dict[str
 
 
 async def scopes_on_both(first: Worker, second: Worker, settle: float = 30) -> set[str]:
-    """Scopes that both workers answer for on /kpis: none once the rebalance settled —
+    """Scopes that both workers answer for from their own state on /kpis (``source``
+    ``local``; the others they fetch from their owner): none once the rebalance settled —
     each scope has one owner; a standby copy must not be published."""
     deadline = time.monotonic() + settle
     both: set[str] = set()
@@ -50,7 +51,8 @@ async def scopes_on_both(first: Worker, second: Worker, settle: float = 30) -> s
             listed = []
             for worker in (first, second):
                 answer = await http.get(f"{worker.url}/kpis", params={"window": "24h"})
-                listed.append(set(answer.json()["scopes"]))
+                scopes = answer.json()["scopes"].items()
+                listed.append({scope for scope, doc in scopes if doc["source"] == "local"})
             both = listed[0] & listed[1]
             if not both and listed[0] and listed[1]:
                 return both

@@ -48,6 +48,8 @@ def test_windows_are_canonical_and_sorted() -> None:
         ({"FUNNELPULSE_CPL_FACTOR": "nan"}, "finite number"),
         ({"FUNNELPULSE_CPL_CLEAR_FACTOR": "3"}, "must not exceed"),
         ({"FUNNELPULSE_CPL_MIN_SPEND": "-1"}, "finite number >= 0"),
+        ({"FUNNELPULSE_WEB_URL": "worker-0:6066"}, "http:// or https:// URL with a host"),
+        ({"FUNNELPULSE_WEB_URL": "http://"}, "FUNNELPULSE_WEB_URL"),
     ],
 )
 def test_bad_settings_fail_loudly(env: dict[str, str], message: str) -> None:
