@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from metrics.alerts import CplSpikeRule
 
 from .durations import format_duration, parse_duration
+from .names import CHANNELS, DEFAULT_CHANNEL_ALIASES, NAMED_TOPICS, channel_table, topic_variable
 from .security import KAFKA_PROTOCOLS, SASL_MECHANISMS, Secret, redact_url
 
 
@@ -33,11 +34,22 @@ class EnvVar:
     doc: str
 
 
+_ALIASES_TEXT = ",".join(f"{alias}={channel}" for alias, channel in DEFAULT_CHANNEL_ALIASES.items())
+
 SETTINGS_DOC: tuple[EnvVar, ...] = (
     EnvVar("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka bootstrap servers (host:port,...)"),
     EnvVar("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (`rediss://` for TLS)"),
     EnvVar("FUNNELPULSE_APP_ID", "funnelpulse", "Faust app id (consumer group, state topics)"),
     EnvVar("FUNNELPULSE_TOPIC_PREFIX", "mkt.", "prefix of every input and output topic"),
+    *(
+        EnvVar(
+            topic_variable(suffix),
+            "",
+            f"full name of the `{suffix}` topic, when not prefix + "
+            f"`{suffix}` (an existing topic used as it is)",
+        )
+        for suffix in NAMED_TOPICS
+    ),
     EnvVar("FUNNELPULSE_REDIS_PREFIX", "mkt:", "prefix of every Redis key and channel"),
     EnvVar("FUNNELPULSE_PARTITIONS", "4", "partitions of the input topics created by the worker"),
     EnvVar(
@@ -65,6 +77,18 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
         "FUNNELPULSE_FX_RATES",
         "EUR=1.08,GBP=1.27,JPY=0.0067,CAD=0.73,AUD=0.66,CHF=1.12,SEK=0.095",
         "reporting-currency value of one unit of each other currency",
+    ),
+    EnvVar(
+        "FUNNELPULSE_CHANNELS",
+        "",
+        f"channels besides the built-in {', '.join(f'`{c}`' for c in sorted(CHANNELS))} "
+        "(comma-separated, `[a-z0-9_]`, up to 32 characters)",
+    ),
+    EnvVar(
+        "FUNNELPULSE_CHANNEL_ALIASES",
+        _ALIASES_TEXT,
+        "other names of channels, `alias=channel,...` (replaces this list); also maps "
+        "`utm_medium` at the collector",
     ),
     EnvVar("FUNNELPULSE_DEDUP_HORIZON", "24h", "how long a repeated event_id is recognised"),
     EnvVar(
@@ -121,6 +145,8 @@ SETTINGS_DOC: tuple[EnvVar, ...] = (
 
 _DEFAULTS = {var.name: var.default for var in SETTINGS_DOC}
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's topic names
+_CHANNEL = re.compile(r"^[a-z0-9_]{1,32}$")  # safe in Redis keys and Prometheus labels
 
 
 def _get(env: Mapping[str, str], name: str) -> str:
@@ -232,12 +258,53 @@ def parse_fx_rates(raw: str, reporting: str) -> dict[str, Decimal]:
     return rates
 
 
+def parse_topic_names(env: Mapping[str, str]) -> dict[str, str]:
+    """The topics named one by one: suffix → full name."""
+    names = {}
+    for suffix in NAMED_TOPICS:
+        variable = topic_variable(suffix)
+        name = env.get(variable, "").strip()
+        if name and (not _TOPIC.match(name) or name in (".", "..")):
+            raise SettingsError(f"{variable}={name!r} is not a Kafka topic name ([A-Za-z0-9._-])")
+        if name:
+            names[suffix] = name
+    return names
+
+
+def parse_channels(raw: str) -> tuple[str, ...]:
+    """The built-in channels plus ``"podcast,tv"``, sorted."""
+    extra = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    for name in extra:
+        if not _CHANNEL.match(name):
+            raise SettingsError(f"FUNNELPULSE_CHANNELS: {name!r} is not [a-z0-9_], 1-32 long")
+    return tuple(sorted({*CHANNELS, *extra}))
+
+
+def parse_channel_aliases(raw: str, channels: tuple[str, ...]) -> dict[str, str]:
+    """``"cpc=paid_search,social=paid_social"`` → alias → channel (names normalised)."""
+    aliases = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        alias, sep, target = (side.strip().lower() for side in part.partition("="))
+        if not sep or not alias:
+            raise SettingsError(f"FUNNELPULSE_CHANNEL_ALIASES: {part!r} is not alias=channel")
+        if target not in channels:
+            raise SettingsError(
+                f"FUNNELPULSE_CHANNEL_ALIASES: {part!r} names no channel "
+                "(FUNNELPULSE_CHANNELS adds one)"
+            )
+        if alias in channels:
+            raise SettingsError(f"FUNNELPULSE_CHANNEL_ALIASES: {alias!r} is a channel itself")
+        aliases[alias] = target
+    return aliases
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = _DEFAULTS["KAFKA_BOOTSTRAP_SERVERS"]
     redis_url: str = _DEFAULTS["REDIS_URL"]
     app_id: str = _DEFAULTS["FUNNELPULSE_APP_ID"]
     topic_prefix: str = _DEFAULTS["FUNNELPULSE_TOPIC_PREFIX"]
+    topic_names: Mapping[str, str] = field(default_factory=dict)  # suffix → name, when set
     redis_prefix: str = _DEFAULTS["FUNNELPULSE_REDIS_PREFIX"]
     partitions: int = 4
     funnel_partitions: int = 1
@@ -251,6 +318,10 @@ class Settings:
     reporting_currency: str = "USD"
     fx_rates: Mapping[str, Decimal] = field(
         default_factory=lambda: parse_fx_rates(_DEFAULTS["FUNNELPULSE_FX_RATES"], "USD")
+    )
+    channels: tuple[str, ...] = tuple(sorted(CHANNELS))
+    channel_aliases: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_CHANNEL_ALIASES)
     )
     dedup_horizon: float = 86400.0
     dedup_max_ids: int = 2_000_000
@@ -285,11 +356,13 @@ class Settings:
         level = _get(env, "FUNNELPULSE_LOG_LEVEL").lower()
         if level not in {"debug", "info", "warn", "error"}:
             raise SettingsError(f"FUNNELPULSE_LOG_LEVEL={level!r}: use debug, info, warn, error")
+        channels = parse_channels(_get(env, "FUNNELPULSE_CHANNELS"))
         settings = cls(
             kafka_bootstrap_servers=_get(env, "KAFKA_BOOTSTRAP_SERVERS"),
             redis_url=_get(env, "REDIS_URL"),
             app_id=_get(env, "FUNNELPULSE_APP_ID"),
             topic_prefix=_get(env, "FUNNELPULSE_TOPIC_PREFIX"),
+            topic_names=parse_topic_names(env),
             redis_prefix=_get(env, "FUNNELPULSE_REDIS_PREFIX"),
             partitions=_int(env, "FUNNELPULSE_PARTITIONS", 1, 1024),
             funnel_partitions=_int(env, "FUNNELPULSE_FUNNEL_PARTITIONS", 1, 1024),
@@ -302,6 +375,10 @@ class Settings:
             windows=parse_windows(_get(env, "FUNNELPULSE_WINDOWS")),
             reporting_currency=currency,
             fx_rates=parse_fx_rates(_get(env, "FUNNELPULSE_FX_RATES"), currency),
+            channels=channels,
+            channel_aliases=parse_channel_aliases(
+                _get(env, "FUNNELPULSE_CHANNEL_ALIASES"), channels
+            ),
             dedup_horizon=_duration(env, "FUNNELPULSE_DEDUP_HORIZON"),
             dedup_max_ids=_int(env, "FUNNELPULSE_DEDUP_MAX_IDS", 1000, 10**9),
             retention=_duration(env, "FUNNELPULSE_RETENTION"),
@@ -346,6 +423,7 @@ class Settings:
                 f"FUNNELPULSE_RETENTION ({format_duration(self.retention)}) is shorter than the "
                 f"longest window ({self.windows[-1]}): its KPIs could never be complete"
             )
+        _validate_topic_names(self)
         _validate_kafka_security(self)
         _validate_redis_security(self)
         if self.collector_token and len(self.collector_token.reveal()) < 16:
@@ -357,8 +435,29 @@ class Settings:
         shown["redis_url"] = redact_url(self.redis_url)
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
+    def topic(self, suffix: str) -> str:
+        """The full name of a topic of ``NAMED_TOPICS``: set one by one, or prefix + suffix."""
+        return self.topic_names.get(suffix) or f"{self.topic_prefix}{suffix}"
+
+    def channel_table(self) -> dict[str, str]:
+        """Normalised channel name or alias → channel, what the validator looks up."""
+        return channel_table(self.channels, self.channel_aliases)
+
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _validate_topic_names(s: Settings) -> None:
+    """Two kinds of event on one topic could not be told apart: each topic is one kind."""
+    seen: dict[str, str] = {}
+    for suffix in NAMED_TOPICS:
+        name = s.topic(suffix)
+        if name in seen:
+            raise SettingsError(
+                f"{topic_variable(suffix)} and {topic_variable(seen[name])} both name topic "
+                f"{name!r} (with FUNNELPULSE_TOPIC_PREFIX={s.topic_prefix!r})"
+            )
+        seen[name] = suffix
 
 
 def _validate_kafka_security(s: Settings) -> None:

@@ -30,6 +30,9 @@ from .counts import Counts, add_into, zero
 from .kpis import KPIS, compute
 
 OTHER = "(other)"
+# Distinct unknown channel names with their own series (the name is producer input): a
+# new name past this many counts as "(other)"; the first ones say what to alias.
+UNKNOWN_CHANNEL_SERIES = 50
 LABELS = ("window", "scope", "channel", "campaign")
 CHILD_CACHE = 50_000
 
@@ -69,6 +72,14 @@ class Metrics:
         self.duplicates = Counter(
             "marketing_events_duplicate", "Repeated event_ids not counted", ["type"], registry=r
         )
+        self.unknown_channels = Counter(
+            "marketing_unknown_channel",
+            "Events received with a channel neither known nor aliased, counted as other "
+            f"(the first {UNKNOWN_CHANNEL_SERIES} names; then (other))",
+            ["channel"],
+            registry=r,
+        )
+        self._unknown_channel_names: set[str] = set()
         self.kpi_rows: dict[str, Sequence[tuple[str, Sequence[int]]]] = {}  # window → rows
         r.register(_KpiCollector(self))
         self.processed = Counter(
@@ -122,6 +133,18 @@ class Metrics:
             self._known_campaigns.add(campaign)
             return campaign
         return OTHER
+
+    def count_unknown_channel(self, name: str) -> None:
+        """One event whose channel ``name`` became ``other``: the label is capped, in
+        number and length, like every label a producer controls."""
+        label = name[:64]
+        names = self._unknown_channel_names
+        if label not in names:
+            if len(names) >= UNKNOWN_CHANNEL_SERIES:
+                label = OTHER
+            else:
+                names.add(label)
+        self.unknown_channels.labels(label).inc()
 
     def _child(self, family: Any, *labels: str) -> Any:
         """A labelled child, cached: ``labels()`` validates and hashes every call, and a

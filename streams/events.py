@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -27,6 +27,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from funnelpulse.names import CHANNELS as CHANNELS
+from funnelpulse.names import DEFAULT_CHANNEL_ALIASES as DEFAULT_CHANNEL_ALIASES
+from funnelpulse.names import TOPIC_SUFFIXES, channel_table
 from metrics.counts import to_micros
 
 
@@ -44,48 +47,7 @@ class EventType(StrEnum):
 # others where their campaign does (streams/routing.py).
 FUNNEL_TYPES = frozenset({EventType.SIGNUP, EventType.LEAD_STAGE, EventType.PURCHASE})
 
-TOPIC_SUFFIX: Mapping[EventType, str] = {
-    EventType.IMPRESSION: "impressions",
-    EventType.CLICK: "clicks",
-    EventType.OPEN: "opens",
-    EventType.SIGNUP: "signups",
-    EventType.LEAD_STAGE: "lead-stages",
-    EventType.PURCHASE: "purchases",
-    EventType.SPEND: "spend",
-}
-CHANNELS = frozenset(  # built in; FUNNELPULSE_CHANNELS adds more
-    {
-        "email",
-        "paid_search",
-        "paid_social",
-        "display",
-        "video",
-        "affiliate",
-        "organic",
-        "referral",
-        "direct",
-        "other",
-    }
-)
-# Other names producers use for a channel (normalised: stripped, lower case); the default
-# of FUNNELPULSE_CHANNEL_ALIASES, also what the collector maps utm_medium with (utm.py).
-DEFAULT_CHANNEL_ALIASES: Mapping[str, str] = {
-    "cpc": "paid_search", "ppc": "paid_search", "paidsearch": "paid_search",
-    "paid-search": "paid_search", "sem": "paid_search",
-    "paidsocial": "paid_social", "paid-social": "paid_social", "social-paid": "paid_social",
-    "social_paid": "paid_social", "social": "paid_social",
-    "e-mail": "email", "mail": "email", "newsletter": "email",
-    "banner": "display", "cpm": "display", "affiliates": "affiliate", "seo": "organic",
-    "(none)": "direct", "none": "direct",
-}  # fmt: skip
-
-
-def channel_table(known: Iterable[str], aliases: Mapping[str, str]) -> dict[str, str]:
-    """Normalised name → channel: each known channel to itself, each alias to its target
-    (an alias never shadows a known channel)."""
-    return {**aliases, **{name: name for name in known}}
-
-
+TOPIC_SUFFIX: Mapping[EventType, str] = {kind: TOPIC_SUFFIXES[kind] for kind in EventType}
 DEFAULT_CHANNELS = channel_table(CHANNELS, DEFAULT_CHANNEL_ALIASES)
 STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost")
 NO_CAMPAIGN = "(none)"

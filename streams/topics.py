@@ -63,12 +63,14 @@ class TopicNames:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicNames:
-        prefix = settings.topic_prefix
+        """Prefix + suffix, or the name ``FUNNELPULSE_TOPIC_<SUFFIX>`` gives one topic (an
+        existing ``clicks`` topic used as it is); internal topics follow the app id."""
+        topic = settings.topic
         return cls(
-            inputs={kind: f"{prefix}{suffix}" for kind, suffix in TOPIC_SUFFIX.items()},
-            dead_letter=f"{prefix}dead-letter",
-            kpis=f"{prefix}kpis",
-            alerts=f"{prefix}alerts",
+            inputs={kind: topic(suffix) for kind, suffix in TOPIC_SUFFIX.items()},
+            dead_letter=topic("dead-letter"),
+            kpis=topic("kpis"),
+            alerts=topic("alerts"),
             funnel=f"{settings.app_id}-funnel",
             merge=f"{settings.app_id}-merge",
             route=f"{settings.app_id}-route",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from metrics.counts import INDEX, zero
-from metrics.prometheus import Metrics
+from metrics.prometheus import UNKNOWN_CHANNEL_SERIES, Metrics
 
 
 def counts(impressions: int, clicks: int, spend_micros: int = 0, signups: int = 0) -> list[int]:
@@ -114,3 +114,17 @@ def test_alert_gauge_of_folded_campaigns_stays_while_any_fires() -> None:
     assert registry.get_sample_value("marketing_alert_active", labels) == 1
     metrics.set_alert("cpl_spike", "campaign:y", False)
     assert registry.get_sample_value("marketing_alert_active", labels) is None
+
+
+def test_unknown_channels_are_counted_by_name_up_to_a_cap() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=10)
+    for i in range(UNKNOWN_CHANNEL_SERIES + 20):
+        metrics.count_unknown_channel(f"name-{i}")
+    metrics.count_unknown_channel("name-0")
+    metrics.count_unknown_channel("x" * 1000)
+    get = registry.get_sample_value
+    assert get("marketing_unknown_channel_total", {"channel": "name-0"}) == 2
+    assert get("marketing_unknown_channel_total", {"channel": "(other)"}) == 21
+    labels = series(registry, "marketing_unknown_channel_total")
+    assert len(labels) == UNKNOWN_CHANNEL_SERIES + 1

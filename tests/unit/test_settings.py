@@ -1,8 +1,12 @@
+import re
 from decimal import Decimal
 
 import pytest
 
+from funnelpulse.names import NAMED_TOPICS, topic_variable
 from funnelpulse.settings import SETTINGS_DOC, Settings, SettingsError, parse_fx_rates
+from streams.events import CHANNELS, DEFAULT_CHANNEL_ALIASES, TOPIC_SUFFIX, EventType
+from streams.topics import TopicNames
 
 
 def test_defaults_match_the_spec() -> None:
@@ -60,3 +64,60 @@ def test_bad_settings_fail_loudly(env: dict[str, str], message: str) -> None:
 def test_fx_rates_include_reporting_currency_at_one() -> None:
     rates = parse_fx_rates("eur=1.1, GBP=1.25", "EUR")
     assert rates == {"EUR": Decimal(1), "GBP": Decimal("1.25")}
+
+
+def test_topics_are_named_one_by_one_or_by_prefix() -> None:
+    settings = Settings.from_env({
+        "FUNNELPULSE_TOPIC_PREFIX": "acme.", "FUNNELPULSE_TOPIC_CLICKS": "clicks",
+        "FUNNELPULSE_TOPIC_LEAD_STAGES": "crm.lead-stages", "FUNNELPULSE_TOPIC_DEAD_LETTER": "dlq",
+    })  # fmt: skip
+    names = TopicNames.from_settings(settings)
+    assert names.inputs[EventType.CLICK] == "clicks"
+    assert names.inputs[EventType.LEAD_STAGE] == "crm.lead-stages"
+    assert names.inputs[EventType.OPEN] == "acme.opens"
+    assert (names.dead_letter, names.kpis, names.alerts) == ("dlq", "acme.kpis", "acme.alerts")
+    assert names.type_of("clicks") is EventType.CLICK
+    assert names.funnel == "funnelpulse-funnel"  # internal topics follow the app id
+
+
+def test_every_named_topic_has_its_documented_variable() -> None:
+    documented = {var.name for var in SETTINGS_DOC}
+    assert {topic_variable(suffix) for suffix in NAMED_TOPICS} <= documented
+    assert topic_variable("lead-stages") == "FUNNELPULSE_TOPIC_LEAD_STAGES"
+    assert set(NAMED_TOPICS) >= set(TOPIC_SUFFIX.values())
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FUNNELPULSE_TOPIC_CLICKS": "my clicks"}, "FUNNELPULSE_TOPIC_CLICKS='my clicks' is not"),
+        ({"FUNNELPULSE_TOPIC_OPENS": ".."}, "not a Kafka topic name"),
+        ({"FUNNELPULSE_TOPIC_OPENS": "mkt.clicks"},
+         "FUNNELPULSE_TOPIC_OPENS and FUNNELPULSE_TOPIC_CLICKS both name topic 'mkt.clicks'"),
+        ({"FUNNELPULSE_CHANNELS": "pod cast"}, "FUNNELPULSE_CHANNELS: 'pod cast'"),
+        ({"FUNNELPULSE_CHANNEL_ALIASES": "cpc"}, "'cpc' is not alias=channel"),
+        ({"FUNNELPULSE_CHANNEL_ALIASES": "pod=podcast"}, "names no channel"),
+        ({"FUNNELPULSE_CHANNEL_ALIASES": "email=display"}, "'email' is a channel itself"),
+    ],
+)  # fmt: skip
+def test_bad_topic_and_channel_settings_name_the_variable(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+def test_channels_and_aliases() -> None:
+    defaults = Settings.from_env({})
+    assert set(defaults.channels) == CHANNELS
+    assert defaults.channel_aliases == DEFAULT_CHANNEL_ALIASES
+    assert defaults.channel_table()["cpc"] == "paid_search"
+    settings = Settings.from_env({
+        "FUNNELPULSE_CHANNELS": "Podcast, tv",
+        "FUNNELPULSE_CHANNEL_ALIASES": "pod=podcast, CPC=paid_search",
+    })  # fmt: skip
+    assert set(settings.channels) == {*CHANNELS, "podcast", "tv"}
+    assert settings.channel_aliases == {"pod": "podcast", "cpc": "paid_search"}  # replaced
+    table = settings.channel_table()
+    assert (table["pod"], table["tv"], table["email"]) == ("podcast", "tv", "email")
+    assert "social" not in table
