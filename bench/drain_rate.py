@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.spy import record
 from funnelpulse.settings import Settings
 from funnelpulse.simulator import simulate
-from streams.topics import ensure_topics
+from streams.topics import TopicNames, ensure_topics
 
 
 def counted(url: str) -> float:
@@ -58,8 +58,8 @@ def main() -> int:
     asyncio.run(ensure_topics(settings))
     started = time.time()
     sent = asyncio.run(
-        simulate(settings.kafka_bootstrap_servers, settings.topic_prefix, 1e9, 7,
-                 None, args.mode == "single", 200, lambda n, _t: None, limit=args.events)
+        simulate(settings.kafka_bootstrap_servers, TopicNames.from_settings(settings).inputs,
+                 1e9, 7, None, args.mode == "single", 200, lambda n, _t: None, limit=args.events)
     )  # fmt: skip
     print(
         f"preloaded {sent:,} events ({args.mode}) in {time.time() - started:.1f} s", file=sys.stderr

@@ -145,8 +145,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     s = settings
     run = simulate(
-        s.kafka_bootstrap_servers, s.topic_prefix, args.rate, args.seed, args.duration,
-        args.single, args.campaigns, progress, client=kafka_client_kwargs(s),
+        s.kafka_bootstrap_servers, TopicNames.from_settings(s).inputs, args.rate, args.seed,
+        args.duration, args.single, args.campaigns, progress, client=kafka_client_kwargs(s),
     )  # fmt: skip
     try:
         sent = asyncio.run(run)

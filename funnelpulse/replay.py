@@ -21,7 +21,7 @@ import stat
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
 
@@ -29,7 +29,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from streams.events import MAX_EVENT_BYTES, TOPIC_SUFFIX, EventType
+from streams.events import MAX_EVENT_BYTES, EventType
+from streams.topics import TopicNames
 
 from .security import kafka_client_kwargs
 from .settings import Settings
@@ -260,12 +261,14 @@ class MissingTopic(RuntimeError):
 class Sender:
     """Produces messages and settles their acknowledgements as they come back."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic_prefix: str, totals: Totals) -> None:
-        self.producer, self.prefix, self.totals = producer, topic_prefix, totals
+    def __init__(
+        self, producer: AIOKafkaProducer, topics: Mapping[EventType, str], totals: Totals
+    ) -> None:
+        self.producer, self.topics, self.totals = producer, topics, totals
         self.inflight: deque[tuple[asyncio.Future[Any], int]] = deque()
 
     async def send(self, message: Message) -> None:
-        topic = f"{self.prefix}{TOPIC_SUFFIX[message.kind]}"
+        topic = self.topics[message.kind]
         key = message.key.encode() if message.key is not None else None
         try:
             future = await self.producer.send(topic, message.value, key=key)
@@ -323,7 +326,7 @@ async def send_all(
     )
     try:
         await producer.start()
-        sender = Sender(producer, settings.topic_prefix, totals)
+        sender = Sender(producer, TopicNames.from_settings(settings).inputs, totals)
         started = time.monotonic()
         for item in plan(reader, options.batch, options.single):
             if isinstance(item, Skipped):

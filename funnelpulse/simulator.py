@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.events import TOPIC_SUFFIX, EventType
+from streams.events import EventType
 
 CHANNELS = ("email", "paid_search", "paid_social", "display", "video", "affiliate")
 Emit = Callable[[EventType, dict[str, Any]], None]
@@ -139,7 +139,7 @@ class FunnelModel:
 
 async def simulate(
     bootstrap: str,
-    topic_prefix: str,
+    topics: Mapping[EventType, str],
     rate: float,
     seed: int,
     duration: float | None,
@@ -177,7 +177,7 @@ async def simulate(
                 model.spend_reports(tick, emit)
                 last_spend = tick
             for (kind, key), docs in batches.items():
-                topic = f"{topic_prefix}{TOPIC_SUFFIX[kind]}"
+                topic = topics[kind]
                 payloads = [orjson.dumps(d) for d in docs] if single else [orjson.dumps(docs)]
                 for payload in payloads:
                     await producer.send(topic, payload, key=key.encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -9,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from funnelpulse.replay import Message, Parsed, Skipped, parse_line, plan
+from funnelpulse.replay import Message, Parsed, Sender, Skipped, Totals, parse_line, plan
+from funnelpulse.settings import Settings
 from streams.events import EventType
+from streams.topics import TopicNames
 
 
 def _click(i: int, campaign: str = "spring-sale", **extra: Any) -> bytes:
@@ -206,3 +209,26 @@ def test_every_event_is_sent_once_and_keeps_its_order_within_its_key(
     for i, (kind, key) in enumerate(events):
         expected.setdefault((kind, key), []).append(i)
     assert sent == expected
+
+
+class _Producer:
+    """Records what the sender produces; every send is acknowledged at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        self.sent.append((topic, value, key))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_replay_sends_to_the_topics_the_settings_name() -> None:
+    env = {"FUNNELPULSE_TOPIC_PREFIX": "acme.", "FUNNELPULSE_TOPIC_CLICKS": "clicks"}
+    topics = TopicNames.from_settings(Settings.from_env(env)).inputs
+    producer = _Producer()
+    sender = Sender(producer, topics, Totals())  # type: ignore[arg-type]
+    await sender.send(Message(EventType.CLICK, "spring-sale", b"[]", 1))
+    await sender.send(Message(EventType.OPEN, "spring-sale", b"[]", 1))
+    assert [topic for topic, _, _ in producer.sent] == ["clicks", "acme.opens"]
