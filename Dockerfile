@@ -2,7 +2,7 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-COPY pyproject.toml README.md requirements/runtime.txt ./
+COPY pyproject.toml README.md LICENSE requirements/runtime.txt ./
 COPY funnelpulse ./funnelpulse
 COPY streams ./streams
 COPY metrics ./metrics
