@@ -21,7 +21,7 @@ from .counting import Outcome, PaneKey, Stores, count_events, count_message
 from .dedup import MessageDedup, persist
 from .exactly_once.batches import BatchLimits, take_batches
 from .pane_groups import PaneGroups
-from .partials import apply_delta
+from .pane_values import apply_delta
 from .table_state import PartitionState
 
 

@@ -1,36 +1,66 @@
-"""The merge stage's rule: per pane, the newest absolute partial from every source.
+"""The merge stage: partial snapshots in, the newest per source kept, per scope.
 
-Scopes that span partitions (``all``, ``channel:*``, and campaigns whose funnel events
-arrive through the funnel topic) are owned by one merge partition, keyed by scope. Each
-source partition sends absolute partial snapshots with a version; keeping the highest
-version per source makes re-sent, replayed or reordered snapshots harmless, so the total
-is exact however many workers share the partitions.
+Every counting partition (intake and funnel) sends absolute snapshots of the panes it
+changed to the merge topic, to the partition that owns each scope
+(``partial_snapshots.py``). Here the owner keeps, per pane, the newest version from each
+source (``pane_values.merge_partial``), so ``all`` and ``channel:*`` are exact however
+the counting partitions are spread over workers, and a snapshot sent twice, late or out
+of order changes nothing. The publish tick reads what this stage stored.
+
+The trap: the publish tick reads the store between batches, so a batch writes all of
+its changes into the store before its first await (``write_through``), and only then
+sends the changelog records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from metrics.counts import Counts, add_into, zero
+import orjson
 
-MergedValue = dict[str, list[Any]]  # source id → [version, counts]
+from metrics.prometheus import Metrics
 
+from .pane_groups import MERGED, GroupCache, PaneGroups
+from .progress import Progress
 
-def merge_partial(
-    stored: MergedValue | None, source: str, version: int, counts: Sequence[int]
-) -> MergedValue | None:
-    """The pane's new value, or None when the snapshot is not newer than what is held."""
-    current = (stored or {}).get(source)
-    if current is not None and current[0] >= version:
-        return None
-    merged = dict(stored or {})
-    merged[source] = [version, list(counts)]
-    return merged
+log = logging.getLogger("funnelpulse")
+
+# (state, merge partition, source, scope, panes): the publisher's merge, which also
+# keeps its index of the scopes it owns
+MergeInto = Callable[[PaneGroups[Any], int, str, str, list[Any]], None]
 
 
-def total(value: Mapping[str, Sequence[Any]]) -> Counts:
-    result = zero()
-    for _version, counts in value.values():
-        add_into(result, counts)
-    return result
+class Merge:
+    def __init__(
+        self, merged: Any, merge_into: MergeInto, metrics: Metrics, progress: Progress
+    ) -> None:
+        self.merged, self.merge_into = merged, merge_into
+        self.metrics, self.progress = metrics, progress
+        self.cache: GroupCache[Any] = GroupCache()  # decoded groups between batches
+
+    def groups(self, partition: int) -> PaneGroups[Any]:
+        return PaneGroups(self.merged, partition, MERGED, self.cache)
+
+    async def handle(self, messages: Sequence[Any]) -> None:
+        states: dict[int, PaneGroups[Any]] = {}
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            state = states.get(msg.partition)
+            if state is None:
+                state = states[msg.partition] = self.groups(msg.partition)
+            try:
+                body = orjson.loads(msg.value or b"{}")
+                for scope, panes in body["scopes"].items():
+                    self.merge_into(state, msg.partition, body["src"], scope, panes)
+            except Exception:
+                log.exception("merge failed on partition %s offset %s", msg.partition, msg.offset)
+            offsets[(msg.topic, msg.partition)] = msg.offset
+        for state in states.values():  # the tick reads the store: all of it there before awaiting
+            state.write_through()
+        for state in states.values():
+            await state.flush()
+            state.close()
+        self.metrics.processed.labels("merge").inc(len(messages))
+        self.progress.done(offsets, len(messages))

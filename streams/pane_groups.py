@@ -9,7 +9,7 @@ decodes the groups it touches once, changes panes as Python objects, and re-enco
 dirty group once at flush, so a live pane's write rewrites at most a block of panes
 (a few hundred bytes on the changelog), not a scope's whole history.
 
-Pane values keep the formats of ``partials`` and ``merge``; only storage changes.
+Pane values keep the formats of ``pane_values``; only storage changes.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from metrics.redis_publisher import PublishError, RedisPublisher
 from metrics.snapshots import build_snapshot, has_data, window_counts
 
 from .latest import WindowSnapshots
-from .merge import merge_partial
 from .pane_groups import (
     PaneGroups,
     block_of,
@@ -35,6 +34,7 @@ from .pane_groups import (
     merged_totals,
     split_group_key,
 )
+from .pane_values import merge_partial
 from .panes import oldest_kept
 from .refresh import stale_scopes
 

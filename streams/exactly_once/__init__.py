@@ -24,7 +24,7 @@ on the broker. These four modules make that true, in the order a message meets t
 
 What these cannot do alone is make a *replayed* message harmless: that is the state's
 job. Every pane stores, in the same changelog record as its counts, the last source
-offset per topic it holds (``streams.partials``), and every "first" (an event id, a lead
+offset per topic it holds (``streams.pane_values``), and every "first" (an event id, a lead
 stage, a customer) remembers where it was first seen (``streams.dedup``), so a message
 read twice is recognised as a replay, and a re-sent event as a duplicate. The fault
 tests (``make test-faults``: kill -9, broker restarts, two workers, SIGTERM) check the

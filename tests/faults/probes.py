@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.app import FUNNEL_SOURCE, ROUTE_SOURCE, TOPIC_INDEX
 from streams.events import TOPIC_SUFFIX
+from streams.intake import FUNNEL_SOURCE, ROUTE_SOURCE, TOPIC_INDEX
 from streams.pane_groups import PARTIAL, decode_group, split_group_key
 from streams.topics import changelog_topic
 from tests.integration.worker import Worker

@@ -24,7 +24,7 @@ from streams.counting import Stores
 from streams.dedup import Dedup, MessageDedup
 from streams.events import Event, EventType
 from streams.pane_groups import PARTIAL, PaneGroups, decode_group, split_group_key
-from streams.partials import version
+from streams.pane_values import version
 from streams.table_state import PartitionState
 
 pytestmark = pytest.mark.seconds(12)

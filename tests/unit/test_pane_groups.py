@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metrics.counts import WIDTH
-from streams.merge import total
 from streams.pane_groups import (
     GROUP_PANES,
     MERGED,
@@ -25,6 +24,7 @@ from streams.pane_groups import (
     merged_totals,
     sparse,
 )
+from streams.pane_values import total
 
 SIZES = st.sampled_from([60, 900])
 COUNTS = st.lists(st.one_of(st.just(0), st.integers(0, 10**15)), min_size=WIDTH, max_size=WIDTH)

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metrics.counts import zero
-from streams.merge import merge_partial
-from streams.partials import PartialValue, apply_delta, version
+from streams.pane_values import PartialValue, apply_delta, merge_partial, version
 
 
 def delta(spend: int) -> list[int]:

@@ -1,0 +1,235 @@
+"""One counting stage's state: its partial panes, its dedup index, its replay marks.
+
+The intake and the funnel count the same way (``streams/batch.py``, ``counting.py``):
+per partition of their own, into partial panes whose values carry the last source offset
+they hold, deduplicated by a per-partition index of event identities. This object holds
+that state for one stage — the two tables, the decoded groups kept between batches, the
+highest offsets applied per (partition, source topic), the panes changed since the last
+snapshot — and is the only thing that writes it.
+
+The trap it guards: the applied high waters decide whether a batch may be counted in one
+pass (every offset above anything the partition ever applied) or message by message
+against each pane's mark. They are read from the stored panes once, and again after
+every recovery, since partitions move between workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from metrics.prometheus import Metrics
+
+from .batch import Batch, PartitionWork, count_group
+from .counting import PaneKey, Stores
+from .dedup import Dedup, MessageDedup, cutoff_for_cap, rebuild, sweep
+from .pane_groups import (
+    PARTIAL,
+    GroupCache,
+    GroupKey,
+    PaneGroups,
+    decode_group,
+    group_last_start,
+    split_group_key,
+)
+from .panes import WindowSpec, oldest_kept
+from .stage import Stage
+from .state import Lead
+from .table_state import PartitionState, compact_json
+
+log = logging.getLogger("funnelpulse")
+
+EVICT_EVERY = 60.0  # seconds between eviction rounds of one partition
+
+
+def _marker(raw: list[int]) -> tuple[int, int, int]:
+    return (raw[0], raw[1], raw[2])
+
+
+def _lead_record(lead: Lead) -> bytes:
+    """A lead as stored: its JSON bytes (a lead per sign-up: 300,000 in the memory
+    benchmark, ~360 bytes each as Python lists and strings, ~180 as bytes)."""
+    return compact_json(lead.to_json())
+
+
+def _lead_from_record(raw: bytes) -> Lead:
+    return Lead.from_json(orjson.loads(raw))
+
+
+class PartialCounts:
+    """``lead_tables``: (leads, customers) for the funnel stage, whose counting reads and
+    writes lead state in the same batch as its panes."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        partials: Any,
+        dedup: Any,
+        *,
+        specs: Sequence[WindowSpec],
+        pane_sizes: Sequence[int],
+        max_future: float,
+        dedup_horizon: float,
+        dedup_max_ids: int,
+        metrics: Metrics,
+        lead_tables: tuple[Any, Any] | None = None,
+    ) -> None:
+        self.stage = stage
+        self.partials, self.dedup = partials, dedup
+        self.specs, self.pane_sizes = specs, pane_sizes
+        self.max_future = max_future
+        self.dedup_horizon, self.dedup_max_ids = dedup_horizon, dedup_max_ids
+        self.metrics = metrics
+        self.lead_tables = lead_tables
+        self.cache: GroupCache[Any] = GroupCache()  # decoded groups between batches
+        self.pending: dict[int, set[PaneKey]] = defaultdict(set)  # panes to snapshot
+        self.pending_groups: dict[int, set[GroupKey]] = defaultdict(set)  # whole groups
+        self.applied: dict[tuple[int, int], int] = {}  # (partition, topic) → offset
+        self._applied_known = False
+        self.dedup_indexes: dict[int, Dedup] = {}
+        self._last_evict: dict[int, float] = {}
+
+    # -- one batch ----------------------------------------------------------------------
+    def open_partition(self, partition: int, now: float) -> PartitionWork:
+        """The tables one batch may change in ``partition``."""
+        dedup = MessageDedup(self.dedup_index(partition))
+        work = PartitionWork(
+            partials=self.groups(partition),
+            oldest=self.oldest_panes(now),
+            dedup_table=PartitionState(self.dedup, partition),
+            dedup=dedup,
+            stores=Stores(dedup=dedup, leads={}, customers={}),
+        )
+        if self.lead_tables is not None:
+            leads_table, customers_table = self.lead_tables
+            leads: PartitionState[Lead] = PartitionState(
+                leads_table, partition, _lead_record, _lead_from_record
+            )
+            customers: PartitionState[Any] = PartitionState(
+                customers_table, partition, decode=_marker
+            )
+            work.stores = Stores(dedup=dedup, leads=leads, customers=customers)
+            work.flushers = [leads, customers]
+        return work
+
+    def count(self, batch: Batch) -> list[tuple[Any, Exception]]:
+        """Counts each (partition, topic) group of the batch; returns messages that failed."""
+        failed: list[tuple[Any, Exception]] = []
+        for (partition, topic), items in batch.groups.items():
+            work = batch.partition(partition)
+            applied = self.applied_offset(partition, topic)
+            try:
+                for outcome in count_group(work, items, topic, applied, self.pane_sizes):
+                    batch.tally.add(outcome)
+            except Exception as exc:  # a bug: keep the worker and the messages
+                log.exception("counting failed on partition %s of source %s", partition, topic)
+                failed += [(msg, exc) for _off, _evs, msg in items]
+            self.applied[(partition, topic)] = max(applied, items[-1][0])
+        return failed
+
+    async def finish(self, batch: Batch, processed: Mapping[str, int]) -> None:
+        """Writes what the batch changed, then the metrics; the offsets are acked after.
+        ``processed``: messages per stage label of ``funnelpulse_messages_processed``."""
+        for partition, work in batch.parts.items():
+            await self._maybe_evict(partition, work.partials, batch.now)
+            await work.flush(batch.now)
+            # looked up now: the snapshot timer swaps ``pending`` while a batch awaits
+            self.pending[partition] |= work.touched
+        self._record(batch)
+        for label, n in processed.items():
+            if n:
+                self.metrics.processed.labels(label).inc(n)
+
+    def _record(self, batch: Batch) -> None:
+        tally, metrics = batch.tally, self.metrics
+        metrics.count_events(tally.counted)
+        metrics.count_money(tally.money)
+        metrics.count_funnel(tally.impressions, tally.stages)
+        for kind, n in tally.duplicates.items():
+            metrics.duplicates.labels(kind).inc(n)
+        if tally.late:
+            metrics.late_events.inc(tally.late)
+        for topic, newest in tally.newest.items():
+            metrics.newest_event.labels(topic).set(newest)
+        if tally.newest:
+            metrics.processing_lag.set(max(0.0, batch.now - max(tally.newest.values())))
+
+    # -- panes --------------------------------------------------------------------------
+    def groups(self, partition: int) -> PaneGroups[Any]:
+        return PaneGroups(self.partials, partition, PARTIAL, self.cache)
+
+    def oldest_panes(self, now: float) -> dict[int, float]:
+        """Per pane size, the oldest pane start eviction would keep: older panes are not
+        even written (an event 20 hours old adds to no minute pane, as no window reads
+        it)."""
+        cutoff = now - self.max_future
+        return {size: oldest_kept(self.specs, size, cutoff) for size in self.pane_sizes}
+
+    def take_changed(self) -> tuple[dict[int, set[PaneKey]], dict[int, set[GroupKey]]]:
+        """The panes and whole groups changed since the last call, per partition."""
+        pending, self.pending = self.pending, defaultdict(set)
+        groups, self.pending_groups = self.pending_groups, defaultdict(set)
+        return pending, groups
+
+    def applied_offset(self, partition: int, topic: int) -> int:
+        """The highest source offset any pane of this partition holds (-1: none)."""
+        if not self._applied_known:
+            self._scan_applied()
+        return self.applied.get((partition, topic), -1)
+
+    def _scan_applied(self) -> None:
+        self.applied.clear()
+        for full, raw in list(self.partials.data.items()):
+            prefix, _, key = full.partition("|")
+            partition = int(prefix)
+            _scope, size, block = split_group_key(key)
+            for value in decode_group(PARTIAL, raw, size, block).values():
+                for topic, offset in value[1].items():
+                    applied = (partition, int(topic))
+                    if offset > self.applied.get(applied, -1):
+                        self.applied[applied] = offset
+        self._applied_known = True
+
+    async def on_partials_recovered(self) -> None:
+        """After recovery, re-send every partial: snapshots may have been lost in a crash.
+        The applied high waters are re-read too: partitions may have moved."""
+        self._applied_known = False
+        for full in list(self.partials.data):
+            partition, _, key = full.partition("|")
+            self.pending_groups[int(partition)].add(split_group_key(key))
+
+    # -- dedup --------------------------------------------------------------------------
+    def dedup_index(self, partition: int) -> Dedup:
+        index = self.dedup_indexes.get(partition)
+        if index is None:
+            index = rebuild(PartitionState(self.dedup, partition))
+            self.dedup_indexes[partition] = index
+        return index
+
+    async def on_dedup_recovered(self) -> None:
+        self.dedup_indexes.clear()  # rebuilt from the recovered tables on first use
+
+    async def _maybe_evict(self, partition: int, state: PaneGroups[Any], now: float) -> None:
+        if now - self._last_evict.get(partition, 0.0) < EVICT_EVERY:
+            return
+        self._last_evict[partition] = now
+        dedup_state: PartitionState[Any] = PartitionState(self.dedup, partition)
+        index = self.dedup_index(partition)
+        horizon_cut = now - self.dedup_horizon
+        cut = cutoff_for_cap(dedup_state, len(index), self.dedup_max_ids, horizon_cut)
+        dropped = await sweep(dedup_state, index, cut)
+        if cut > horizon_cut:
+            self.metrics.dedup_early.inc(dropped)
+        oldest = self.oldest_panes(now)
+        for scope, size, block in state.group_keys():  # a group goes when its newest pane can
+            if group_last_start(size, block) < oldest[size]:
+                state.drop_group(scope, size, block)
+
+    def index_sizes(self) -> dict[str, int]:
+        return {
+            f"dedup_index_{self.stage.code}{p}": len(ix) for p, ix in self.dedup_indexes.items()
+        }

@@ -1,0 +1,71 @@
+"""The Faust tables, declared once: names, partition counts, changelog settings.
+
+The intake's tables follow the input topics (``FUNNELPULSE_PARTITIONS``), the funnel's
+the funnel topic (``FUNNELPULSE_FUNNEL_PARTITIONS``): Faust co-assigns a table's
+partition p with partition p of the equally sized topics its agent reads, which is what
+lets a stage write "its" partition without asking anyone (``streams/topics.py`` stops
+the worker when an existing changelog has another size). Every name carries the state
+version (``topics.STATE_VERSION``).
+
+All but ``customers`` keep their records' bytes as they are (``pane_groups``,
+``dedup``, leads as JSON bytes): Faust restores them without decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from .topics import TABLE_PARTITIONS, table_name
+
+# Pane keys are overwritten all the time: let the broker compact them soon, so that a
+# restart replays live keys, not every write since the topic was made.
+CHANGELOG_CONFIG = {"segment.ms": str(10 * 60_000), "min.cleanable.dirty.ratio": "0.2"}
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Tables:
+    partials: Any
+    dedup: Any
+    funnel_partials: Any
+    funnel_dedup: Any
+    leads: Any
+    customers: Any
+    merged: Any
+
+    def sizes(self) -> dict[str, int]:
+        """Keys per table on this worker (``funnelpulse_state_keys``)."""
+        return {name: len(table.data) for name, table in vars(self).items()}
+
+
+def declare_tables(
+    app: faust.App, partitions: int, funnel_partitions: int, recovered: dict[str, Hook]
+) -> Tables:
+    """``recovered``: table → what to do once Faust has restored it."""
+
+    def table(name: str, **options: Any) -> Any:
+        funnel = TABLE_PARTITIONS[name] == "funnel"
+        if name in recovered:
+            options["on_recover"] = recovered[name]
+        return app.Table(
+            table_name(name),
+            partitions=funnel_partitions if funnel else partitions,
+            extra_topic_configs=CHANGELOG_CONFIG,
+            **options,
+        )
+
+    raw: dict[str, Any] = {"value_type": bytes}
+    return Tables(
+        partials=table("partials", **raw),
+        dedup=table("dedup", **raw),
+        funnel_partials=table("funnel-partials", **raw),
+        funnel_dedup=table("funnel-dedup", **raw),
+        leads=table("leads", **raw),
+        customers=table("customers"),
+        merged=table("merged", **raw),
+    )
