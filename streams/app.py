@@ -98,6 +98,7 @@ class FunnelPulse:
             Stage.FUNNEL, self.tables.funnel_partials, self.tables.funnel_dedup,
             lead_tables=(self.tables.leads, self.tables.customers),
         )  # fmt: skip
+        channels = s.channel_table()
         self.intake = Intake(
             self.intake_counts,
             self.names,
@@ -106,7 +107,10 @@ class FunnelPulse:
             route=Forwarder(self.route_topic),
             homes=HomePartitions(s.partitions),
             dead_letters=DeadLetters(self.dead_letter, self.metrics),
-            limits=lambda now: Limits(now, s.max_future, s.retention, s.fx_rates),
+            limits=lambda now: Limits(
+                now, s.max_future, s.retention, s.fx_rates, channels=channels
+            ),
+            unknown_channel=self.metrics.count_unknown_channel,
             clock=clock,
             progress=self.progress,
         )

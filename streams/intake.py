@@ -71,6 +71,7 @@ class Intake:
         homes: HomePartitions,
         dead_letters: DeadLetters,
         limits: Callable[[float], Limits],
+        unknown_channel: Callable[[str], None],  # an event's channel became "other"
         clock: Callable[[], float],
         progress: Progress,
     ) -> None:
@@ -80,6 +81,7 @@ class Intake:
         self.route_plan = RoutePlan()  # set at each assignment, before a batch is read
         self.dead_letters = dead_letters
         self.limits, self.clock, self.progress = limits, clock, progress
+        self.unknown_channel = unknown_channel
 
     def plan_routes(self, counts: Mapping[str, int | None], partitions: int) -> None:
         """Which input topics are co-partitioned with the tables (read at every
@@ -132,6 +134,8 @@ class Intake:
                 continue
             newest = max(newest, item.ts)
             late += item.ts < now - LATE_AFTER
+            if item.unknown_channel is not None:  # counted as other: say which name it was
+                self.unknown_channel(item.unknown_channel)
             if item.type in FUNNEL_TYPES:
                 key = partition_for(funnel_key(item), self.funnel_partitions)
                 batch.funnel[key].append(item)
