@@ -44,6 +44,7 @@ from .pane_groups import PaneGroups
 from .panes import granularities, window_specs
 from .partial_counts import PartialCounts
 from .partial_snapshots import PartialSnapshots
+from .peers import advertised_url
 from .progress import Progress
 from .publisher import KpiPublisher
 from .routing import HomePartitions
@@ -133,6 +134,7 @@ class FunnelPulse:
             web_port=s.web_port,
             web_bind=s.web_host,
             web_host=s.web_host,
+            canonical_url=advertised_url(s.web_url, s.web_host, s.web_port),  # streams/peers.py
             topic_partitions=s.partitions,
             topic_replication_factor=s.replication,
             consumer_auto_offset_reset="earliest",
