@@ -94,14 +94,14 @@ fmt: venv  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The Grafana dashboard is generated from the KPI registry (metrics/dashboard.py), and the
+# The Grafana dashboard is generated from the KPI registry (funnelpulse/dashboard.py), and the
 # Kubernetes ConfigMap and PrometheusRules from it and deploy/prometheus/rules
-# (metrics/manifests.py); tests fail when the committed files differ. Other settings:
-#   $(PY) -m metrics.dashboard --currency EUR --windows 5m,1h,24h > my-dashboard.json
+# (funnelpulse/manifests.py); tests fail when the committed files differ. Other settings:
+#   $(PY) -m funnelpulse.dashboard --currency EUR --windows 5m,1h,24h > my-dashboard.json
 .PHONY: dashboard
 dashboard: venv  ## regenerate the Grafana dashboard, its k8s ConfigMap and the PrometheusRules
-	$(PY) -m metrics.dashboard --output deploy/grafana/dashboards/funnelpulse.json
-	$(PY) -m metrics.manifests --output-dir deploy/k8s/monitoring
+	$(PY) -m funnelpulse.dashboard --output deploy/grafana/dashboards/funnelpulse.json
+	$(PY) -m funnelpulse.manifests --output-dir deploy/k8s/monitoring
 
 bench: up  ## the issue-5 benchmark (~25 min): side-by-side drains, 2 workers, latency, memory; rewrites docs/BENCHMARKS.md
 	$(PY) -m bench.run $(BENCH_ARGS)  # BENCH_ARGS="--help" lists the knobs

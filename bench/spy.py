@@ -28,7 +28,7 @@ from pathlib import Path
 OWN_PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("decode + validate events", ("streams/events.py", "streams/codec.py")),
     ("dedup (event ids)", ("streams/dedup.py", "streams/id_index.py")),
-    ("count into panes", ("streams/counting.py", "streams/pane_values.py", "streams/panes.py",
+    ("count into panes", ("streams/counting.py", "streams/pane_values.py", "metrics/windows.py",
                          "streams/partial_counts.py")),
     ("table writes + changelog", ("streams/pane_groups.py", "streams/table_state.py")),
     ("merge stage", ("streams/merge.py",)),

@@ -24,6 +24,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from aiokafka.errors import KafkaError
 
+from metrics.durations import parse_seconds
 from streams.topics import TopicNames
 
 from . import __version__
@@ -36,7 +37,6 @@ from .connectivity import (
     kafka_round_trip,
     redis_ping,
 )
-from .durations import parse_seconds
 from .security import describe_kafka, kafka_client_kwargs, redact_url, redis_client_kwargs
 from .settings import Settings, SettingsError
 from .top import run_top, window_name

@@ -26,7 +26,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from redis.asyncio import Redis
 
-from .durations import parse_seconds
+from metrics.durations import parse_seconds
+
 from .security import redact_url
 
 HEALTH_TOPIC = "__funnelpulse_health"

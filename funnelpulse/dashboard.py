@@ -36,11 +36,11 @@ from itertools import count, pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from funnelpulse.settings import Settings, SettingsError, parse_windows
+from metrics.alerts import CplSpikeRule
+from metrics.counts import MONEY_FIELDS
+from metrics.kpis import BY_NAME, KPIS, Kpi, Unit
 
-from .alerts import CplSpikeRule
-from .counts import MONEY_FIELDS
-from .kpis import BY_NAME, KPIS, Kpi, Unit
+from .settings import Settings, SettingsError, parse_windows
 
 Json = dict[str, Any]
 Fmt = tuple[str, int | None]  # (Grafana unit, decimals)
@@ -83,7 +83,7 @@ class Options:
         """The command line that generates this dashboard."""
         rule = self.cpl
         return (
-            f"python -m metrics.dashboard --currency {self.currency} "
+            f"python -m funnelpulse.dashboard --currency {self.currency} "
             f"--windows {','.join(self.windows)} "
             f"--cpl-windows {rule.short_window},{rule.long_window} --cpl-factor {rule.factor:g}"
         )
@@ -793,7 +793,7 @@ def write(text: str, output: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m metrics.dashboard",
+        prog="python -m funnelpulse.dashboard",
         description="Print the Grafana dashboard for these settings (defaults: the worker's).",
     )
     add_arguments(parser)

@@ -17,8 +17,8 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from metrics.alerts import CplSpikeRule
+from metrics.durations import format_duration, parse_duration
 
-from .durations import format_duration, parse_duration
 from .names import CHANNELS, DEFAULT_CHANNEL_ALIASES, NAMED_TOPICS, channel_table, topic_variable
 from .security import KAFKA_PROTOCOLS, SASL_MECHANISMS, Secret, redact_url
 

@@ -35,9 +35,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from metrics.alerts import CplSpikeRule, breach, reading_from
+from metrics.durations import format_duration, parse_seconds
 from metrics.redis_client import connect, describe
 
-from .durations import format_duration, parse_seconds
 from .security import redact_url, redis_client_kwargs
 from .settings import Settings
 

@@ -24,8 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from streams.scopes import kind_of
-
+from .scopes import kind_of
 from .counts import Counts, add_into, zero
 from .kpis import KPIS, compute
 

@@ -13,8 +13,3 @@ def scopes_for(campaign: str, channel: str) -> tuple[str, str, str]:
 def kind_of(scope: str) -> str:
     """``all``, ``channel`` or ``campaign``: the Prometheus ``scope`` label."""
     return scope.partition(":")[0]
-
-
-def is_valid(scope: str) -> bool:
-    kind, sep, name = scope.partition(":")
-    return scope == ALL or (kind in {"channel", "campaign"} and bool(sep) and bool(name))

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streams.panes import WindowSpec
-
 from .counts import COUNT_FIELDS, MICROS, MONEY_FIELDS, Counts, add_into, zero
 from .kpis import compute_all
+from .windows import WindowSpec
 
 PaneTotals = Mapping[tuple[int, int], Sequence[int]]  # (pane size, pane start) → counts
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from funnelpulse.durations import parse_duration
+from .durations import parse_duration
 
 FINE_PANE = 60
 COARSE_PANE = 900

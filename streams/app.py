@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from funnelpulse.security import faust_credentials, kafka_client_kwargs
 from funnelpulse.settings import Settings
 from metrics.prometheus import Metrics
+from metrics.windows import granularities, window_specs
 
 from .batch import message_batches
 from .dead_letters import DeadLetters
@@ -41,7 +42,6 @@ from .funnel import Funnel
 from .intake import Forwarder, Intake
 from .merge import Merge
 from .pane_groups import PaneGroups
-from .panes import granularities, window_specs
 from .partial_counts import PartialCounts
 from .partial_snapshots import PartialSnapshots
 from .peers import advertised_url

@@ -13,12 +13,12 @@ from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 from metrics.counts import INDEX, Counts, add_into, zero
+from metrics.scopes import scopes_for
+from metrics.windows import pane_start
 
 from .dedup import MessageDedup
 from .events import FUNNEL_TYPES, NO_CAMPAIGN, Event, EventType
 from .id_index import identity_digest, pack_marker
-from .panes import pane_start
-from .scopes import scopes_for
 from .state import Lead, Marker, Seen, enter_stage, first_sight
 
 PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)

@@ -13,8 +13,7 @@ from typing import Any
 
 from metrics.counts import Counts
 from metrics.snapshots import build_snapshot
-
-from .panes import WindowSpec
+from metrics.windows import WindowSpec
 
 
 class WindowSnapshots(Mapping[str, dict[str, Any]]):

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from metrics.prometheus import Metrics
+from metrics.windows import WindowSpec, oldest_kept
 
 from .batch import Batch, PartitionWork, count_group
 from .counting import PaneKey, Stores
@@ -36,7 +37,6 @@ from .pane_groups import (
     group_last_start,
     split_group_key,
 )
-from .panes import WindowSpec, oldest_kept
 from .stage import Stage
 from .state import Lead
 from .table_state import PartitionState, compact_json

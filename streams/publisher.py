@@ -24,6 +24,7 @@ from metrics.counts import Counts
 from metrics.redis_client import connect
 from metrics.redis_publisher import PublishError, RedisPublisher
 from metrics.snapshots import build_snapshot, has_data, window_counts
+from metrics.windows import oldest_kept
 
 from .latest import WindowSnapshots
 from .pane_groups import (
@@ -35,7 +36,6 @@ from .pane_groups import (
     split_group_key,
 )
 from .pane_values import merge_partial
-from .panes import oldest_kept
 from .refresh import stale_scopes
 
 if TYPE_CHECKING:

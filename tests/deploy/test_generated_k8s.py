@@ -1,5 +1,5 @@
 """deploy/k8s/monitoring: the dashboard ConfigMap and the PrometheusRules are generated
-(metrics/manifests.py) from the dashboard generator and deploy/prometheus/rules.
+(funnelpulse/manifests.py) from the dashboard generator and deploy/prometheus/rules.
 
 The committed files must be the generator's output, the ConfigMap must hold the very
 dashboard Grafana provisions in compose and pass the Kubernetes schemas, and each
@@ -20,8 +20,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from metrics import manifests
-from metrics.dashboard import default_options
+from funnelpulse import manifests
+from funnelpulse.dashboard import default_options
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "k8s" / "monitoring"

@@ -3,7 +3,7 @@
 A worker is fed by the simulator (plus a dead letter, a duplicate and a short Redis
 outage, so the error series exist too) while Debian's ``prometheus`` binary scrapes it
 every second, with whatever rule files ``deploy/prometheus/rules/*.yml`` hold at run time.
-Then every panel query of the dashboard ``metrics/dashboard.py`` generates for the worker's
+Then every panel query of the dashboard ``funnelpulse/dashboard.py`` generates for the worker's
 settings (collapsed rows included; tests/unit/test_dashboard_json.py checks that the
 committed file is that output) and every recording rule runs as an instant query, with
 the template variables filled in as Grafana does, and must return data: a query that is
@@ -32,8 +32,8 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from metrics.dashboard import dashboard as generate
-from metrics.dashboard import default_options
+from funnelpulse.dashboard import dashboard as generate
+from funnelpulse.dashboard import default_options
 
 from .conftest import ROOT, Stack
 from .processes import die_with_parent, free_port

@@ -18,8 +18,8 @@ from bench.phases import projected_peak
 from bench.report import TARGETS, Report, checks, full_drain_rate, median_rate, ratios, render
 from bench.results import LatencyResult, MemoryResult
 from bench.systems import redis_mismatches
+from metrics.windows import pane_start
 from streams.events import EventType
-from streams.panes import pane_start
 
 
 @dataclass

@@ -21,7 +21,6 @@ from aiokafka.errors import KafkaConnectionError
 import funnelpulse
 from funnelpulse import cli, connectivity
 from funnelpulse.connectivity import Cluster, kafka_failure, kafka_metadata
-from funnelpulse.durations import parse_seconds
 from funnelpulse.settings import Settings
 from funnelpulse.top import (
     ABSENT,
@@ -35,6 +34,7 @@ from funnelpulse.top import (
     render,
 )
 from metrics.alerts import CplSpikeRule
+from metrics.durations import parse_seconds
 from streams.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[2]

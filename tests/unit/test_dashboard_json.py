@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from metrics import dashboard as generator
+from funnelpulse import dashboard as generator
 from metrics.alerts import CplSpikeRule
 from metrics.kpis import KPIS, Kpi, Unit
 from streams.events import STAGES, EventType
@@ -85,7 +85,7 @@ def datasources(node: Any) -> Iterator[Json]:
 def test_committed_file_is_the_generators_output() -> None:
     expected = generator.render(generator.dashboard(generator.default_options()))
     assert DASHBOARD.read_text(encoding="utf-8") == expected, (
-        "deploy/grafana/dashboards/funnelpulse.json differs from metrics/dashboard.py's "
+        "deploy/grafana/dashboards/funnelpulse.json differs from funnelpulse/dashboard.py's "
         "output: run `make dashboard` (never edit the JSON by hand)"
     )
 
@@ -93,7 +93,7 @@ def test_committed_file_is_the_generators_output() -> None:
 def test_the_command_in_the_description_regenerates_the_file(
     dashboard: Json, tmp_path: Path
 ) -> None:
-    command = re.search(r"`(python -m metrics\.dashboard [^`]*)`", dashboard["description"])
+    command = re.search(r"`(python -m funnelpulse\.dashboard [^`]*)`", dashboard["description"])
     assert command, dashboard["description"]
     out = tmp_path / "dashboard.json"
     assert generator.main([*shlex.split(command.group(1))[3:], "--output", str(out)]) == 0
@@ -102,7 +102,7 @@ def test_the_command_in_the_description_regenerates_the_file(
 
 def test_generators_do_not_import_the_worker() -> None:
     code = (
-        "import sys, metrics.dashboard, metrics.manifests; "
+        "import sys, funnelpulse.dashboard, funnelpulse.manifests; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'streams', 'faust'}))"
     )
     result = subprocess.run(

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from funnelpulse.durations import format_duration, parse_duration
+from metrics.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

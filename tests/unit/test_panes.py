@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.panes import (
+from metrics.windows import (
     COARSE_PANE,
     FINE_LIMIT,
     FINE_PANE,

@@ -12,8 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from metrics.redis_publisher import _field
 from metrics.redis_reader import parse_snapshot
 from metrics.snapshots import build_snapshot
+from metrics.windows import window_specs
 from streams.codec import partition_for
-from streams.panes import window_specs
 from streams.peers import advertised_url, host_port, owners
 from streams.queries import Queries
 
