@@ -103,6 +103,14 @@ dashboard: venv  ## regenerate the Grafana dashboard, its k8s ConfigMap and the 
 	$(PY) -m funnelpulse.dashboard --output deploy/grafana/dashboards/funnelpulse.json
 	$(PY) -m funnelpulse.manifests --output-dir deploy/k8s/monitoring
 
+# The producer contract is generated from the code: the events' JSON Schema from the
+# validator's declaration (streams/events.py, default settings; a worker serves its own at
+# GET /schema) and the README's tables; tests fail when the committed files differ.
+.PHONY: schema
+schema: venv  ## regenerate docs/schema/*.json and the README's generated tables
+	$(PY) -m streams.schema --output-dir docs/schema
+	$(PY) -m funnelpulse.docs README.md
+
 bench: up  ## the issue-5 benchmark (~25 min): side-by-side drains, 2 workers, latency, memory; rewrites docs/BENCHMARKS.md
 	$(PY) -m bench.run $(BENCH_ARGS)  # BENCH_ARGS="--help" lists the knobs
 

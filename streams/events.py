@@ -86,7 +86,8 @@ FIELDS: Mapping[str, Field] = {
     "event_id": Field(Kind.TEXT, "idempotency key: repeated (same type) within the dedup "
                       "horizon, it counts once"),
     "ts": Field(Kind.TS, "event time: RFC 3339 with an offset, or epoch seconds (numbers "
-                "above 1e11: milliseconds); within retention, at most 5 minutes ahead"),
+                "above 1e11: milliseconds); at most `FUNNELPULSE_RETENTION` old and "
+                "`FUNNELPULSE_MAX_FUTURE` ahead"),
     "campaign_id": Field(Kind.TEXT, "the campaign, and the message key", min_len=1,
                          chars="A-Za-z0-9._:-"),
     "channel": Field(Kind.CHANNEL, "normalised (trimmed, lower case); a known channel or an "
@@ -103,7 +104,7 @@ FIELDS: Mapping[str, Field] = {
     "customer_id": Field(Kind.TEXT, "the first purchase of a customer counts a new customer"),
     "order_id": Field(Kind.TEXT, "the order"),
 }  # fmt: skip
-TYPE_DOC = "optional; when present, the type of the topic"
+TYPE_DOC = "optional; when present, it must be the type of the topic"
 
 
 class Slot(NamedTuple):
