@@ -37,7 +37,8 @@ from .connectivity import (
     kafka_round_trip,
     redis_ping,
 )
-from .security import describe_kafka, kafka_client_kwargs, redact_url, redis_client_kwargs
+from .credentials import redact_url
+from .security import describe_kafka, kafka_client_kwargs, redis_client_kwargs
 from .settings import Settings, SettingsError
 from .top import run_top, window_name
 

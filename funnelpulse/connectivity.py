@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 
 from metrics.durations import parse_seconds
 
-from .security import redact_url
+from .credentials import redact_url
 
 HEALTH_TOPIC = "__funnelpulse_health"
 HINTS = {

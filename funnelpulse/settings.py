@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from metrics.alerts import CplSpikeRule
 from metrics.durations import format_duration, parse_duration
 
+from .credentials import KAFKA_PROTOCOLS, SASL_MECHANISMS, Secret, redact_url
 from .names import CHANNELS, DEFAULT_CHANNEL_ALIASES, NAMED_TOPICS, channel_table, topic_variable
-from .security import KAFKA_PROTOCOLS, SASL_MECHANISMS, Secret, redact_url
 
 
 class SettingsError(ValueError):

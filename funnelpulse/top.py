@@ -38,7 +38,8 @@ from metrics.alerts import CplSpikeRule, breach, reading_from
 from metrics.durations import format_duration, parse_seconds
 from metrics.redis_client import connect, describe
 
-from .security import redact_url, redis_client_kwargs
+from .credentials import redact_url
+from .security import redis_client_kwargs
 from .settings import Settings
 
 Row = Mapping[str, object]  # one Redis hash as read (strings) or built by hand (numbers)

@@ -11,7 +11,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from funnelpulse.security import Secret
+from funnelpulse.credentials import Secret
 
 from .events import Event, EventType, Rejected, decode_message
 from .peers import ROUTED, SOURCE

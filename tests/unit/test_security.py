@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+from funnelpulse.credentials import Secret, redact_url
 from funnelpulse.security import (
-    Secret,
     describe_kafka,
     faust_credentials,
     kafka_client_kwargs,
-    redact_url,
     redis_client_kwargs,
 )
 from funnelpulse.settings import Settings, SettingsError
