@@ -45,6 +45,7 @@ from .events import (
 
 Json = dict[str, Any]
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
+MEDIA_TYPE = "application/schema+json"
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "docs" / "schema"
 TYPE_DOCS: Mapping[EventType, str] = {
     EventType.IMPRESSION: "an ad shown, or an e-mail delivered (`channel` email): the "

@@ -13,15 +13,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from funnelpulse.credentials import Secret
 
+from . import schema
 from .events import Event, EventType, Rejected, decode_message
 from .peers import ROUTED, SOURCE
 from .queries import Queries, WorkerCluster
+from .utm import with_campaign_fields
 
 if TYPE_CHECKING:
     from .app import FunnelPulse
 
 STALL_AFTER = 30.0  # no publish tick for this long: the event loop is stuck
 NO_PROGRESS_AFTER = 120.0  # input waiting but nothing processed for this long: stuck consumer
+URL_TYPES = frozenset({EventType.CLICK, EventType.SIGNUP})  # may carry url / referrer
 
 
 def register_views(fp: FunnelPulse) -> None:
@@ -81,6 +84,33 @@ def register_views(fp: FunnelPulse) -> None:
             body = await request.read()
             return await collect(self, fp, kind, body)
 
+    register_contract_views(fp)
+
+
+def register_contract_views(fp: FunnelPulse) -> None:
+    """The producer contract, as this worker's settings make it (channels, currencies):
+    ``GET /schema`` (every event type), ``GET /schema/<type>`` (one topic's messages)."""
+    schemas = schema.documents(schema.SchemaOptions.from_settings(fp.settings))
+
+    def schema_response(view: View, name: str) -> Response:
+        body = schema.dumps(schemas[name]).encode()
+        return view.bytes(body, content_type=schema.MEDIA_TYPE)
+
+    @fp.app.page("/schema")
+    class AllSchemas(View):
+        async def get(self, request: Request) -> Response:
+            return schema_response(self, "events.json")
+
+    @fp.app.page("/schema/{event_type}")
+    class TypeSchema(View):
+        async def get(self, request: Request, event_type: str) -> Response:
+            name = f"{event_type.removesuffix('.json')}.json"
+            if name == "events.json" or name not in schemas:
+                types = [kind.value for kind in EventType]
+                return self.json({"error": f"unknown event type {event_type!r}", "types": types},
+                                 status=404)  # fmt: skip
+            return schema_response(self, name)
+
 
 def authorized(token: Secret, header: str | None) -> bool:
     """Open when no token is configured; else ``Bearer <token>``, compared in constant time
@@ -93,8 +123,13 @@ def authorized(token: Secret, header: str | None) -> bool:
 
 
 async def collect(view: View, fp: FunnelPulse, kind: EventType, body: bytes) -> Response:
-    """Validates like the worker does; produces the good events, reports the bad ones."""
-    items = decode_message(body, kind, fp.limits(fp.clock()))
+    """Validates like the worker does; produces the good events, reports the bad ones.
+    A click's or sign-up's missing campaign and channel come from its ``url`` and
+    ``referrer`` first (UTM parameters, click ids: ``streams/utm.py``)."""
+    limits = fp.limits(fp.clock())
+    if kind in URL_TYPES:
+        body = with_campaign_fields(body, limits.channels)
+    items = decode_message(body, kind, limits)
     errors = [
         {"index": item.index, "reason": item.reason.value, "detail": item.detail}
         for item in items
