@@ -4,7 +4,9 @@ Everything is created against an injected ``CollectorRegistry`` (tests build the
 The ``campaign`` label is attacker-controlled, so campaign series are capped: only the
 ``max_campaigns`` most active campaigns get their own labels; the rest roll into
 ``campaign="(other)"``, and a gauge reports how many were folded. Counters fold the same
-way, so the series count stays bounded however many ids arrive.
+way, so the series count stays bounded however many ids arrive. A campaign's KPI gauges
+carry the channel most of its events carried, which the publisher passes in
+(``label_campaigns``): this module never asks the worker's state itself.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .scopes import kind_of
 from .counts import Counts, add_into, zero
 from .kpis import KPIS, compute
+from .scopes import kind_of
 
 OTHER = "(other)"
 # Distinct unknown channel names with their own series (the name is producer input): a
@@ -80,6 +82,7 @@ class Metrics:
         )
         self._unknown_channel_names: set[str] = set()
         self.kpi_rows: dict[str, Sequence[tuple[str, Sequence[int]]]] = {}  # window → rows
+        self.campaign_channels: Mapping[str, str] = {}  # campaign → its gauges' channel
         r.register(_KpiCollector(self))
         self.processed = Counter(
             "funnelpulse_messages_processed", "Kafka messages processed", ["stage"], registry=r
@@ -184,6 +187,12 @@ class Metrics:
         gone from the rows is gone from the next scrape."""
         self.kpi_rows[window] = list(rows)
 
+    def label_campaigns(self, channels: Mapping[str, str]) -> None:
+        """Campaign id → the channel its KPI gauges carry (read at scrape time; a campaign
+        missing from it, and ``(other)``, carry ``channel=""``). The publisher passes the
+        mapping it keeps current (``streams/campaign_channels.py``)."""
+        self.campaign_channels = channels
+
     def shown_rows(self, window: str) -> tuple[list[tuple[str, Sequence[int]]], int]:
         """The rows with their own series (campaigns capped, most active first, the rest
         summed into ``campaign:(other)``), and how many campaigns were folded."""
@@ -238,7 +247,7 @@ class _KpiCollector(Collector):
             shown, folded = self.metrics.shown_rows(window)
             folded_total = max(folded_total, folded)
             for scope, counts in shown:
-                labels = list(_labels(window, scope))
+                labels = list(_labels(window, scope, self.metrics.campaign_channels))
                 for kpi in KPIS:
                     value = compute(kpi, counts)
                     if value is not None:
@@ -251,12 +260,14 @@ class _KpiCollector(Collector):
         )
 
 
-def _labels(window: str, scope: str) -> tuple[str, str, str, str]:
+def _labels(
+    window: str, scope: str, campaign_channels: Mapping[str, str]
+) -> tuple[str, str, str, str]:
     kind, _, name = scope.partition(":")
     if kind == "channel":
         return (window, kind, name, "")
     if kind == "campaign":
-        return (window, kind, "", name)
+        return (window, kind, campaign_channels.get(name, ""), name)
     return (window, kind, "", "")
 
 

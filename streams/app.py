@@ -33,6 +33,7 @@ from metrics.prometheus import Metrics
 from metrics.windows import granularities, window_specs
 
 from .batch import message_batches
+from .campaign_channels import CampaignChannels, ChannelTally
 from .dead_letters import DeadLetters
 from .events import Limits
 from .exactly_once.batches import BatchLimits
@@ -82,6 +83,11 @@ class FunnelPulse:
         self.app = self._make_app()
         self._declare_topics()
         self.tables = self._declare_tables()
+        # a campaign's gauges carry its dominant channel: tallied by the counting stages,
+        # totalled by the campaign's merge partition (campaign_channels.py)
+        self.channel_tally = ChannelTally()
+        self.campaign_channels = CampaignChannels(self.tables.channels, s.partitions)
+        self.metrics.label_campaigns(self.campaign_channels.label)
         self.guard = OffsetGuard(KafkaRecords(kafka_client_kwargs(s), s.app_id))
         self.ownership = Ownership(self._state_whole, self._assigned)
         n = self.names
@@ -117,10 +123,12 @@ class FunnelPulse:
         )
         self.funnel = Funnel(self.funnel_counts, clock, self.progress)
         self.snapshots = PartialSnapshots(
-            [self.intake_counts, self.funnel_counts], self.merge_topic, s.partitions
-        )
+            [self.intake_counts, self.funnel_counts], self.merge_topic, s.partitions,
+            self.channel_tally,
+        )  # fmt: skip
         self.publisher = KpiPublisher(self)
-        self.merge = Merge(self.tables.merged, self.publisher.merge, self.metrics, self.progress)
+        self.merge = Merge(self.tables.merged, self.publisher.merge, self.metrics, self.progress,
+                           self.campaign_channels)  # fmt: skip
         self._register()
 
     # -- wiring -----------------------------------------------------------------------
@@ -185,7 +193,8 @@ class FunnelPulse:
         return PartialCounts(
             stage, partials, dedup, specs=self.specs, pane_sizes=self.pane_sizes,
             max_future=s.max_future, dedup_horizon=s.dedup_horizon,
-            dedup_max_ids=s.dedup_max_ids, metrics=self.metrics, **extra,
+            dedup_max_ids=s.dedup_max_ids, metrics=self.metrics, channels=self.channel_tally,
+            **extra,
         )  # fmt: skip
 
     def _register(self) -> None:

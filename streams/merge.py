@@ -15,6 +15,7 @@ sends the changelog records.
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ import orjson
 
 from metrics.prometheus import Metrics
 
+from .campaign_channels import CampaignChannels
 from .pane_groups import MERGED, GroupCache, PaneGroups
 from .progress import Progress
 
@@ -34,10 +36,16 @@ MergeInto = Callable[[PaneGroups[Any], int, str, str, list[Any]], None]
 
 class Merge:
     def __init__(
-        self, merged: Any, merge_into: MergeInto, metrics: Metrics, progress: Progress
+        self,
+        merged: Any,
+        merge_into: MergeInto,
+        metrics: Metrics,
+        progress: Progress,
+        channels: CampaignChannels,
     ) -> None:
         self.merged, self.merge_into = merged, merge_into
         self.metrics, self.progress = metrics, progress
+        self.channels = channels
         self.cache: GroupCache[Any] = GroupCache()  # decoded groups between batches
 
     def groups(self, partition: int) -> PaneGroups[Any]:
@@ -46,6 +54,7 @@ class Merge:
     async def handle(self, messages: Sequence[Any]) -> None:
         states: dict[int, PaneGroups[Any]] = {}
         offsets: dict[tuple[str, int], int] = {}
+        tallies: dict[int, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         for msg in messages:
             state = states.get(msg.partition)
             if state is None:
@@ -54,6 +63,8 @@ class Merge:
                 body = orjson.loads(msg.value or b"{}")
                 for scope, panes in body["scopes"].items():
                     self.merge_into(state, msg.partition, body["src"], scope, panes)
+                for campaign, counted in (body.get("channels") or {}).items():
+                    tallies[msg.partition][campaign].update(counted)
             except Exception:
                 log.exception("merge failed on partition %s offset %s", msg.partition, msg.offset)
             offsets[(msg.topic, msg.partition)] = msg.offset
@@ -62,5 +73,7 @@ class Merge:
         for state in states.values():
             await state.flush()
             state.close()
+        for partition, by_campaign in tallies.items():
+            await self.channels.add(partition, by_campaign)
         self.metrics.processed.labels("merge").inc(len(messages))
         self.progress.done(offsets, len(messages))

@@ -26,6 +26,7 @@ from metrics.prometheus import Metrics
 from metrics.windows import WindowSpec, oldest_kept
 
 from .batch import Batch, PartitionWork, count_group
+from .campaign_channels import ChannelTally
 from .counting import PaneKey, Stores
 from .dedup import Dedup, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .pane_groups import (
@@ -76,6 +77,7 @@ class PartialCounts:
         dedup_horizon: float,
         dedup_max_ids: int,
         metrics: Metrics,
+        channels: ChannelTally,
         lead_tables: tuple[Any, Any] | None = None,
     ) -> None:
         self.stage = stage
@@ -84,6 +86,7 @@ class PartialCounts:
         self.max_future = max_future
         self.dedup_horizon, self.dedup_max_ids = dedup_horizon, dedup_max_ids
         self.metrics = metrics
+        self.channels = channels  # events per (campaign, channel), for the gauges' label
         self.lead_tables = lead_tables
         self.cache: GroupCache[Any] = GroupCache()  # decoded groups between batches
         self.pending: dict[int, set[PaneKey]] = defaultdict(set)  # panes to snapshot
@@ -147,6 +150,7 @@ class PartialCounts:
     def _record(self, batch: Batch) -> None:
         tally, metrics = batch.tally, self.metrics
         metrics.count_events(tally.counted)
+        self.channels.add(tally.counted)
         metrics.count_money(tally.money)
         metrics.count_funnel(tally.impressions, tally.stages)
         for kind, n in tally.duplicates.items():

@@ -19,19 +19,26 @@ from typing import Any
 
 import orjson
 
+from .campaign_channels import ChannelTally
 from .codec import partition_for
 from .exactly_once.delivery import require_delivery
 from .pane_values import version
 from .partial_counts import PartialCounts
 
 SNAPSHOT_PANES_PER_MESSAGE = 2000  # ~200 KB of JSON
+TALLIES_PER_MESSAGE = 5000  # campaigns' channel tallies, ~150 KB
 
 
 class PartialSnapshots:
     def __init__(
-        self, sources: Sequence[PartialCounts], merge_topic: Any, merge_partitions: int
+        self,
+        sources: Sequence[PartialCounts],
+        merge_topic: Any,
+        merge_partitions: int,
+        channels: ChannelTally,
     ) -> None:
         self.sources, self.topic, self.partitions = sources, merge_topic, merge_partitions
+        self.channels = channels
 
     async def send_changed(self) -> None:
         """Absolute partials of the panes changed since the last call, in a few messages:
@@ -50,6 +57,16 @@ class PartialSnapshots:
                         by_scope[scope].append([size, start, version(value), value[0]])
                 state.close()
                 await self._send(counts.stage.source(partition), by_scope)
+        await self._send_channels()
+
+    async def _send_channels(self) -> None:
+        """The campaigns' channel tallies since the last call, to each one's merge
+        partition, where its owner keeps the totals (``campaign_channels.py``)."""
+        for dest, tallies in self.channels.take(self.partitions).items():
+            campaigns = list(tallies.items())
+            for start in range(0, len(campaigns), TALLIES_PER_MESSAGE):
+                chunk = dict(campaigns[start : start + TALLIES_PER_MESSAGE])
+                await self._send_one("channels", dest, {}, channels=chunk)
 
     async def _send(self, source: str, by_scope: dict[str, list[list[Any]]]) -> None:
         outgoing: dict[int, dict[str, list[list[Any]]]] = defaultdict(dict)
@@ -64,7 +81,7 @@ class PartialSnapshots:
         for dest, scopes in outgoing.items():
             await self._send_one(source, dest, scopes)
 
-    async def _send_one(self, source: str, dest: int, scopes: dict[str, Any]) -> None:
-        body = orjson.dumps({"src": source, "scopes": scopes})
+    async def _send_one(self, source: str, dest: int, scopes: dict[str, Any], **extra: Any) -> None:
+        body = orjson.dumps({"src": source, "scopes": scopes, **extra})
         sent = await self.topic.send(value=body, partition=dest)
         require_delivery(sent, f"a snapshot of {source} to merge partition {dest}")

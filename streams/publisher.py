@@ -108,6 +108,7 @@ class KpiPublisher:
             scope, size, block = split_group_key(key)
             self.index.setdefault(scope, (int(partition), set()))[1].add((size, block))
             self.dirty.add(scope)
+        self.owner.campaign_channels.load(partitions)
 
     def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:
         partition, groups = self.index[scope]
@@ -183,6 +184,7 @@ class KpiPublisher:
         lost = self._owned - owned
         if lost:
             self._owned -= lost
+            self.owner.campaign_channels.forget(lost)
             for scope in [s for s, (partition, _) in self.index.items() if partition in lost]:
                 del self.index[scope]
                 self.computed_at.pop(scope, None)
@@ -305,3 +307,5 @@ class KpiPublisher:
                 for size, block in stale:
                     state.drop_group(scope, size, block)
                 await state.flush()
+                if not groups and scope.startswith("campaign:"):  # its totals go with it
+                    await self.owner.campaign_channels.drop(scope.partition(":")[2])

@@ -37,6 +37,7 @@ class Tables:
     leads: Any
     customers: Any
     merged: Any
+    channels: Any  # campaign → events per channel (streams/campaign_channels.py)
 
     def sizes(self) -> dict[str, int]:
         """Keys per table on this worker (``funnelpulse_state_keys``)."""
@@ -68,4 +69,5 @@ def declare_tables(
         leads=table("leads", **raw),
         customers=table("customers"),
         merged=table("merged", **raw),
+        channels=table("channels", **raw),
     )

@@ -32,7 +32,7 @@ STATE_VERSION = 6  # in every table name: a change of state format starts from n
 # input topics (FUNNELPULSE_PARTITIONS), the funnel's the funnel topic.
 TABLE_PARTITIONS = {
     "partials": "input", "dedup": "input", "merged": "input", "funnel-partials": "funnel",
-    "funnel-dedup": "funnel", "leads": "funnel", "customers": "funnel",
+    "funnel-dedup": "funnel", "leads": "funnel", "customers": "funnel", "channels": "input",
 }  # fmt: skip
 
 

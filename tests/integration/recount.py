@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,18 +122,18 @@ def gauge_name(kpi: str) -> str:
 def check_metrics(url: str, sc: Scenario) -> int:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     samples: dict[tuple[str, str, str, str, str], float] = {}
+    campaign_channels: dict[str, set[str]] = defaultdict(set)  # campaign gauges' channel
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             labels = s.labels
             if "window" in labels:
-                key = (
-                    s.name,
-                    labels["window"],
-                    labels["scope"],
-                    labels["channel"],
-                    labels["campaign"],
-                )
+                channel = labels["channel"]
+                if labels["scope"] == "campaign":
+                    campaign_channels[labels["campaign"]].add(channel)
+                    channel = ""  # checked below, against the campaign's own
+                key = (s.name, labels["window"], labels["scope"], channel, labels["campaign"])
                 samples[key] = s.value
+    check_campaign_channels(campaign_channels, sc)
     checked = 0
     for window, scope, counts in scopes_and_counts(sc):
         kind, _, name = scope.partition(":")
@@ -155,6 +156,17 @@ def check_metrics(url: str, sc: Scenario) -> int:
                 )
                 checked += 1
     return checked
+
+
+def check_campaign_channels(seen: Mapping[str, set[str]], sc: Scenario) -> None:
+    """A campaign's gauges carry the channel its events carried, one per campaign (the
+    unattributed ``(none)`` campaign: the channel most of its events carried); the series
+    folded into ``(other)`` have none."""
+    for campaign, channels in seen.items():
+        want = {""} if campaign == "(other)" else {sc.channels.get(campaign, min(channels))}
+        assert channels == want and (campaign == "(other)" or "" not in channels), (
+            f"/metrics: campaign {campaign} carries channel {channels}, want {want}"
+        )
 
 
 def counter_total(url: str, name: str) -> float:

@@ -64,6 +64,7 @@ class Scenario:
     bad_reasons: list[str] = field(default_factory=list)
     purchases_by_phase: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: int = 0
+    channels: dict[str, str] = field(default_factory=dict)  # campaign → its one channel
     valid_events: int = 0
 
     def count(self, campaign: str, channel: str, ts: float, deltas: dict[str, int]) -> None:
@@ -96,6 +97,7 @@ def build(seed: int, now: float, target_events: int = 20_000, keying: str = "cam
         phase_events[phase].append((kind, doc))
 
     campaigns = [(f"cmp-{i:02d}", CHANNELS[i % len(CHANNELS)]) for i in range(24)]
+    sc.channels = dict(campaigns)
     leads: list[tuple[str, str, str]] = []  # lead, campaign, channel
     while sum(len(v) for v in phase_events.values()) < target_events:
         campaign, channel = rng.choice(campaigns)

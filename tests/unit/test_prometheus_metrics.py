@@ -68,6 +68,20 @@ def test_campaign_series_are_capped_and_folded() -> None:
     assert abs(registry.get_sample_value("marketing_ctr_ratio", other) - expected) < 1e-12
 
 
+def test_campaign_gauges_carry_the_channel_the_publisher_gives() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=1)
+    channels = {"spring": "email"}
+    metrics.label_campaigns(channels)
+    metrics.set_kpis("1h", [("campaign:spring", counts(100, 4)), ("campaign:b", counts(1, 1))])
+    labels = {(s["campaign"], s["channel"]) for s in series(registry, "marketing_ctr_ratio")}
+    assert labels == {("spring", "email"), ("(other)", "")}  # folded: many channels, none
+    channels["spring"] = "paid_social"  # read at scrape time: the publisher's current label
+    metrics.set_kpis("1h", [("campaign:spring", counts(100, 4)), ("campaign:new", counts(9, 1))])
+    labels = {(s["campaign"], s["channel"]) for s in series(registry, "marketing_ctr_ratio")}
+    assert ("spring", "paid_social") in labels and ("spring", "email") not in labels
+
+
 def test_a_campaign_leaving_the_top_loses_its_series() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, max_campaigns=1)
