@@ -105,10 +105,12 @@ dashboard: venv  ## regenerate the Grafana dashboard, its k8s ConfigMap and the 
 
 # The producer contract is generated from the code: the events' JSON Schema from the
 # validator's declaration (streams/events.py, default settings; a worker serves its own at
-# GET /schema) and the README's tables; tests fail when the committed files differ.
+# GET /schema), the OpenAPI document of the worker's HTTP API (GET /openapi.json) and the
+# README's tables; tests fail when the committed files differ.
 .PHONY: schema
-schema: venv  ## regenerate docs/schema/*.json and the README's generated tables
+schema: venv  ## regenerate docs/schema/*.json, docs/openapi.json and the README's generated tables
 	$(PY) -m streams.schema --output-dir docs/schema
+	$(PY) -m streams.openapi --output docs/openapi.json
 	$(PY) -m funnelpulse.docs README.md
 
 bench: up  ## the issue-5 benchmark (~25 min): side-by-side drains, 2 workers, latency, memory; rewrites docs/BENCHMARKS.md

@@ -1,4 +1,5 @@
-"""HTTP endpoints on the Faust web server (SPEC §3): /kpis, /healthz, /metrics, /events."""
+"""HTTP endpoints on the Faust web server (SPEC §3): /kpis, /alerts, /healthz, /metrics, /events;
+and the producer contract: /schema, /schema/<type>, /openapi.json."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from funnelpulse.credentials import Secret
 
-from . import schema
+from . import openapi, schema
 from .events import Event, EventType, Rejected, decode_message
 from .peers import ROUTED, SOURCE
 from .queries import Queries, WorkerCluster
@@ -88,9 +89,16 @@ def register_views(fp: FunnelPulse) -> None:
 
 
 def register_contract_views(fp: FunnelPulse) -> None:
-    """The producer contract, as this worker's settings make it (channels, currencies):
-    ``GET /schema`` (every event type), ``GET /schema/<type>`` (one topic's messages)."""
+    """The producer contract, as this worker's settings make it (channels, currencies,
+    windows): ``GET /schema`` (every event type), ``GET /schema/<type>`` (one topic's
+    messages), ``GET /openapi.json`` (this HTTP API, ``streams/openapi.py``)."""
     schemas = schema.documents(schema.SchemaOptions.from_settings(fp.settings))
+    api = schema.dumps(openapi.document(fp.settings)).encode()
+
+    @fp.app.page("/openapi.json")
+    class OpenApi(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(api, content_type="application/json")
 
     def schema_response(view: View, name: str) -> Response:
         body = schema.dumps(schemas[name]).encode()
