@@ -1,7 +1,9 @@
-"""README tables generated from the code: the settings and the KPI definitions.
+"""Documentation generated from the code: the settings and the KPI definitions.
 
 ``python -m funnelpulse.docs`` rewrites the blocks between ``<!-- NAME:begin -->`` and
-``<!-- NAME:end -->`` in README.md; a unit test fails when the README is out of date.
+``<!-- NAME:end -->`` in README.md, and the commented defaults at the end of
+``deploy/k8s/configmap.yaml`` (every setting the file does not set, nor the Secret
+holds, with its meaning and default); unit tests fail when either is out of date.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from pathlib import Path
 
 from metrics.kpis import KPIS, Unit
 
-from .settings import SETTINGS_DOC
+from .settings import variables
 
 
 def settings_table() -> str:
     rows = [f"| `{v.name}` | {f'`{v.default}`' if v.default else '(unset)'} | {v.doc} |"
-            for v in SETTINGS_DOC]  # fmt: skip
+            for v in variables()]  # fmt: skip
     return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
 
 
@@ -45,6 +47,31 @@ BLOCKS: dict[str, Callable[[], str]] = {
 }
 
 
+CONFIGMAP = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "configmap.yaml"
+CONFIGMAP_BLOCK = (
+    "  # Every other setting, with its default: uncomment to change (python -m funnelpulse.docs)."
+)
+SECRET_SETTINGS = frozenset({"REDIS_URL", "FUNNELPULSE_KAFKA_SASL_USERNAME",
+    "FUNNELPULSE_KAFKA_SASL_PASSWORD", "FUNNELPULSE_REDIS_USERNAME",
+    "FUNNELPULSE_REDIS_PASSWORD", "FUNNELPULSE_COLLECTOR_TOKEN"})  # fmt: skip
+
+
+def render_configmap(text: str) -> str:
+    """The ConfigMap with its generated tail: a comment and a commented default per
+    setting that the hand-written part above does not mention."""
+    head = text.split(CONFIGMAP_BLOCK, 1)[0].rstrip("\n")
+    mentioned = set(re.findall(r"^\s*#?\s*([A-Z][A-Z0-9_]*):", head, re.M)) | SECRET_SETTINGS
+    lines = [CONFIGMAP_BLOCK]
+    for var in variables():
+        if var.name not in mentioned:
+            lines += [f"  # {var.name}: {_yaml_string(var.default)}", f"  #   {var.doc}"]
+    return "\n".join([head, *lines]) + "\n"
+
+
+def _yaml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def render(readme: str) -> str:
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
@@ -61,6 +88,7 @@ def _fill(pattern: re.Pattern[str], text: str, readme: str) -> str:
 def main() -> int:
     path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
     path.write_text(render(path.read_text()))
+    CONFIGMAP.write_text(render_configmap(CONFIGMAP.read_text()))
     return 0
 
 

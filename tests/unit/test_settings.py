@@ -1,10 +1,11 @@
+import dataclasses
 import re
 from decimal import Decimal
 
 import pytest
 
 from funnelpulse.names import NAMED_TOPICS, topic_variable
-from funnelpulse.settings import SETTINGS_DOC, Settings, SettingsError, parse_fx_rates
+from funnelpulse.settings import Settings, SettingsError, parse_fx_rates, variables
 from streams.events import CHANNELS, DEFAULT_CHANNEL_ALIASES, TOPIC_SUFFIX, EventType
 from streams.topics import TopicNames
 
@@ -24,9 +25,9 @@ def test_dataclass_defaults_equal_environment_defaults() -> None:
 
 
 def test_every_setting_is_documented_once() -> None:
-    names = [var.name for var in SETTINGS_DOC]
+    names = [var.name for var in variables()]
     assert len(names) == len(set(names))
-    assert all(var.doc for var in SETTINGS_DOC)
+    assert all(var.doc for var in variables())
 
 
 def test_windows_are_canonical_and_sorted() -> None:
@@ -81,7 +82,7 @@ def test_topics_are_named_one_by_one_or_by_prefix() -> None:
 
 
 def test_every_named_topic_has_its_documented_variable() -> None:
-    documented = {var.name for var in SETTINGS_DOC}
+    documented = {var.name for var in variables()}
     assert {topic_variable(suffix) for suffix in NAMED_TOPICS} <= documented
     assert topic_variable("lead-stages") == "FUNNELPULSE_TOPIC_LEAD_STAGES"
     assert set(NAMED_TOPICS) >= set(TOPIC_SUFFIX.values())
@@ -121,3 +122,30 @@ def test_channels_and_aliases() -> None:
     table = settings.channel_table()
     assert (table["pod"], table["tv"], table["email"]) == ("podcast", "tv", "email")
     assert "social" not in table
+
+
+def test_every_field_is_declared_by_its_variables_and_defaults_parse_alike() -> None:
+    assert all(f.metadata.get("vars") for f in dataclasses.fields(Settings))
+    assert Settings.from_env({}) == Settings()  # one default, parsed one way
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("FUNNELPULSE_PARTITONS", "FUNNELPULSE_PARTITIONS"),
+     ("FUNNELPULSE_KPI_TTLS", "FUNNELPULSE_KPI_TTL"),
+     ("FUNNELPULSE_REDIS_PASWORD", "FUNNELPULSE_REDIS_PASSWORD")],
+)  # fmt: skip
+def test_a_misspelled_variable_fails_and_names_the_setting(typo: str, meant: str) -> None:
+    with pytest.raises(
+        SettingsError, match=f"{typo} is not a funnelpulse setting: did you mean {meant}"
+    ):
+        Settings.from_env({typo: "8"})
+
+
+def test_an_unknown_variable_far_from_any_setting_points_to_the_readme() -> None:
+    with pytest.raises(SettingsError, match=r"FUNNELPULSE_ZZZ is not a funnelpulse setting \("):
+        Settings.from_env({"FUNNELPULSE_ZZZ": "blue"})
+
+
+def test_the_scripts_and_tests_variables_are_not_settings_but_allowed() -> None:
+    assert Settings.from_env({"FUNNELPULSE_STACK_DIR": "/tmp/x", "FUNNELPULSE_FAULTS": "full"})
