@@ -10,11 +10,13 @@ when the two differ.
 
 Traps:
 
-- The KPI gauges of campaign scopes carry ``channel=""`` (a scope ``campaign:<id>`` does
-  not know its channel). Campaign panels are filtered by channel through ``$campaign``:
-  its values come from the counters, which carry both labels, and its "All" is the list
-  of those values (no ``allValue``): ``.*`` would bring back every campaign of every
-  channel. ``$channel``'s "All" is ``.*`` on purpose: it must also match that empty label.
+- The KPI gauges of a campaign carry one channel, the one most of its events carried
+  (``streams/campaign_channels.py``), while a campaign may run on several. Campaign
+  panels are filtered by channel through ``$campaign``: its values come from the
+  counters, which carry every (channel, campaign) pair, and its "All" is the list of those
+  values (no ``allValue``): ``.*`` would bring back every campaign of every channel.
+  ``$channel``'s "All" is ``.*`` on purpose: it must also match the empty channel of
+  ``scope="all"`` and of ``campaign="(other)"``.
 - ``marketing_events_total{type="impression"}`` counts impression *events* (a batch with
   ``count`` adds 1): the funnel reads impressions from ``marketing_impressions_total``
   and lead stages from ``marketing_stage_transitions_total``, never rebuilt from ratios.

@@ -273,8 +273,8 @@ def test_channel_and_campaign_variables(dashboard: Json) -> None:
         assert var["multi"] is True and var["includeAll"] is True
         assert var["refresh"] == 2  # re-read on a time-range change
     assert channel["allValue"] == ".*"  # All also matches the empty channel of other scopes
-    # All campaigns = the list of the selected channels' campaigns: the campaign gauges
-    # carry channel="", so $campaign is what filters them by channel.
+    # All campaigns = the list of the selected channels' campaigns: a campaign's gauges
+    # carry only its dominant channel, so $campaign is what filters them by channel.
     assert "allValue" not in campaign
     names = list(found)
     assert names.index("campaign") > names.index("channel")
