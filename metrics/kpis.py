@@ -72,11 +72,6 @@ BY_NAME: Mapping[str, Kpi] = {kpi.name: kpi for kpi in KPIS}
 MONEY_DECIMALS = 6
 
 
-def _value(counts: Sequence[int], field: str) -> float:
-    raw = counts[INDEX[field]]
-    return raw / MICROS if field in MONEY_FIELDS else float(raw)
-
-
 def compute(kpi: Kpi, counts: Sequence[int]) -> float | None:
     """One KPI over raw counts; None when the denominator is zero."""
     denominator = counts[INDEX[kpi.denominator]]

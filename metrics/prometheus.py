@@ -26,7 +26,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .counts import Counts, add_into, zero
+from .counts import MICROS, Counts, add_into, zero
 from .kpis import KPIS, compute
 from .scopes import kind_of
 
@@ -179,7 +179,7 @@ class Metrics:
     def count_money(self, money: Mapping[tuple[str, str, str], int]) -> None:
         for (kind, channel, campaign), micros in money.items():
             family = self.revenue if kind == "revenue" else self.spend
-            self._child(family, channel, campaign).inc(micros / 1_000_000)
+            self._child(family, channel, campaign).inc(micros / MICROS)
 
     def set_kpis(self, window: str, rows: Iterable[tuple[str, Sequence[int]]]) -> None:
         """The (scope, counts) rows of ``window``; gauges are computed from them at scrape

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .counting import Outcome, PaneKey, Stores, count_events, count_message
+from .counting import Outcome, Stores, count_events, count_message
 from .dedup import MessageDedup, persist
 from .exactly_once.batches import BatchLimits, take_batches
-from .pane_groups import PaneGroups
+from .pane_groups import PaneGroups, PaneKey
 from .pane_values import apply_delta
 from .table_state import PartitionState
 

@@ -18,10 +18,9 @@ from metrics.windows import pane_start
 
 from .dedup import MessageDedup
 from .events import FUNNEL_TYPES, NO_CAMPAIGN, Event, EventType
-from .id_index import identity_digest, pack_marker
-from .state import Lead, Marker, Seen, enter_stage, first_sight
-
-PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
+from .id_index import Marker, identity_digest, pack_marker
+from .pane_groups import PaneKey
+from .state import Lead, Seen, enter_stage, first_sight
 
 _STAGE_FIELD = {
     "mql": "mql",

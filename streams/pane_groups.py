@@ -25,6 +25,7 @@ from metrics.counts import WIDTH, Counts
 from .table_state import compact_json, send_changelog
 
 GROUP_PANES = 16  # minute panes: 16-minute blocks; 15-minute panes: 4-hour blocks
+EVICT_EVERY = 60.0  # seconds between rounds that drop groups no window reads any more
 PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
 GroupKey = tuple[str, int, int]  # (scope, pane size, block start)
 V = TypeVar("V")

@@ -27,13 +27,15 @@ from metrics.windows import WindowSpec, oldest_kept
 
 from .batch import Batch, PartitionWork, count_group
 from .campaign_channels import ChannelTally
-from .counting import PaneKey, Stores
+from .counting import Stores
 from .dedup import Dedup, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .pane_groups import (
+    EVICT_EVERY,
     PARTIAL,
     GroupCache,
     GroupKey,
     PaneGroups,
+    PaneKey,
     decode_group,
     group_last_start,
     split_group_key,
@@ -43,8 +45,6 @@ from .state import Lead
 from .table_state import PartitionState, compact_json
 
 log = logging.getLogger("funnelpulse")
-
-EVICT_EVERY = 60.0  # seconds between eviction rounds of one partition
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:

@@ -28,6 +28,7 @@ from metrics.windows import oldest_kept
 
 from .latest import WindowSnapshots
 from .pane_groups import (
+    EVICT_EVERY,
     PaneGroups,
     block_of,
     group_key,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("funnelpulse.publisher")
 REFRESH_EVERY = 60.0  # a quiet scope's windows are recomputed about this often
-EVICT_EVERY = 60.0
 # Scopes published per tick. A burst of new campaign ids (100,000 in the cardinality test)
 # would otherwise make one tick compute, write and send every snapshot at once, blocking
 # the event loop for tens of seconds; the rest wait their turn, oldest first.

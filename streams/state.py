@@ -14,7 +14,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-Marker = tuple[int, int, int]  # (source topic index, offset, index in the batch)
+from .id_index import Marker
 
 
 class Seen(Enum):

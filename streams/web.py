@@ -7,7 +7,6 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-import faust
 import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -205,4 +204,4 @@ def _partitions(fp: FunnelPulse) -> dict[str, Any]:
     return {"active": active, "standby": standby, "publishing": sorted(fp.publisher.owned)}
 
 
-__all__ = ["faust", "register_views"]
+__all__ = ["register_views"]
