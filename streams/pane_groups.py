@@ -22,7 +22,7 @@ import orjson
 
 from metrics.counts import WIDTH, Counts
 
-from .table_state import compact_json, send_changelog
+from .table_state import PartitionView, compact_json
 
 GROUP_PANES = 16  # minute panes: 16-minute blocks; 15-minute panes: 4-hour blocks
 EVICT_EVERY = 60.0  # seconds between rounds that drop groups no window reads any more
@@ -200,7 +200,7 @@ class GroupCache(Generic[V]):
             del self._entries[next(iter(self._entries))]
 
 
-class PaneGroups(MutableMapping[PaneKey, V]):
+class PaneGroups(PartitionView, MutableMapping[PaneKey, V]):
     """One partition's panes of a grouped table, as a mapping from (scope, size, start).
 
     Groups are read on first use and kept for the life of this view (one batch);
@@ -217,15 +217,11 @@ class PaneGroups(MutableMapping[PaneKey, V]):
         codec: PaneCodec[V],
         cache: GroupCache[V] | None = None,
     ) -> None:
-        self._table = table
-        self._store: MutableMapping[str, Any] = table.data
-        self._partition = partition
-        self._prefix = f"{partition}|"
+        super().__init__(table, partition)
         self._codec = codec
         self._cache = cache
         self._open: dict[str, _Group[V]] = {}
         self._read: dict[str, bytes | None] = {}  # the record each open group was read from
-        self._dirty: set[str] = set()
         self._unsent: set[str] = set()  # written through, not yet on the changelog
 
     def _full(self, scope: str, size: int, start: int) -> str:
@@ -279,8 +275,7 @@ class PaneGroups(MutableMapping[PaneKey, V]):
     def group_keys(self) -> list[GroupKey]:
         """This partition's groups, stored or opened by this view (none decoded)."""
         cut = len(self._prefix)
-        fulls = {k for k in self._store if k.startswith(self._prefix)}
-        fulls.update(self._open)
+        fulls = {*self._stored_keys(), *self._open}
         return [split_group_key(full[cut:]) for full in fulls]
 
     def drop_group(self, scope: str, size: int, block: int) -> None:
@@ -297,10 +292,6 @@ class PaneGroups(MutableMapping[PaneKey, V]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-    @property
-    def dirty(self) -> int:
-        return len(self._dirty)
 
     def write_through(self) -> list[str]:
         """Encodes the dirty groups into the store (no awaiting: readers of the store see
@@ -333,6 +324,4 @@ class PaneGroups(MutableMapping[PaneKey, V]):
         """Sends every dirty group's record (or a tombstone) to the changelog."""
         self.write_through()
         unsent, self._unsent = self._unsent, set()
-        for full in unsent:
-            await send_changelog(self._table, self._partition, full, self._store.get(full))
-        return len(unsent)
+        return await self._send(unsent)

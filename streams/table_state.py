@@ -36,7 +36,36 @@ def compact_json(value: Any) -> bytes:
     return memoryview(orjson.dumps(value)).tobytes()
 
 
-class PartitionState(MutableMapping[str, V], Generic[V]):
+class PartitionView:
+    """What every per-partition view of a table shares: the partition's key prefix in the
+    table's store, the store keys changed since the last flush, and the flush itself —
+    each dirty key's stored value (or a tombstone) sent to the changelog once.
+
+    Two views build on it: ``PartitionState`` (a key per value: leads, customers, dedup
+    records) and ``pane_groups.PaneGroups`` (panes stored a group per key)."""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self._table = table
+        self._store: MutableMapping[str, Any] = table.data
+        self._partition = partition
+        self._prefix = f"{partition}|"
+        self._dirty: set[str] = set()
+
+    def _stored_keys(self) -> list[str]:
+        """This partition's keys in the store, whole (a scan of the store)."""
+        return [k for k in list(self._store) if k.startswith(self._prefix)]
+
+    @property
+    def dirty(self) -> int:
+        return len(self._dirty)
+
+    async def _send(self, fulls: set[str]) -> int:
+        for full in fulls:
+            await send_changelog(self._table, self._partition, full, self._store.get(full))
+        return len(fulls)
+
+
+class PartitionState(PartitionView, MutableMapping[str, V], Generic[V]):
     """One partition's slice of a table, as a mapping with dirty tracking."""
 
     def __init__(
@@ -46,13 +75,9 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
         encode: Encode = _same,
         decode: Encode = _same,
     ) -> None:
-        self._table = table
-        self._store: MutableMapping[str, Any] = table.data
-        self._partition = partition
-        self._prefix = f"{partition}|"
+        super().__init__(table, partition)
         self._encode = encode
         self._decode = decode
-        self._dirty: set[str] = set()
         # Decoded values (when there is a codec): read once, changed in place, encoded
         # into the store at flush — a lead touched by ten events is decoded once.
         self._objects: dict[str, V] | None = None if decode is _same else {}
@@ -100,7 +125,7 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
 
     def __iter__(self) -> Iterator[str]:
         cut = len(self._prefix)
-        keys = [k[cut:] for k in list(self._store) if k.startswith(self._prefix)]
+        keys = [k[cut:] for k in self._stored_keys()]
         if self._objects:
             keys += [k for k in self._objects if self._prefix + k not in self._store]
         return iter(keys)
@@ -108,19 +133,15 @@ class PartitionState(MutableMapping[str, V], Generic[V]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    @property
-    def dirty(self) -> int:
-        return len(self._dirty)
-
     async def flush(self) -> int:
         """Sends every dirty key's current value (or a tombstone) to the changelog."""
         dirty, self._dirty = self._dirty, set()
         cut = len(self._prefix)
-        for full in dirty:
-            if self._objects is not None and full[cut:] in self._objects:
-                self._store[full] = self._encode(self._objects[full[cut:]])
-            await send_changelog(self._table, self._partition, full, self._store.get(full))
-        return len(dirty)
+        if self._objects is not None:
+            for full in dirty:
+                if full[cut:] in self._objects:
+                    self._store[full] = self._encode(self._objects[full[cut:]])
+        return await self._send(dirty)
 
 
 async def send_changelog(table: Any, partition: int, key: str, value: Any) -> None:
