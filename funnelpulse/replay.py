@@ -86,7 +86,7 @@ def _kind_of(doc: dict[str, Any]) -> EventType | str:
         return f'unknown type "{declared[:40]}" (known: {_KNOWN})'
 
 
-def _key(doc: dict[str, Any]) -> str | None:
+def message_key(doc: Mapping[str, Any]) -> str | None:
     """``campaign_id``, else ``lead_id``, else ``customer_id``; None leaves it to Kafka."""
     for field in KEY_FIELDS:
         value = doc.get(field)
@@ -114,7 +114,7 @@ def parse_line(number: int, line: bytes | str) -> Parsed | Skipped | None:
     kind = _kind_of(doc)
     if not isinstance(kind, EventType):  # an EventType is a str too: test for it
         return Skipped(number, kind)
-    return Parsed(kind, _key(doc), raw)
+    return Parsed(kind, message_key(doc), raw)
 
 
 class _Batches:
