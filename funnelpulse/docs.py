@@ -1,4 +1,5 @@
-"""Documentation generated from the code: the settings and the KPI definitions.
+"""Documentation generated from the code: the settings, the KPI definitions and the
+fields of each event type (the validator's declaration, ``streams/events.py``).
 
 ``python -m funnelpulse.docs`` rewrites the blocks between ``<!-- NAME:begin -->`` and
 ``<!-- NAME:end -->`` in README.md, and the commented defaults at the end of
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from metrics.kpis import KPIS, Unit
+from streams.events import FIELDS, SHAPES, TYPE_DOC, EventType, Field, Kind
 
 from .settings import variables
 
@@ -34,6 +36,37 @@ def kpi_table() -> str:
     return "\n".join([*header, *rows])
 
 
+def events_table() -> str:
+    """One row per field: its JSON form, and per event type required / optional / —."""
+    kinds = list(EventType)
+    header = ["| field | JSON | " + " | ".join(f"`{k.value}`" for k in kinds) + " | meaning |",
+              "|---|---|" + "---|" * len(kinds) + "---|"]  # fmt: skip
+    presence = {kind: dict(SHAPES[kind]) for kind in kinds}
+    rows = [f"| `type` | string | {' | '.join('optional' for _ in kinds)} | {TYPE_DOC} |"]
+    for name, spec in FIELDS.items():
+        marks = [_presence(presence[kind].get(name)) for kind in kinds]
+        rows.append(f"| `{name}` | {_json_form(spec)} | {' | '.join(marks)} | {spec.doc} |")
+    return "\n".join([*header, *rows])
+
+
+def _presence(required: bool | None) -> str:
+    return "—" if required is None else ("**required**" if required else "optional")
+
+
+def _json_form(spec: Field) -> str:
+    if spec.kind is Kind.TEXT:
+        return f"string ≤ {spec.max_len}" + (f", `[{spec.chars}]`" if spec.chars else "")
+    forms = {
+        Kind.TS: "RFC 3339 string, or epoch number",
+        Kind.AMOUNT: f"number or numeric string, {spec.low}–{spec.high:,}",
+        Kind.CURRENCY: "string (ISO 4217)",
+        Kind.COUNT: f"integer, {spec.low}–{spec.high:,}",
+        Kind.CHOICE: " ".join(f"`{choice}`" for choice in spec.choices),
+        Kind.CHANNEL: "string",
+    }
+    return forms[spec.kind]
+
+
 def monitoring() -> str:
     """docs/MONITORING.md without its heading (the README has its own)."""
     text = (Path(__file__).resolve().parents[1] / "docs" / "MONITORING.md").read_text()
@@ -43,6 +76,7 @@ def monitoring() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "settings": settings_table,
     "kpis": kpi_table,
+    "events": events_table,
     "monitoring": monitoring,
 }
 

@@ -83,8 +83,8 @@ class Field:
 
 
 FIELDS: Mapping[str, Field] = {
-    "event_id": Field(Kind.TEXT, "idempotency key: repeated (same type) within the dedup "
-                      "horizon, it counts once"),
+    "event_id": Field(Kind.TEXT, "idempotency key: repeated within the dedup horizon (same "
+                      "type; and campaign, but for funnel events) it counts once"),
     "ts": Field(Kind.TS, "event time: RFC 3339 with an offset, or epoch seconds (numbers "
                 "above 1e11: milliseconds); at most `FUNNELPULSE_RETENTION` old and "
                 "`FUNNELPULSE_MAX_FUTURE` ahead"),
