@@ -38,6 +38,7 @@ OWN_PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("HTTP (/metrics scrapes)", ("streams/web.py",)),
     ("batching, ordering, ownership", ("streams/exactly_once/", "streams/batch.py",
                                        "streams/progress.py")),
+    ("intake: routing and forwards", ("streams/intake.py", "streams/routing.py")),
     ("the agents' glue (streams/app.py)", ("streams/app.py",)),
     ("other worker code", ("streams/", "metrics/")),
     ("the benchmark agent's own code", ("bench/sut_",)),

@@ -47,7 +47,7 @@ from .partial_counts import PartialCounts
 from .partial_snapshots import PartialSnapshots
 from .peers import advertised_url
 from .progress import Progress
-from .publisher import KpiPublisher
+from .publisher import Assignment, KpiPublisher, Outputs
 from .routing import HomePartitions
 from .stage import Stage
 from .tables import Tables, declare_tables
@@ -126,7 +126,21 @@ class FunnelPulse:
             [self.intake_counts, self.funnel_counts], self.merge_topic, s.partitions,
             self.channel_tally,
         )  # fmt: skip
-        self.publisher = KpiPublisher(self)
+        self.publisher = KpiPublisher(
+            s,
+            specs=self.specs,
+            metrics=self.metrics,
+            clock=clock,
+            merged=self.tables.merged,
+            merged_groups=lambda partition: self.merge.groups(partition),
+            outputs=Outputs(self.kpis_topic, self.alerts_topic),
+            campaign_channels=self.campaign_channels,
+            progress=self.progress,
+            assignment=Assignment(
+                lambda: self.app.assignor.assigned_actives(), lambda: self.recovering
+            ),
+            state_sizes=self.state_sizes,
+        )
         self.merge = Merge(self.tables.merged, self.publisher.merge, self.metrics, self.progress,
                            self.campaign_channels)  # fmt: skip
         self._register()

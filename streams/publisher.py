@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from faust.exceptions import NotReady
 
 from funnelpulse.malloc import trim
 from funnelpulse.security import redis_client_kwargs
+from funnelpulse.settings import Settings
 from metrics.alerts import AlertTracker, reading_from
 from metrics.counts import Counts
+from metrics.prometheus import Metrics
 from metrics.redis_client import connect
 from metrics.redis_publisher import PublishError, RedisPublisher
 from metrics.snapshots import build_snapshot, has_data, window_counts
-from metrics.windows import oldest_kept
+from metrics.windows import WindowSpec, granularities, oldest_kept
 
+from .campaign_channels import CampaignChannels
 from .latest import WindowSnapshots
 from .pane_groups import (
     EVICT_EVERY,
@@ -37,10 +42,21 @@ from .pane_groups import (
     split_group_key,
 )
 from .pane_values import merge_partial
+from .progress import Progress
 from .refresh import stale_scopes
 
-if TYPE_CHECKING:
-    from .app import FunnelPulse
+
+@dataclass(frozen=True)
+class Outputs:
+    kpis: Any  # topic: snapshots, keyed window:scope
+    alerts: Any  # topic: alert state changes
+
+
+@dataclass(frozen=True)
+class Assignment:
+    actives: Callable[[], Iterable[Any]]  # the topic-partitions this worker is active for
+    recovering: Callable[[], bool]  # tables are being restored
+
 
 log = logging.getLogger("funnelpulse.publisher")
 REFRESH_EVERY = 60.0  # a quiet scope's windows are recomputed about this often
@@ -51,14 +67,36 @@ MAX_SCOPES_PER_TICK = 2_000
 
 
 class KpiPublisher:
-    def __init__(self, owner: FunnelPulse) -> None:
-        self.owner = owner
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        specs: Sequence[WindowSpec],
+        metrics: Metrics,
+        clock: Callable[[], float],
+        merged: Any,
+        merged_groups: Callable[[int], PaneGroups[Any]],
+        outputs: Outputs,
+        campaign_channels: CampaignChannels,
+        progress: Progress,
+        assignment: Assignment,
+        state_sizes: Callable[[], dict[str, int]],
+    ) -> None:
+        """Narrow inputs: the merged table (and views of it), the two output topics, what
+        the stages processed, and two questions about the group's assignment."""
+        self.settings, self.specs, self.metrics, self.clock = settings, specs, metrics, clock
+        self.pane_sizes = granularities(specs)
+        self.merged, self.merged_groups = merged, merged_groups
+        self.kpis_topic, self.alerts_topic = outputs.kpis, outputs.alerts
+        self.campaign_channels, self.progress = campaign_channels, progress
+        self.actives, self.recovering = assignment.actives, assignment.recovering
+        self.state_sizes = state_sizes
         # scope → (its merge partition, the (pane size, block start) of its pane groups)
         self.index: dict[str, tuple[int, set[tuple[int, int]]]] = {}
         self.dirty: set[str] = set()
         self.due: dict[str, None] = {}  # dirty scopes in arrival order (a FIFO queue)
         # window → scope → the snapshot last published (kept as counts: streams/latest.py)
-        self.latest = {spec.name: WindowSnapshots(spec) for spec in owner.specs}
+        self.latest = {spec.name: WindowSnapshots(spec) for spec in specs}
         self.redis: RedisPublisher | None = None
         self.redis_ok = False
         self.redis_error: str | None = None  # the failure last logged, until Redis works
@@ -68,7 +106,7 @@ class KpiPublisher:
         # scope → when its snapshots were last computed, oldest first
         self.computed_at: dict[str, float] = {}
         self.last_tick = 0.0
-        self.alerts = AlertTracker(owner.settings.cpl_rule)
+        self.alerts = AlertTracker(settings.cpl_rule)
         self.alert_dirty: set[str] = set()
         self._done_seen = 0  # messages processed as of the previous tick
         self.lag: dict[str, int] = {}
@@ -101,18 +139,18 @@ class KpiPublisher:
     def _index_partitions(self, partitions: set[int]) -> None:
         """Indexes the merged panes of ``partitions`` (others here are standby copies of
         another worker's partitions: not ours to publish) and marks their scopes dirty."""
-        for full in list(self.owner.merged.data):
+        for full in list(self.merged.data):
             partition, _, key = full.partition("|")
             if int(partition) not in partitions:
                 continue
             scope, size, block = split_group_key(key)
             self.index.setdefault(scope, (int(partition), set()))[1].add((size, block))
             self.dirty.add(scope)
-        self.owner.campaign_channels.load(partitions)
+        self.campaign_channels.load(partitions)
 
     def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:
         partition, groups = self.index[scope]
-        store = self.owner.merged.data
+        store = self.merged.data
         totals = {}
         for size, block in groups:
             raw = store.get(f"{partition}|{group_key(scope, size, block)}")
@@ -124,14 +162,14 @@ class KpiPublisher:
     # -- the tick ---------------------------------------------------------------------
     async def tick(self) -> None:
         started = time.monotonic()
-        self.lag = await self.owner.consumer_lag()
-        now = self.owner.clock()
+        self.lag = await self.progress.measure_lag()
+        now = self.clock()
         if now - self._last_evict >= EVICT_EVERY:
             self._last_evict = now
             await self._evict(now)
             trim()  # hand what evictions and bursts freed back (funnelpulse/malloc.py)
         self.due.update(dict.fromkeys(self.dirty))
-        interval = self.owner.settings.publish_interval
+        interval = self.settings.publish_interval
         self.due.update(dict.fromkeys(stale_scopes(self.computed_at, now, interval, REFRESH_EVERY)))
         self.dirty = set()
         scopes = set(islice(self.due, MAX_SCOPES_PER_TICK))
@@ -145,7 +183,7 @@ class KpiPublisher:
         try:
             for snap in snapshots:
                 key = f"{snap['window']}:{snap['scope']}".encode()
-                await self.owner.kpis_topic.send(key=key, value=orjson.dumps(snap))
+                await self.kpis_topic.send(key=key, value=orjson.dumps(snap))
         except NotReady:  # SIGTERM stopped the producer mid-tick: a restart republishes all
             log.info("stopping: %d snapshots not sent to the kpis topic", len(snapshots))
             return
@@ -153,13 +191,13 @@ class KpiPublisher:
             await self._announce(alert)
         self.last_tick = time.time()
         self._health_metrics()
-        self.owner.metrics.publish_seconds.observe(time.monotonic() - started)
+        self.metrics.publish_seconds.observe(time.monotonic() - started)
 
     def _health_metrics(self) -> None:
-        metrics = self.owner.metrics
+        metrics = self.metrics
         for topic, lag in self.lag.items():
             metrics.consumer_lag.labels(topic).set(lag)
-        for table, size in self.owner.state_sizes().items():
+        for table, size in self.state_sizes().items():
             metrics.state_keys.labels(table).set(size)
 
     @property
@@ -168,8 +206,8 @@ class KpiPublisher:
         return set(self._owned)
 
     def _owned_partitions(self) -> set[int]:
-        topic = self.owner.merged.changelog_topic.get_topic_name()
-        actives = self.owner.app.assignor.assigned_actives()
+        topic = self.merged.changelog_topic.get_topic_name()
+        actives = self.actives()
         return {tp.partition for tp in actives if tp.topic == topic}
 
     def _follow_ownership(self) -> None:
@@ -184,14 +222,14 @@ class KpiPublisher:
         lost = self._owned - owned
         if lost:
             self._owned -= lost
-            self.owner.campaign_channels.forget(lost)
+            self.campaign_channels.forget(lost)
             for scope in [s for s, (partition, _) in self.index.items() if partition in lost]:
                 del self.index[scope]
                 self.computed_at.pop(scope, None)
                 for snaps in self.latest.values():
                     snaps.forget(scope)
         gained = owned - self._owned
-        if gained and not self.owner.recovering:
+        if gained and not self.recovering():
             self._owned |= gained
             self._index_partitions(gained)
 
@@ -203,7 +241,7 @@ class KpiPublisher:
                 continue
             self.computed_at[scope] = now  # at the end: the newest
             panes = self.pane_totals(scope)
-            for spec in self.owner.specs:
+            for spec in self.specs:
                 counts = window_counts(panes, spec, now)
                 if has_data(counts) or scope in self.latest[spec.name]:
                     snapshots.append(build_snapshot(spec, scope, counts, now))
@@ -214,9 +252,9 @@ class KpiPublisher:
         """cpl_spike for ``all`` and every campaign whose numbers changed, or that is
         pending or firing; skipped while this worker is reading a backlog."""
         self.alert_dirty |= scopes
-        done = self.owner.messages_done
+        done = self.progress.messages_done
         done_last_tick, self._done_seen = done - self._done_seen, done
-        if not self.owner.caught_up(self.lag, done_last_tick):
+        if not self.progress.caught_up(self.lag, done_last_tick):
             return []  # reading a backlog: numbers are still moving
         rule = self.alerts.rule
         short, long = self.latest[rule.short_window], self.latest[rule.long_window]
@@ -233,11 +271,11 @@ class KpiPublisher:
     async def _announce(self, alert: dict[str, Any]) -> None:
         """Kafka (durable), Redis pub/sub (at most once), the gauge, and the log."""
         firing = alert["state"] == "firing"
-        self.owner.metrics.set_alert(alert["alert"], alert["scope"], firing)
+        self.metrics.set_alert(alert["alert"], alert["scope"], firing)
         log.warning("alert %s %s for %s: CPL %s vs baseline %s", alert["alert"], alert["state"],
                     alert["scope"], alert["current_cpl"], alert["baseline_cpl"])  # fmt: skip
         body = orjson.dumps(alert)
-        await self.owner.alerts_topic.send(key=alert["scope"].encode(), value=body)
+        await self.alerts_topic.send(key=alert["scope"].encode(), value=body)
         if self.redis is not None:
             try:
                 await self.redis.publish_alert(alert)
@@ -252,12 +290,12 @@ class KpiPublisher:
 
     def _set_gauges(self) -> None:
         for window, by_scope in self.latest.items():
-            self.owner.metrics.set_kpis(window, by_scope.counts.items())
+            self.metrics.set_kpis(window, by_scope.counts.items())
 
     def redis_target(self) -> RedisPublisher:
         """The Redis client and key prefix (made on first use: ticks and /kpis share it)."""
         if self.redis is None:
-            s = self.owner.settings
+            s = self.settings
             client = connect(s.redis_url, redis_client_kwargs(s), retries=2)
             self.redis = RedisPublisher(client, s.redis_prefix, s.kpi_ttl)
         return self.redis
@@ -280,7 +318,7 @@ class KpiPublisher:
         self.redis_ok = True
         self.redis_error = self._redis_error_kind = None
         self.redis_backlog = set()
-        self.owner.metrics.redis_up.set(1)
+        self.metrics.redis_up.set(1)
 
     def _redis_failed(self, exc: PublishError) -> None:
         """Logged once per kind of failure (not per call that met it) until Redis works."""
@@ -289,12 +327,12 @@ class KpiPublisher:
             self._redis_error_kind = exc.kind
         self.redis_error = str(exc)
         self.redis_ok = False
-        self.owner.metrics.publish_failures.labels("redis").inc()
-        self.owner.metrics.redis_up.set(0)
+        self.metrics.publish_failures.labels("redis").inc()
+        self.metrics.redis_up.set(0)
 
     async def _evict(self, now: float) -> None:
-        specs = self.owner.specs
-        oldest = {size: oldest_kept(specs, size, now) for size in self.owner.pane_sizes}
+        specs = self.specs
+        oldest = {size: oldest_kept(specs, size, now) for size in self.pane_sizes}
         for scope, (partition, groups) in list(self.index.items()):
             stale = {
                 (size, block)
@@ -303,9 +341,9 @@ class KpiPublisher:
             }
             groups -= stale
             if stale:
-                state = self.owner.merged_groups(partition)
+                state = self.merged_groups(partition)
                 for size, block in stale:
                     state.drop_group(scope, size, block)
                 await state.flush()
                 if not groups and scope.startswith("campaign:"):  # its totals go with it
-                    await self.owner.campaign_channels.drop(scope.partition(":")[2])
+                    await self.campaign_channels.drop(scope.partition(":")[2])

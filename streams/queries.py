@@ -19,7 +19,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -27,9 +27,7 @@ from metrics.redis_reader import read_snapshot, read_snapshots
 
 from .codec import partition_for
 from .peers import PEER_TIMEOUT, Peers, host_port, owners
-
-if TYPE_CHECKING:
-    from .app import FunnelPulse
+from .worker_view import WorkerView
 
 LOCAL, REDIS = "local", "redis"
 Doc = dict[str, Any]
@@ -199,7 +197,7 @@ async def _bounded(call: Awaitable[T]) -> T:
 class WorkerCluster:
     """The ``Cluster`` of a running worker: its publisher, Faust's assignor, HTTP, Redis."""
 
-    def __init__(self, fp: FunnelPulse) -> None:
+    def __init__(self, fp: WorkerView) -> None:
         self.fp = fp
         self.partitions = fp.settings.partitions
         self.own_url = str(fp.app.conf.canonical_url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from faust.web import Request, Response, View
@@ -18,16 +18,14 @@ from .events import Event, EventType, Rejected, decode_message
 from .peers import ROUTED, SOURCE
 from .queries import Queries, WorkerCluster
 from .utm import with_campaign_fields
-
-if TYPE_CHECKING:
-    from .app import FunnelPulse
+from .worker_view import WorkerView
 
 STALL_AFTER = 30.0  # no publish tick for this long: the event loop is stuck
 NO_PROGRESS_AFTER = 120.0  # input waiting but nothing processed for this long: stuck consumer
 URL_TYPES = frozenset({EventType.CLICK, EventType.SIGNUP})  # may carry url / referrer
 
 
-def register_views(fp: FunnelPulse) -> None:
+def register_views(fp: WorkerView) -> None:
     app = fp.app
     queries = Queries(WorkerCluster(fp))
 
@@ -87,7 +85,7 @@ def register_views(fp: FunnelPulse) -> None:
     register_contract_views(fp)
 
 
-def register_contract_views(fp: FunnelPulse) -> None:
+def register_contract_views(fp: WorkerView) -> None:
     """The producer contract, as this worker's settings make it (channels, currencies,
     windows): ``GET /schema`` (every event type), ``GET /schema/<type>`` (one topic's
     messages), ``GET /openapi.json`` (this HTTP API, ``streams/openapi.py``)."""
@@ -129,7 +127,7 @@ def authorized(token: Secret, header: str | None) -> bool:
     return scheme.lower() == "bearer" and token.matches(offered.strip())
 
 
-async def collect(view: View, fp: FunnelPulse, kind: EventType, body: bytes) -> Response:
+async def collect(view: View, fp: WorkerView, kind: EventType, body: bytes) -> Response:
     """Validates like the worker does; produces the good events, reports the bad ones.
     A click's or sign-up's missing campaign and channel come from its ``url`` and
     ``referrer`` first (UTM parameters, click ids: ``streams/utm.py``)."""
@@ -164,7 +162,7 @@ def _good_raw(body: bytes, items: list[Event | Rejected]) -> dict[str, list[byte
     return grouped
 
 
-def health(fp: FunnelPulse) -> dict[str, Any]:
+def health(fp: WorkerView) -> dict[str, Any]:
     """Liveness an orchestrator can trust: is the loop turning, is the consumer moving?
 
     Faust recovery and rebalances are known to hang; a worker whose input is waiting
@@ -194,7 +192,7 @@ def health(fp: FunnelPulse) -> dict[str, Any]:
     }
 
 
-def _partitions(fp: FunnelPulse) -> dict[str, Any]:
+def _partitions(fp: WorkerView) -> dict[str, Any]:
     """Changelog partitions this worker keeps active and as warm standby copies
     (``table_standby_replicas``): a standby makes a take-over read only the tail."""
     assignor = fp.app.assignor

@@ -17,11 +17,11 @@ import sys
 from typing import Any
 
 if "funnelpulse.cli" in sys.orig_argv:
-    import streams.app as app_module
+    import streams.intake as intake_module
 
     async def _mark_processed(self: Any, messages: Any) -> None:
         last = {(m.topic, m.partition): m.offset for m in messages}
-        self.metrics.processed.labels("intake").inc(len(messages))
-        self._done(last, len(messages))
+        self.counts.metrics.processed.labels("intake").inc(len(messages))
+        self.progress.done(last, len(messages))
 
-    app_module.FunnelPulse.handle_inputs = _mark_processed  # type: ignore[method-assign]
+    intake_module.Intake.handle = _mark_processed  # type: ignore[method-assign]
