@@ -44,6 +44,18 @@ async def produce(bootstrap: str, namespace: str, messages: list[Message]) -> No
         await producer.stop()
 
 
+async def produce_phases(bootstrap: str, namespace: str, redis: Redis, sc: Scenario) -> None:
+    """The scenario in its three phases: anonymous funnel events only once their sign-ups
+    are counted, a customer's later purchases once the first one is."""
+    key = f"{namespace}:kpi:24h:all"
+    await produce(bootstrap, namespace, [m for m in sc.messages if m.phase == 1])
+    await wait_for_counts(redis, key, {"signups": sc.truth[("all", "24h")]["signups"]}, 120)
+    await produce(bootstrap, namespace, [m for m in sc.messages if m.phase == 2])
+    purchases = {"purchases": sc.purchases_by_phase[1] + sc.purchases_by_phase[2]}
+    await wait_for_counts(redis, key, purchases, 120)
+    await produce(bootstrap, namespace, [m for m in sc.messages if m.phase == 3])
+
+
 async def wait_for_counts(redis: Redis, key: str, want: Mapping[str, int], patience: float) -> None:
     deadline = time.monotonic() + patience
     got: dict[str, float] = {}

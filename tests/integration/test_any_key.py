@@ -20,7 +20,7 @@ from funnelpulse.settings import Settings
 from streams.topics import ensure_topics
 
 from .conftest import Stack
-from .recount import check_everything, counter_total, produce, wait_for_counts
+from .recount import check_everything, counter_total, produce_phases, wait_for_counts
 from .scenario import build
 from .worker import Worker
 
@@ -104,13 +104,7 @@ async def test_mixed_batches_with_rebatched_retries_equal_the_recount(
     worker = Worker(stack, namespace, tmp_path, FUNNELPULSE_PARTITIONS=str(PARTITIONS))
     worker.start_ready()
     try:
-        await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 1])
-        signups = {"signups": sc.truth[("all", "24h")]["signups"]}
-        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", signups, patience=120)
-        await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 2])
-        purchases = {"purchases": sc.purchases_by_phase[1] + sc.purchases_by_phase[2]}
-        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", purchases, patience=120)
-        await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 3])
+        await produce_phases(stack.bootstrap, namespace, redis, sc)
         await check_everything(redis, namespace, worker, sc)
         assert counter_total(worker.url, "marketing_events_duplicate_total") == sc.duplicates
         assert counter_total(worker.url, "marketing_events_rejected_total") == len(sc.bad_reasons)

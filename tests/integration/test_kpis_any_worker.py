@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from streams.codec import partition_for
 
 from .conftest import Stack
-from .recount import check_http, produce, wait_for_counts
+from .recount import check_http, produce_phases, wait_for_counts
 from .scenario import Scenario, build
 from .worker import Worker
 
@@ -54,14 +54,8 @@ async def wait_spread(first: Worker, second: Worker, patience: float = 120) -> l
 
 async def feed(stack: Stack, namespace: str, redis: Redis, sc: Scenario) -> None:
     """The scenario in its three phases (a funnel stage after its sign-up), then counted."""
-    key = f"{namespace}:kpi:24h:all"
-    await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 1])
-    await wait_for_counts(redis, key, {"signups": sc.truth[("all", "24h")]["signups"]}, 120)
-    await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 2])
-    await wait_for_counts(redis, key, {"purchases": sc.purchases_by_phase[1]
-                                       + sc.purchases_by_phase[2]}, 120)  # fmt: skip
-    await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 3])
-    await wait_for_counts(redis, key, sc.truth[("all", "24h")], 120)
+    await produce_phases(stack.bootstrap, namespace, redis, sc)
+    await wait_for_counts(redis, f"{namespace}:kpi:24h:all", sc.truth[("all", "24h")], 120)
     await asyncio.sleep(1.5)  # every scope's snapshot of that tick
 
 

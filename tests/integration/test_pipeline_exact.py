@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from .conftest import Stack
-from .recount import check_everything, counter_total, dead_letters, produce, wait_for_counts
+from .recount import check_everything, counter_total, dead_letters, produce_phases
 from .scenario import build
 from .worker import Worker
 
@@ -28,13 +28,7 @@ async def test_every_kpi_equals_an_independent_recount(
     assert sc.valid_events >= 20_000
     worker = Worker(stack, namespace, tmp_path).start_ready()
     try:
-        await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 1])
-        signups = {"signups": sc.truth[("all", "24h")]["signups"]}
-        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", signups, patience=120)
-        await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 2])
-        purchases = {"purchases": sc.purchases_by_phase[1] + sc.purchases_by_phase[2]}
-        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", purchases, patience=120)
-        await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 3])
+        await produce_phases(stack.bootstrap, namespace, redis, sc)
         await check_everything(redis, namespace, worker, sc)
 
         dlq = await dead_letters(stack.bootstrap, f"{namespace}.dead-letter", len(sc.bad_reasons))
