@@ -58,15 +58,3 @@ def summed(vectors: Iterable[Sequence[int]]) -> Counts:
 def to_micros(amount: Decimal) -> int:
     """Money to integer micro-units, rounding half to even (the banker's rule)."""
     return int((amount * MICROS).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-def from_micros(micros: int) -> Decimal:
-    return Decimal(micros) / MICROS
-
-
-def as_mapping(counts: Sequence[int]) -> dict[str, int | Decimal]:
-    """Field name → value, money in reporting-currency units (a Decimal)."""
-    return {
-        name: from_micros(counts[i]) if name in MONEY_FIELDS else counts[i]
-        for i, name in enumerate(COUNT_FIELDS)
-    }

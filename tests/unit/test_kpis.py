@@ -17,7 +17,6 @@ from metrics.counts import (
     WIDTH,
     Counts,
     add_into,
-    as_mapping,
     from_micros,
     summed,
     to_micros,
@@ -226,16 +225,6 @@ def test_compute_all_leaves_out_only_the_undefined() -> None:
 def test_to_micros_rounds_half_to_even(amount: str, micros: int) -> None:
     assert to_micros(Decimal(amount)) == micros
     assert isinstance(to_micros(Decimal(amount)), int)
-
-
-def test_from_micros_and_as_mapping() -> None:
-    assert from_micros(1_500_000) == Decimal("1.5")
-    assert from_micros(1) == Decimal("0.000001")
-    mapping = as_mapping(counts(clicks=3, revenue=12_340_000, spend=1))
-    assert list(mapping) == list(COUNT_FIELDS)
-    assert mapping["clicks"] == 3
-    assert mapping["revenue"] == Decimal("12.34")
-    assert mapping["spend"] == Decimal("0.000001")
 
 
 def test_add_into_and_summed() -> None:
