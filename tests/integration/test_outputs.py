@@ -4,6 +4,7 @@ compacted kpis topic, and publishing that survives Redis going away."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -132,3 +133,8 @@ async def test_consumption_goes_on_while_redis_is_down(
         assert worker.stop() == 0, worker.tail()
         server.terminate()
         server.wait(10)
+    log = worker.log_path.read_text(errors="replace")
+    # Redis away is one warning line per kind of failure, and no Python warning (redis-py
+    # 8 warned on every connection when the asyncio client got the sync Retry)
+    assert not re.search(r"\w+Warning: ", log), log
+    assert log.count("Redis unavailable (ConnectionError") == 1, log
