@@ -230,7 +230,7 @@ class PaneGroups(PartitionView, MutableMapping[PaneKey, V]):
     def _group(self, full: str) -> _Group[V]:
         group = self._open.get(full)
         if group is None:
-            raw = self._store.get(full)
+            raw = self._stored(full)
             group = self._cache.take(full, raw) if self._cache is not None else None
             if group is None:
                 _scope, size, block = split_group_key(full)
@@ -295,16 +295,14 @@ class PaneGroups(PartitionView, MutableMapping[PaneKey, V]):
 
     def write_through(self) -> list[str]:
         """Encodes the dirty groups into the store (no awaiting: readers of the store see
-        every change of this view at once); returns their keys, still to be sent."""
+        every change of this view at once — a store on disk holds them in its overlay
+        until the changelog has them); returns their keys, still to be sent."""
         dirty, self._dirty = self._dirty, set()
         for full in dirty:
             group = self._open.pop(full)
             del self._read[full]
             raw = group.encode()
-            if raw is None:
-                self._store.pop(full, None)
-            else:
-                self._store[full] = raw
+            self._put(full, raw)
             if self._cache is not None:
                 self._cache.put(full, raw, group)
         self._unsent |= dirty

@@ -32,6 +32,7 @@ from metrics.windows import WindowSpec, granularities, oldest_kept
 
 from .campaign_channels import CampaignChannels
 from .latest import WindowSnapshots
+from .local_store import local_store, prefix
 from .pane_groups import (
     EVICT_EVERY,
     PaneGroups,
@@ -150,10 +151,10 @@ class KpiPublisher:
 
     def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:
         partition, groups = self.index[scope]
-        store = self.merged.data
+        store = local_store(self.merged)
         totals = {}
         for size, block in groups:
-            raw = store.get(f"{partition}|{group_key(scope, size, block)}")
+            raw = store.get(partition, prefix(partition) + group_key(scope, size, block))
             if raw is not None:
                 for start, counts in merged_totals(raw, size, block).items():
                     totals[(size, start)] = counts
