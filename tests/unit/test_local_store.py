@@ -203,3 +203,30 @@ async def test_pane_groups_read_the_same_through_either_store(
     assert dict(PaneGroups(memory, 0, PARTIAL).items()) == {("all", 60, 0): PANE}
     assert dict(PaneGroups(rocks, 0, PARTIAL).items()) == {("all", 60, 0): PANE}
     assert local_store(rocks).keys(0) == ["0|all|60|0"]
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_the_store_setting_picks_faust_store_and_small_databases(
+    store: str, tmp_path: Path
+) -> None:
+    from funnelpulse.settings import Settings
+    from streams.app import create_app
+    from streams.tables import ROCKSDB_OPTIONS
+
+    env = {"FUNNELPULSE_STORE": store, "FUNNELPULSE_DATA_DIR": str(tmp_path)}
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        tables = vars(create_app(Settings.from_env(env)).tables)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    for table in tables.values():
+        if store == "memory":
+            assert isinstance(local_store(table), MemoryStore)
+            continue
+        options = table.data.rocksdb_options
+        assert isinstance(local_store(table), RocksStore)
+        assert options.write_buffer_size == ROCKSDB_OPTIONS["write_buffer_size"]
+        assert options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
+        assert not options.ttl
