@@ -37,7 +37,7 @@ import logging
 import weakref
 from abc import ABC, abstractmethod
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -106,6 +106,11 @@ class LocalStore(ABC):
     def size(self) -> int:
         return sum(self.estimate(p) for p in self.partitions())
 
+    def keys_by_partition(self, partitions: Collection[int] | None = None) -> dict[int, list[str]]:
+        """The keys of ``partitions`` (default: every partition held), by partition."""
+        wanted = self.partitions() if partitions is None else partitions
+        return {p: self.keys(p) for p in wanted}
+
 
 class MemoryStore(LocalStore):
     """Faust's memory store: one dict for every partition, keyed ``partition|key``."""
@@ -146,6 +151,13 @@ class MemoryStore(LocalStore):
 
     def size(self) -> int:
         return len(self.data)
+
+    def keys_by_partition(self, partitions: Collection[int] | None = None) -> dict[int, list[str]]:
+        """One pass over the dict, not one per partition."""
+        found: defaultdict[int, list[str]] = defaultdict(list)
+        for key in list(self.data):
+            found[int(key.partition("|")[0])].append(key)
+        return {p: keys for p, keys in found.items() if partitions is None or p in partitions}
 
 
 class _Flush(Ticket):

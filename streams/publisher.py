@@ -140,13 +140,11 @@ class KpiPublisher:
     def _index_partitions(self, partitions: set[int]) -> None:
         """Indexes the merged panes of ``partitions`` (others here are standby copies of
         another worker's partitions: not ours to publish) and marks their scopes dirty."""
-        for full in list(self.merged.data):
-            partition, _, key = full.partition("|")
-            if int(partition) not in partitions:
-                continue
-            scope, size, block = split_group_key(key)
-            self.index.setdefault(scope, (int(partition), set()))[1].add((size, block))
-            self.dirty.add(scope)
+        for partition, fulls in local_store(self.merged).keys_by_partition(partitions).items():
+            for full in fulls:
+                scope, size, block = split_group_key(full.partition("|")[2])
+                self.index.setdefault(scope, (partition, set()))[1].add((size, block))
+                self.dirty.add(scope)
         self.campaign_channels.load(partitions)
 
     def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:

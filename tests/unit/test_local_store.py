@@ -13,73 +13,30 @@ from typing import Any
 import faust
 import orjson
 import pytest
-from faust.types import TP
 
 from metrics.counts import WIDTH
 from streams.local_store import OFFSET_KEY, MemoryStore, RocksStore, local_store
 from streams.pane_groups import PARTIAL, PaneGroups
 from streams.table_state import PartitionState
 
+from .stores import Changelog, rocks_table, settle, tp
+
 PANE = [[1] + [0] * (WIDTH - 1), {"0": 5}]
 
 
-class Changelog:
-    """Stands for the producer: records sent, each with a future the test resolves."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, str, Any, asyncio.Future[Any]]] = []
-        self.next_offset: dict[int, int] = {}
-
-    async def send(self, table: Any, partition: int, key: str, value: Any) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.sent.append((partition, key, value, future))
-        return future
-
-    def ack(self, count: int | None = None) -> None:
-        """Acks the oldest ``count`` unacked records (all by default), in send order."""
-        pending = [s for s in self.sent if not s[3].done()]
-        for partition, _key, _value, future in pending[:count]:
-            offset = self.next_offset.get(partition, 0)
-            self.next_offset[partition] = offset + 1
-            future.set_result(SimpleNamespace(offset=offset))
-
-
-@pytest.fixture
-def changelog(monkeypatch: pytest.MonkeyPatch) -> Changelog:
-    log = Changelog()
-    monkeypatch.setattr("streams.table_state.send_changelog", log.send)
-    return log
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> faust.App:
-    return faust.App("store-test", store="rocksdb://", datadir=str(tmp_path))
-
-
-def rocks_table(app: faust.App, name: str = "t", **options: Any) -> Any:
-    return app.Table(name, partitions=4, options={"write_buffer_size": 1 << 20}, **options)
-
-
-def tp(table: Any, partition: int) -> TP:
-    return TP(table.changelog_topic.get_topic_name(), partition)
-
-
-async def settle() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
-def test_each_table_has_one_rocks_store_and_a_memory_table_a_dict_view(app: faust.App) -> None:
-    table = rocks_table(app, value_type=bytes)
+def test_one_rocks_store_per_table_and_a_dict_view_per_memory_table(
+    rocks_app: faust.App,
+) -> None:
+    table = rocks_table(rocks_app, value_type=bytes)
     assert local_store(table) is local_store(table)
     assert isinstance(local_store(table), RocksStore)
     assert isinstance(local_store(SimpleNamespace(data={})), MemoryStore)
 
 
 async def test_a_write_reaches_the_disk_with_its_offset_once_acked(
-    app: faust.App, changelog: Changelog
+    rocks_app: faust.App, changelog: Changelog
 ) -> None:
-    table = rocks_table(app, value_type=bytes)
+    table = rocks_table(rocks_app, value_type=bytes)
     state: PartitionState[bytes] = PartitionState(table, 2)
     state["a"] = b"one"
     await state.flush()
@@ -92,15 +49,16 @@ async def test_a_write_reaches_the_disk_with_its_offset_once_acked(
     assert db.get(orjson.dumps("2|a")) == b"one"  # Faust's format: JSON key, raw value
     assert db.get(OFFSET_KEY) == b"0"
     assert table.data.persisted_offset(tp(table, 2)) == 0
-    assert not local_store(table).overlay[2]
+    store = local_store(table)
+    assert isinstance(store, RocksStore) and not store.overlay[2]  # the overlay emptied
 
 
 async def test_the_offset_never_passes_a_record_not_on_disk(
-    app: faust.App, changelog: Changelog
+    rocks_app: faust.App, changelog: Changelog
 ) -> None:
     """Two flushes of a partition: the second's records acked alone would claim the
     first's offsets too; nothing is written until everything before is acked."""
-    table = rocks_table(app, value_type=bytes)
+    table = rocks_table(rocks_app, value_type=bytes)
     first: PartitionState[bytes] = PartitionState(table, 0)
     first["a"], first["b"] = b"1", b"2"
     await first.flush()
@@ -118,9 +76,9 @@ async def test_the_offset_never_passes_a_record_not_on_disk(
 
 
 async def test_a_newer_write_stays_in_the_overlay_when_an_older_one_is_acked(
-    app: faust.App, changelog: Changelog
+    rocks_app: faust.App, changelog: Changelog
 ) -> None:
-    table = rocks_table(app, value_type=bytes)
+    table = rocks_table(rocks_app, value_type=bytes)
     state: PartitionState[bytes] = PartitionState(table, 1)
     state["a"] = b"old"
     await state.flush()
@@ -132,9 +90,9 @@ async def test_a_newer_write_stays_in_the_overlay_when_an_older_one_is_acked(
 
 
 async def test_a_failed_send_keeps_the_partition_off_disk(
-    app: faust.App, changelog: Changelog
+    rocks_app: faust.App, changelog: Changelog
 ) -> None:
-    table = rocks_table(app, value_type=bytes)
+    table = rocks_table(rocks_app, value_type=bytes)
     state: PartitionState[bytes] = PartitionState(table, 0)
     state["a"] = b"1"
     await state.flush()
@@ -148,9 +106,9 @@ async def test_a_failed_send_keeps_the_partition_off_disk(
 
 
 async def test_deletes_and_json_values_are_stored_as_the_changelog_has_them(
-    app: faust.App, changelog: Changelog
+    rocks_app: faust.App, changelog: Changelog
 ) -> None:
-    table = rocks_table(app, "customers")  # no value_type: JSON values
+    table = rocks_table(rocks_app, "customers")  # no value_type: JSON values
     state: PartitionState[Any] = PartitionState(table, 3, decode=tuple)
     state["x"], state["y"] = (1, 2, 3), (4, 5, 6)
     await state.flush()
@@ -171,9 +129,9 @@ async def test_deletes_and_json_values_are_stored_as_the_changelog_has_them(
     assert changelog.sent[2][1:3] == ("3|x", None)  # a tombstone
 
 
-def test_faust_recovery_writes_what_the_store_reads(app: faust.App) -> None:
+def test_faust_recovery_writes_what_the_store_reads(rocks_app: faust.App) -> None:
     """A changelog batch applied by Faust (recovery, standbys) is read back by key."""
-    table = rocks_table(app, value_type=bytes)
+    table = rocks_table(rocks_app, value_type=bytes)
     message = SimpleNamespace(
         tp=tp(table, 1), offset=41, partition=1, key=orjson.dumps("1|a"), value=b"v"
     )
@@ -186,9 +144,9 @@ def test_faust_recovery_writes_what_the_store_reads(app: faust.App) -> None:
 
 
 async def test_pane_groups_read_the_same_through_either_store(
-    app: faust.App, changelog: Changelog
+    rocks_app: faust.App, changelog: Changelog
 ) -> None:
-    memory, rocks = SimpleNamespace(data={}), rocks_table(app, value_type=bytes)
+    memory, rocks = SimpleNamespace(data={}), rocks_table(rocks_app, value_type=bytes)
     for table in (memory, rocks):
         view = PaneGroups(table, 0, PARTIAL)
         view[("all", 60, 0)] = PANE
