@@ -177,8 +177,9 @@ class GroupCache(Generic[V]):
     ``all`` and each channel in every batch; decoding them again was a quarter of the
     worker's time). A view takes a group out while it uses it and puts it back, with the
     record it now matches, when done; a group is reused only while the store still holds
-    that very record object (Faust's recovery and standby replication write the store
-    directly), so a stale or half-changed group is never read."""
+    that record (Faust's recovery and standby replication write the store directly), so a
+    stale or half-changed group is never read. Compared by value, not identity: RocksDB
+    returns new bytes at every read (equal bytes of the same object compare at once)."""
 
     def __init__(self, limit: int = 1024) -> None:
         self.limit = limit
@@ -189,7 +190,7 @@ class GroupCache(Generic[V]):
 
     def take(self, full: str, raw: bytes | None) -> _Group[V] | None:
         hit = self._entries.pop(full, None)
-        return hit[1] if hit is not None and raw is not None and hit[0] is raw else None
+        return hit[1] if hit is not None and raw is not None and hit[0] == raw else None
 
     def put(self, full: str, raw: bytes | None, group: _Group[V]) -> None:
         self._entries.pop(full, None)
