@@ -37,7 +37,7 @@ import logging
 import weakref
 from abc import ABC, abstractmethod
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -130,14 +130,14 @@ class MemoryStore(LocalStore):
         return iter([(k, v) for k, v in list(self.data.items()) if k.startswith(start)])
 
     def put(self, partition: int, key: str, value: Any) -> None:
-        self.apply(partition, {key: value}, None)
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
 
     def apply(self, partition: int, writes: Writes, offset: int | None) -> None:
         for key, value in writes.items():
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
+            self.put(partition, key, value)
 
     @asynccontextmanager
     async def sending(self, partition: int) -> AsyncIterator[Ticket]:
@@ -163,7 +163,7 @@ class MemoryStore(LocalStore):
 class _Flush(Ticket):
     """A RocksStore ticket: the records sent, and how many are not acked yet."""
 
-    def __init__(self, settle: Any) -> None:
+    def __init__(self, settle: Callable[[], None]) -> None:
         self.writes: dict[str, Any] = {}
         self.waiting = 1  # the flush itself, until it has sent everything
         self.offset = -1
