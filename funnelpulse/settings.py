@@ -261,6 +261,14 @@ class Settings:
     data_dir: str = setting(
         "FUNNELPULSE_DATA_DIR", "./funnelpulse-data", "Faust data folder (local table state)"
     )
+    store: str = setting(
+        "FUNNELPULSE_STORE",
+        "memory",
+        "where tables live: `memory` (rebuilt from the changelogs at every start: tests, "
+        "tiny deployments) or `rocksdb` (on disk in the data folder with each changelog's "
+        "offset: a restart replays only what the disk lacks)",
+        v.choice("memory", "rocksdb", upper=False),
+    )
     log_level: str = setting(
         "FUNNELPULSE_LOG_LEVEL",
         "info",

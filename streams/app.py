@@ -151,7 +151,7 @@ class FunnelPulse:
         return faust.App(
             s.app_id,
             broker=f"kafka://{s.kafka_bootstrap_servers.replace(',', ';kafka://')}",
-            store="memory://",
+            store=f"{s.store}://",  # memory or rocksdb (streams/local_store.py)
             datadir=s.data_dir,
             web_port=s.web_port,
             web_bind=s.web_host,
@@ -200,7 +200,9 @@ class FunnelPulse:
             "merged": later(lambda: self._on_merged_recovered),
         }
         s = self.settings
-        return declare_tables(self.app, s.partitions, s.funnel_partitions, recovered)
+        return declare_tables(
+            self.app, s.partitions, s.funnel_partitions, recovered, on_disk=s.store == "rocksdb"
+        )
 
     def _counts(self, stage: Stage, partials: Any, dedup: Any, **extra: Any) -> PartialCounts:
         s = self.settings

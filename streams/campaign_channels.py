@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from .codec import partition_for
+from .local_store import local_store
 from .table_state import PartitionState, compact_json
 
 Tallies = dict[str, dict[str, int]]  # campaign → channel → events
@@ -80,11 +81,10 @@ class CampaignChannels:
 
     def load(self, partitions: Iterable[int]) -> None:
         """The labels of partitions just taken over, from their recovered totals."""
-        wanted = set(partitions)
-        for full, raw in list(self.table.data.items()):
-            prefix, _, campaign = full.partition("|")
-            if int(prefix) in wanted:
-                self.label[campaign] = dominant(_decode(raw))
+        store = local_store(self.table)
+        for partition in partitions:
+            for full, raw in store.items(partition):
+                self.label[full.partition("|")[2]] = dominant(_decode(raw))
 
     def forget(self, partitions: set[int]) -> None:
         """Partitions moved to another worker: their gauges are not ours any more."""

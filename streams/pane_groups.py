@@ -177,8 +177,9 @@ class GroupCache(Generic[V]):
     ``all`` and each channel in every batch; decoding them again was a quarter of the
     worker's time). A view takes a group out while it uses it and puts it back, with the
     record it now matches, when done; a group is reused only while the store still holds
-    that very record object (Faust's recovery and standby replication write the store
-    directly), so a stale or half-changed group is never read."""
+    that record (Faust's recovery and standby replication write the store directly), so a
+    stale or half-changed group is never read. Compared by value, not identity: RocksDB
+    returns new bytes at every read (equal bytes of the same object compare at once)."""
 
     def __init__(self, limit: int = 1024) -> None:
         self.limit = limit
@@ -189,7 +190,7 @@ class GroupCache(Generic[V]):
 
     def take(self, full: str, raw: bytes | None) -> _Group[V] | None:
         hit = self._entries.pop(full, None)
-        return hit[1] if hit is not None and raw is not None and hit[0] is raw else None
+        return hit[1] if hit is not None and raw is not None and hit[0] == raw else None
 
     def put(self, full: str, raw: bytes | None, group: _Group[V]) -> None:
         self._entries.pop(full, None)
@@ -230,7 +231,7 @@ class PaneGroups(PartitionView, MutableMapping[PaneKey, V]):
     def _group(self, full: str) -> _Group[V]:
         group = self._open.get(full)
         if group is None:
-            raw = self._store.get(full)
+            raw = self._stored(full)
             group = self._cache.take(full, raw) if self._cache is not None else None
             if group is None:
                 _scope, size, block = split_group_key(full)
@@ -295,16 +296,14 @@ class PaneGroups(PartitionView, MutableMapping[PaneKey, V]):
 
     def write_through(self) -> list[str]:
         """Encodes the dirty groups into the store (no awaiting: readers of the store see
-        every change of this view at once); returns their keys, still to be sent."""
+        every change of this view at once — a store on disk holds them in its overlay
+        until the changelog has them); returns their keys, still to be sent."""
         dirty, self._dirty = self._dirty, set()
         for full in dirty:
             group = self._open.pop(full)
             del self._read[full]
             raw = group.encode()
-            if raw is None:
-                self._store.pop(full, None)
-            else:
-                self._store[full] = raw
+            self._put(full, raw)
             if self._cache is not None:
                 self._cache.put(full, raw, group)
         self._unsent |= dirty

@@ -29,6 +29,7 @@ from .batch import Batch, PartitionWork, count_group
 from .campaign_channels import ChannelTally
 from .counting import Stores
 from .dedup import Dedup, MessageDedup, cutoff_for_cap, rebuild, sweep
+from .local_store import local_store
 from .pane_groups import (
     EVICT_EVERY,
     PARTIAL,
@@ -92,7 +93,7 @@ class PartialCounts:
         self.pending: dict[int, set[PaneKey]] = defaultdict(set)  # panes to snapshot
         self.pending_groups: dict[int, set[GroupKey]] = defaultdict(set)  # whole groups
         self.applied: dict[tuple[int, int], int] = {}  # (partition, topic) → offset
-        self._applied_known = False
+        self._applied_known: set[int] = set()  # partitions whose high waters were read
         self.dedup_indexes: dict[int, Dedup] = {}
         self._last_evict: dict[int, float] = {}
 
@@ -181,30 +182,30 @@ class PartialCounts:
 
     def applied_offset(self, partition: int, topic: int) -> int:
         """The highest source offset any pane of this partition holds (-1: none)."""
-        if not self._applied_known:
-            self._scan_applied()
+        if partition not in self._applied_known:
+            self._scan_applied(partition)
         return self.applied.get((partition, topic), -1)
 
-    def _scan_applied(self) -> None:
-        self.applied.clear()
-        for full, raw in list(self.partials.data.items()):
-            prefix, _, key = full.partition("|")
-            partition = int(prefix)
-            _scope, size, block = split_group_key(key)
+    def _scan_applied(self, partition: int) -> None:
+        """Reads the partition's high waters from its stored panes (a scan of them)."""
+        for applied in [k for k in self.applied if k[0] == partition]:
+            del self.applied[applied]
+        for full, raw in local_store(self.partials).items(partition):
+            _scope, size, block = split_group_key(full.partition("|")[2])
             for value in decode_group(PARTIAL, raw, size, block).values():
                 for topic, offset in value[1].items():
                     applied = (partition, int(topic))
                     if offset > self.applied.get(applied, -1):
                         self.applied[applied] = offset
-        self._applied_known = True
+        self._applied_known.add(partition)
 
     async def on_partials_recovered(self) -> None:
         """After recovery, re-send every partial: snapshots may have been lost in a crash.
         The applied high waters are re-read too: partitions may have moved."""
-        self._applied_known = False
-        for full in list(self.partials.data):
-            partition, _, key = full.partition("|")
-            self.pending_groups[int(partition)].add(split_group_key(key))
+        self._applied_known.clear()
+        for partition, fulls in local_store(self.partials).keys_by_partition().items():
+            groups = self.pending_groups[partition]
+            groups.update(split_group_key(full.partition("|")[2]) for full in fulls)
 
     # -- dedup --------------------------------------------------------------------------
     def dedup_index(self, partition: int) -> Dedup:

@@ -32,6 +32,7 @@ from metrics.windows import WindowSpec, granularities, oldest_kept
 
 from .campaign_channels import CampaignChannels
 from .latest import WindowSnapshots
+from .local_store import local_store, prefix
 from .pane_groups import (
     EVICT_EVERY,
     PaneGroups,
@@ -139,21 +140,19 @@ class KpiPublisher:
     def _index_partitions(self, partitions: set[int]) -> None:
         """Indexes the merged panes of ``partitions`` (others here are standby copies of
         another worker's partitions: not ours to publish) and marks their scopes dirty."""
-        for full in list(self.merged.data):
-            partition, _, key = full.partition("|")
-            if int(partition) not in partitions:
-                continue
-            scope, size, block = split_group_key(key)
-            self.index.setdefault(scope, (int(partition), set()))[1].add((size, block))
-            self.dirty.add(scope)
+        for partition, fulls in local_store(self.merged).keys_by_partition(partitions).items():
+            for full in fulls:
+                scope, size, block = split_group_key(full.partition("|")[2])
+                self.index.setdefault(scope, (partition, set()))[1].add((size, block))
+                self.dirty.add(scope)
         self.campaign_channels.load(partitions)
 
     def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:
         partition, groups = self.index[scope]
-        store = self.merged.data
+        store = local_store(self.merged)
         totals = {}
         for size, block in groups:
-            raw = store.get(f"{partition}|{group_key(scope, size, block)}")
+            raw = store.get(partition, prefix(partition) + group_key(scope, size, block))
             if raw is not None:
                 for start, counts in merged_totals(raw, size, block).items():
                     totals[(size, start)] = counts

@@ -1,15 +1,16 @@
-"""Faust table state written the coalesced way: mutate the store, flush the changelog once.
+"""Faust table state written the coalesced way: change the store, flush the changelog once.
 
 A Faust ``table[key] = value`` sends one changelog message per assignment. Here state is
-changed directly in the table's store through a per-partition view, the keys touched are
-remembered, and ``flush`` sends each dirty key's final value once with
-``changelog_topic.send(partition=...)``. That hands the record straight to aiokafka, and
-Faust awaits aiokafka's ``flush()`` before it commits source offsets, so every change made
-while processing a message is on the changelog before that message's offset is
-committed. (``Table.send_changelog`` goes through Faust's ``send_soon`` buffer instead,
-whose pre-commit flush may give up after 0.1 s: not good enough for exact counts.)
-Keys carry their partition as a prefix so partitions never share a key in one store.
-"""
+changed directly in the table's store (``local_store``: Faust's memory store or RocksDB)
+through a per-partition view, the keys touched are remembered, and ``flush`` sends each
+dirty key's final value once with ``changelog_topic.send(partition=...)``. That hands the
+record straight to aiokafka, and Faust awaits aiokafka's ``flush()`` before it commits
+source offsets, so every change made while processing a message is on the changelog
+before that message's offset is committed. (``Table.send_changelog`` goes through Faust's
+``send_soon`` buffer instead, whose pre-commit flush may give up after 0.1 s: not good
+enough for exact counts.) The records of one flush go under one ticket of the store, so
+that a store on disk takes their values only once the broker has them.
+Keys carry their partition as a prefix so partitions never share a key in one store."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Generic, TypeVar, cast
 import orjson
 
 from .exactly_once.delivery import require_delivery
+from .local_store import local_store, prefix, record_value
 
 V = TypeVar("V")
 Encode = Callable[[Any], Any]
@@ -46,22 +48,31 @@ class PartitionView:
 
     def __init__(self, table: Any, partition: int) -> None:
         self._table = table
-        self._store: MutableMapping[str, Any] = table.data
+        self._store = local_store(table)
         self._partition = partition
-        self._prefix = f"{partition}|"
+        self._prefix = prefix(partition)
         self._dirty: set[str] = set()
 
     def _stored_keys(self) -> list[str]:
-        """This partition's keys in the store, whole (a scan of the store)."""
-        return [k for k in list(self._store) if k.startswith(self._prefix)]
+        """This partition's keys in the store, whole (a scan of the partition)."""
+        return self._store.keys(self._partition)
+
+    def _stored(self, full: str) -> Any:
+        return self._store.get(self._partition, full)
+
+    def _put(self, full: str, value: Any) -> None:
+        self._store.put(self._partition, full, value)
 
     @property
     def dirty(self) -> int:
         return len(self._dirty)
 
     async def _send(self, fulls: set[str]) -> int:
-        for full in fulls:
-            await send_changelog(self._table, self._partition, full, self._store.get(full))
+        async with self._store.sending(self._partition) as ticket:
+            for full in fulls:
+                value = self._stored(full)
+                sent = await send_changelog(self._table, self._partition, full, value)
+                ticket.add(full, value, sent)
         return len(fulls)
 
 
@@ -92,7 +103,7 @@ class PartitionState(PartitionView, MutableMapping[str, V], Generic[V]):
         objects = self._objects
         if objects is not None and key in objects:
             return objects[key]
-        raw = self._store.get(self._prefix + key)
+        raw = self._stored(self._prefix + key)
         if raw is None:
             return default
         if objects is None:
@@ -103,31 +114,31 @@ class PartitionState(PartitionView, MutableMapping[str, V], Generic[V]):
     def __setitem__(self, key: str, value: V) -> None:
         full = self._prefix + key
         if self._objects is None:
-            self._store[full] = value
+            self._put(full, value)
         else:
             self._objects[key] = value
         self._dirty.add(full)
 
     def __delitem__(self, key: str) -> None:
         full = self._prefix + key
-        if self._objects is not None and self._objects.pop(key, _MISSING) is not _MISSING:
-            self._store.pop(full, None)
-        else:
-            del self._store[full]
+        popped = self._objects is not None and self._objects.pop(key, _MISSING) is not _MISSING
+        if not popped and self._stored(full) is None:
+            raise KeyError(key)
+        self._put(full, None)
         self._dirty.add(full)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        return (self._objects is not None and key in self._objects) or (
+        return (self._objects is not None and key in self._objects) or self._stored(
             self._prefix + key
-        ) in self._store
+        ) is not None
 
     def __iter__(self) -> Iterator[str]:
         cut = len(self._prefix)
         keys = [k[cut:] for k in self._stored_keys()]
         if self._objects:
-            keys += [k for k in self._objects if self._prefix + k not in self._store]
+            keys += [k for k in self._objects if self._stored(self._prefix + k) is None]
         return iter(keys)
 
     def __len__(self) -> int:
@@ -140,22 +151,19 @@ class PartitionState(PartitionView, MutableMapping[str, V], Generic[V]):
         if self._objects is not None:
             for full in dirty:
                 if full[cut:] in self._objects:
-                    self._store[full] = self._encode(self._objects[full[cut:]])
+                    self._put(full, self._encode(self._objects[full[cut:]]))
         return await self._send(dirty)
 
 
-async def send_changelog(table: Any, partition: int, key: str, value: Any) -> None:
+async def send_changelog(table: Any, partition: int, key: str, value: Any) -> Any:
     """One changelog record, straight to the producer (the per-send cost of Faust's
     channel machinery is several times aiokafka's). Encoded as the table's JSON codec
     does (orjson), so recovery reads it like any other; bytes (the records of tables
-    declared with ``value_type=bytes``) go as they are; ``None`` is a tombstone."""
+    declared with ``value_type=bytes``) go as they are; ``None`` is a tombstone. Returns
+    the send's future (its result: the record's metadata, with its offset)."""
     topic = table.changelog_topic.get_topic_name()
     sent = await table.app.producer.send(
-        topic,
-        orjson.dumps(key),
-        value if value is None or isinstance(value, bytes) else orjson.dumps(value),
-        partition,
-        None,
-        None,
+        topic, orjson.dumps(key), record_value(value), partition, None, None
     )
     require_delivery(sent, f"a changelog record of {topic}[{partition}]")
+    return sent

@@ -9,6 +9,14 @@ version (``topics.STATE_VERSION``).
 
 All but ``customers`` keep their records' bytes as they are (``pane_groups``,
 ``dedup``, leads as JSON bytes): Faust restores them without decoding.
+
+On disk (``FUNNELPULSE_STORE=rocksdb``) every table partition is its own RocksDB
+database, and Faust's defaults are sized for one big table per process: a 64 MiB write
+buffer (three of them) and a 2 GiB block cache *per database*. With eight tables, a
+dozen partitions each and standbys, that is gigabytes reserved; ``ROCKSDB_OPTIONS``
+keeps each database small (the operating system's page cache does the rest). No
+``ttl``: expiry is ours (eviction sends tombstones), a TTL would drop keys the
+changelog still holds.
 """
 
 from __future__ import annotations
@@ -19,11 +27,18 @@ from typing import Any
 
 import faust
 
+from .local_store import local_store
 from .topics import TABLE_PARTITIONS, table_name
 
 # Pane keys are overwritten all the time: let the broker compact them soon, so that a
 # restart replays live keys, not every write since the topic was made.
 CHANGELOG_CONFIG = {"segment.ms": str(10 * 60_000), "min.cleanable.dirty.ratio": "0.2"}
+MIB = 1024 * 1024
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 4 * MIB,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 1 * MIB,
+}
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -40,19 +55,28 @@ class Tables:
     channels: Any  # campaign → events per channel (streams/campaign_channels.py)
 
     def sizes(self) -> dict[str, int]:
-        """Keys per table on this worker (``funnelpulse_state_keys``)."""
-        return {name: len(table.data) for name, table in vars(self).items()}
+        """Keys per table on this worker (``funnelpulse_state_keys``): an estimate on disk
+        (RocksDB's own count, not a scan: this runs at every publish tick)."""
+        return {name: local_store(table).size() for name, table in vars(self).items()}
 
 
 def declare_tables(
-    app: faust.App, partitions: int, funnel_partitions: int, recovered: dict[str, Hook]
+    app: faust.App,
+    partitions: int,
+    funnel_partitions: int,
+    recovered: dict[str, Hook],
+    *,
+    on_disk: bool = False,
 ) -> Tables:
-    """``recovered``: table → what to do once Faust has restored it."""
+    """``recovered``: table → what to do once Faust has restored it; ``on_disk``: the app's
+    store is RocksDB."""
 
     def table(name: str, **options: Any) -> Any:
         funnel = TABLE_PARTITIONS[name] == "funnel"
         if name in recovered:
             options["on_recover"] = recovered[name]
+        if on_disk:  # a copy each: Faust's store pops keys from the dict it is given
+            options["options"] = dict(ROCKSDB_OPTIONS)
         return app.Table(
             table_name(name),
             partitions=funnel_partitions if funnel else partitions,

@@ -195,3 +195,10 @@ def test_changes_never_written_do_not_reach_the_next_view_through_the_cache() ->
     failed.close()  # dropped without write_through
     again = PaneGroups(table, 0, PARTIAL, cache)
     assert dict(again.items()) == {("all", 60, 0): [[1] + [0] * (WIDTH - 1), {"0": 5}]}
+
+
+def test_a_cached_group_is_used_while_the_store_holds_an_equal_record() -> None:
+    """A store on disk returns new bytes at every read: equal bytes are the same record."""
+    table, cache = stored_and_cached()
+    table.data["0|all|60|0"] = bytes(bytearray(table.data["0|all|60|0"]))  # a copy
+    assert cache.take("0|all|60|0", table.data["0|all|60|0"]) is not None

@@ -1,0 +1,297 @@
+"""Where a table's state lives on this worker: one seam, a memory store and a RocksDB one.
+
+Why a seam: the table views (``table_state.PartitionView``, ``pane_groups.PaneGroups``)
+write the store themselves and send their own changelog records, a batch at a time.
+Faust's RocksDB store cannot be written that way: ``Store._set`` asserts a current event
+(there is none in a batch task) and picks the partition's database from it, and the
+changelog offset it keeps beside the data only moves when Faust's own
+``send_changelog`` is acked — so every restart would replay the whole changelog. The
+views therefore talk to a ``LocalStore`` per table, by partition:
+
+- ``MemoryStore``: ``table.data`` as before (Faust's memory store holds every partition in
+  one dict; keys carry ``partition|``). Writes land at once; offsets are not kept, since a
+  memory store is rebuilt from the changelog at every start.
+- ``RocksStore``: the partition's database through Faust's store (``_db_for_partition``),
+  in Faust's format, so Faust's recovery and standbys read and write the same data: keys
+  are the changelog keys (JSON bytes), values the changelog values (bytes as they are,
+  JSON for other tables), and the partition's changelog offset sits under Faust's
+  ``__faust\\0offset__`` key as decimal ASCII. Faust's recovery seeks past that offset.
+
+The trap (exactness): a durable store must never hold a write whose changelog record is
+not on the broker. After ``kill -9`` it would be ahead of the changelog, the restart
+would skip it on recovery and the input re-read would be skipped by the pane marks: the
+count would exist on this disk only, and be lost with it or when the partition moves.
+So a RocksStore keeps writes in an overlay that every reader sees first; a flush sends
+its records under one ticket (flushes of a partition never interleave, so tickets follow
+changelog order); when the producer has acked every record of the ticket and of all the
+tickets before it, their writes and the highest acked offset go into the partition's
+database in one ``WriteBatch``. The database and its offset are then always a prefix of
+the changelog, which is what recovery assumes. A send that failed or was cancelled stops
+a partition's writes to disk until the restart (it may or may not be on the broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from abc import ABC, abstractmethod
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, MutableMapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import orjson
+from rocksdict import WriteBatch
+
+log = logging.getLogger("funnelpulse.store")
+OFFSET_KEY = b"__faust\0offset__"  # faust.stores.rocksdb.Store.offset_key
+Writes = Mapping[str, Any]  # store key → value, None: deleted
+
+
+def record_value(value: Any) -> bytes | None:
+    """A value as the changelog carries it: bytes as they are, anything else as JSON,
+    ``None`` (a tombstone) as ``None``."""
+    return value if value is None or isinstance(value, bytes) else orjson.dumps(value)
+
+
+def prefix(partition: int) -> str:
+    """What every store key of ``partition`` starts with."""
+    return f"{partition}|"
+
+
+class Ticket:
+    """The changelog records of one flush of one partition (the memory store keeps none)."""
+
+    def add(self, key: str, value: Any, delivery: Any) -> None:
+        """``key``'s record, sent with ``value``; ``delivery``: the send's future."""
+
+
+class LocalStore(ABC):
+    """One table's state on this worker, by partition. Keys are store keys (they start
+    with ``partition|``, as the changelog keys do); a value of ``None`` is no value."""
+
+    @abstractmethod
+    def get(self, partition: int, key: str) -> Any:
+        """The value of ``key`` (the write not yet on disk first), or None."""
+
+    @abstractmethod
+    def keys(self, partition: int) -> list[str]:
+        """The partition's keys, read now (a scan of the partition)."""
+
+    @abstractmethod
+    def items(self, partition: int) -> Iterator[tuple[str, Any]]:
+        """The partition's keys and values (consume it before awaiting)."""
+
+    @abstractmethod
+    def put(self, partition: int, key: str, value: Any) -> None:
+        """Writes ``value`` (None: deletes); readers see it at once."""
+
+    @abstractmethod
+    def apply(self, partition: int, writes: Writes, offset: int | None) -> None:
+        """Writes ``writes`` and, for a durable store, the partition's changelog offset."""
+
+    @abstractmethod
+    def sending(self, partition: int) -> AbstractAsyncContextManager[Ticket]:
+        """An async context yielding the ``Ticket`` of one flush of ``partition``."""
+
+    @abstractmethod
+    def estimate(self, partition: int) -> int:
+        """About how many keys the partition holds."""
+
+    @abstractmethod
+    def partitions(self) -> set[int]:
+        """The partitions whose state this worker holds (active or standby)."""
+
+    def size(self) -> int:
+        return sum(self.estimate(p) for p in self.partitions())
+
+    def keys_by_partition(self, partitions: Collection[int] | None = None) -> dict[int, list[str]]:
+        """The keys of ``partitions`` (default: every partition held), by partition."""
+        wanted = self.partitions() if partitions is None else partitions
+        return {p: self.keys(p) for p in wanted}
+
+
+class MemoryStore(LocalStore):
+    """Faust's memory store: one dict for every partition, keyed ``partition|key``."""
+
+    def __init__(self, data: MutableMapping[str, Any]) -> None:
+        self.data = data
+
+    def get(self, partition: int, key: str) -> Any:
+        return self.data.get(key)
+
+    def keys(self, partition: int) -> list[str]:
+        start = prefix(partition)
+        return [k for k in list(self.data) if k.startswith(start)]
+
+    def items(self, partition: int) -> Iterator[tuple[str, Any]]:
+        start = prefix(partition)
+        return iter([(k, v) for k, v in list(self.data.items()) if k.startswith(start)])
+
+    def put(self, partition: int, key: str, value: Any) -> None:
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+
+    def apply(self, partition: int, writes: Writes, offset: int | None) -> None:
+        for key, value in writes.items():
+            self.put(partition, key, value)
+
+    @asynccontextmanager
+    async def sending(self, partition: int) -> AsyncIterator[Ticket]:
+        yield Ticket()
+
+    def estimate(self, partition: int) -> int:
+        return len(self.keys(partition))
+
+    def partitions(self) -> set[int]:
+        return {int(key.partition("|")[0]) for key in list(self.data)}
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def keys_by_partition(self, partitions: Collection[int] | None = None) -> dict[int, list[str]]:
+        """One pass over the dict, not one per partition."""
+        found: defaultdict[int, list[str]] = defaultdict(list)
+        for key in list(self.data):
+            found[int(key.partition("|")[0])].append(key)
+        return {p: keys for p, keys in found.items() if partitions is None or p in partitions}
+
+
+class _Flush(Ticket):
+    """A RocksStore ticket: the records sent, and how many are not acked yet."""
+
+    def __init__(self, settle: Callable[[], None]) -> None:
+        self.writes: dict[str, Any] = {}
+        self.waiting = 1  # the flush itself, until it has sent everything
+        self.offset = -1
+        self.failed = False
+        self._settle = settle
+
+    def add(self, key: str, value: Any, delivery: Any) -> None:
+        if not isinstance(delivery, asyncio.Future):
+            raise TypeError(f"{key}: expected the send's future, got {type(delivery).__name__}")
+        self.writes[key] = value
+        self.waiting += 1
+        delivery.add_done_callback(self._acked)
+
+    def _acked(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self.failed = True
+        else:
+            self.offset = max(self.offset, future.result().offset)
+        self.done()
+
+    def done(self) -> None:
+        self.waiting -= 1
+        self._settle()
+
+
+class RocksStore(LocalStore):
+    """A table's RocksDB databases through Faust's store, with the overlay of writes whose
+    records are not acked yet (see the module's docstring)."""
+
+    def __init__(self, faust_store: Any, raw_values: bool) -> None:
+        self.faust_store = faust_store
+        self.raw_values = raw_values  # tables declared with value_type=bytes
+        self.overlay: defaultdict[int, dict[str, Any]] = defaultdict(dict)
+        self.tickets: defaultdict[int, deque[_Flush]] = defaultdict(deque)
+        self.broken: set[int] = set()  # partitions whose writes stay off disk (a send failed)
+        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def _db(self, partition: int) -> Any:
+        return self.faust_store._db_for_partition(partition)
+
+    def _decode(self, raw: bytes) -> Any:
+        return raw if self.raw_values else orjson.loads(raw)
+
+    def get(self, partition: int, key: str) -> Any:
+        overlay = self.overlay.get(partition)
+        if overlay is not None and key in overlay:
+            return overlay[key]
+        raw = self._db(partition).get(orjson.dumps(key))
+        return None if raw is None else self._decode(raw)
+
+    def keys(self, partition: int) -> list[str]:
+        overlay = self.overlay.get(partition, {})
+        db = self._db(partition)  # an Rdict: iter(db) is not its keys in raw mode
+        stored = [orjson.loads(k) for k in db.keys() if k != OFFSET_KEY]  # noqa: SIM118
+        kept = [k for k in stored if k not in overlay]
+        return kept + [k for k, v in overlay.items() if v is not None]
+
+    def items(self, partition: int) -> Iterator[tuple[str, Any]]:
+        overlay = dict(self.overlay.get(partition, {}))
+        for raw_key, raw in self._db(partition).items():
+            if raw_key != OFFSET_KEY:
+                key = orjson.loads(raw_key)
+                if key not in overlay:
+                    yield key, self._decode(raw)
+        yield from ((k, v) for k, v in overlay.items() if v is not None)
+
+    def put(self, partition: int, key: str, value: Any) -> None:
+        self.overlay[partition][key] = value
+
+    def apply(self, partition: int, writes: Writes, offset: int | None) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in writes.items():
+            if value is None:
+                batch.delete(orjson.dumps(key))
+            else:
+                batch.put(orjson.dumps(key), record_value(value))
+        if offset is not None:
+            batch.put(OFFSET_KEY, str(offset).encode())
+        self._db(partition).write(batch)
+
+    @asynccontextmanager
+    async def sending(self, partition: int) -> AsyncIterator[Ticket]:
+        async with self._locks[partition]:  # one flush at a time: tickets in offset order
+            ticket = _Flush(lambda: self._settle(partition))
+            self.tickets[partition].append(ticket)
+            try:
+                yield ticket
+            finally:
+                ticket.done()
+
+    def _settle(self, partition: int) -> None:
+        """Writes the acked tickets at the head of the partition's queue, in one batch."""
+        queue, offset = self.tickets[partition], -1
+        writes: dict[str, Any] = {}
+        while queue and queue[0].waiting == 0:
+            ticket = queue.popleft()
+            if ticket.failed and partition not in self.broken:
+                log.warning("a changelog send of partition %d failed: its store stays "
+                            "behind the changelog until the restart", partition)  # fmt: skip
+                self.broken.add(partition)
+            writes.update(ticket.writes)
+            offset = max(offset, ticket.offset)
+        if partition in self.broken or not (writes or offset >= 0):
+            return
+        self.apply(partition, writes, offset if offset >= 0 else None)
+        overlay = self.overlay[partition]
+        for key, value in writes.items():
+            if key in overlay and overlay[key] is value:  # not written again since
+                del overlay[key]
+
+    def estimate(self, partition: int) -> int:
+        estimated = self._db(partition).property_int_value("rocksdb.estimate-num-keys")
+        return int(estimated or 0)
+
+    def partitions(self) -> set[int]:
+        return set(self.faust_store._dbs)
+
+
+_ROCKS: weakref.WeakKeyDictionary[Any, RocksStore] = weakref.WeakKeyDictionary()
+
+
+def local_store(table: Any) -> LocalStore:
+    """The store of ``table`` (one RocksStore per Faust store: its overlay is shared by
+    every view and reader of the table)."""
+    data = table.data
+    if not hasattr(data, "_db_for_partition"):
+        return MemoryStore(data)
+    store = _ROCKS.get(data)
+    if store is None:
+        store = _ROCKS[data] = RocksStore(data, getattr(table, "value_type", None) is bytes)
+    return store

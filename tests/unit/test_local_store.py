@@ -1,0 +1,190 @@
+"""The store seam (streams/local_store.py): the RocksDB store keeps Faust's format, takes a
+write only once the changelog has it, and the table views read the same through either
+store. RocksDB is real (rocksdict, through a real Faust store in a temporary directory);
+the producer is a fake whose futures the test resolves."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import orjson
+import pytest
+
+from metrics.counts import WIDTH
+from streams.local_store import OFFSET_KEY, MemoryStore, RocksStore, local_store
+from streams.pane_groups import PARTIAL, PaneGroups
+from streams.table_state import PartitionState
+
+from .stores import Changelog, rocks_table, settle, tp
+
+PANE = [[1] + [0] * (WIDTH - 1), {"0": 5}]
+
+
+def test_one_rocks_store_per_table_and_a_dict_view_per_memory_table(
+    rocks_app: faust.App,
+) -> None:
+    table = rocks_table(rocks_app, value_type=bytes)
+    assert local_store(table) is local_store(table)
+    assert isinstance(local_store(table), RocksStore)
+    assert isinstance(local_store(SimpleNamespace(data={})), MemoryStore)
+
+
+async def test_a_write_reaches_the_disk_with_its_offset_once_acked(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    table = rocks_table(rocks_app, value_type=bytes)
+    state: PartitionState[bytes] = PartitionState(table, 2)
+    state["a"] = b"one"
+    await state.flush()
+    db = table.data._db_for_partition(2)
+    assert state["a"] == b"one"  # read from the overlay
+    assert db.get(orjson.dumps("2|a")) is None
+    assert table.data.persisted_offset(tp(table, 2)) is None
+    changelog.ack()
+    await settle()
+    assert db.get(orjson.dumps("2|a")) == b"one"  # Faust's format: JSON key, raw value
+    assert db.get(OFFSET_KEY) == b"0"
+    assert table.data.persisted_offset(tp(table, 2)) == 0
+    store = local_store(table)
+    assert isinstance(store, RocksStore) and not store.overlay[2]  # the overlay emptied
+
+
+async def test_the_offset_never_passes_a_record_not_on_disk(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    """Two flushes of a partition: the second's records acked alone would claim the
+    first's offsets too; nothing is written until everything before is acked."""
+    table = rocks_table(rocks_app, value_type=bytes)
+    first: PartitionState[bytes] = PartitionState(table, 0)
+    first["a"], first["b"] = b"1", b"2"
+    await first.flush()
+    second: PartitionState[bytes] = PartitionState(table, 0)
+    second["c"] = b"3"
+    await second.flush()
+    changelog.sent[2][3].set_result(SimpleNamespace(offset=2))  # the second flush's record
+    await settle()
+    assert table.data.persisted_offset(tp(table, 0)) is None
+    changelog.sent[0][3].set_result(SimpleNamespace(offset=0))
+    changelog.sent[1][3].set_result(SimpleNamespace(offset=1))
+    await settle()
+    assert table.data.persisted_offset(tp(table, 0)) == 2
+    assert sorted(local_store(table).keys(0)) == ["0|a", "0|b", "0|c"]
+
+
+async def test_a_newer_write_stays_in_the_overlay_when_an_older_one_is_acked(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    table = rocks_table(rocks_app, value_type=bytes)
+    state: PartitionState[bytes] = PartitionState(table, 1)
+    state["a"] = b"old"
+    await state.flush()
+    state["a"] = b"new"  # not flushed yet
+    changelog.ack()
+    await settle()
+    assert state["a"] == b"new"
+    assert table.data._db_for_partition(1).get(orjson.dumps("1|a")) == b"old"
+
+
+async def test_a_failed_send_keeps_the_partition_off_disk(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    table = rocks_table(rocks_app, value_type=bytes)
+    state: PartitionState[bytes] = PartitionState(table, 0)
+    state["a"] = b"1"
+    await state.flush()
+    changelog.sent[0][3].cancel()
+    state["b"] = b"2"
+    await state.flush()
+    changelog.ack()
+    await settle()
+    assert table.data.persisted_offset(tp(table, 0)) is None
+    assert state["a"] == b"1" and state["b"] == b"2"  # still read from the overlay
+
+
+async def test_deletes_and_json_values_are_stored_as_the_changelog_has_them(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    table = rocks_table(rocks_app, "customers")  # no value_type: JSON values
+    state: PartitionState[Any] = PartitionState(table, 3, decode=tuple)
+    state["x"], state["y"] = (1, 2, 3), (4, 5, 6)
+    await state.flush()
+    changelog.ack()
+    await settle()
+    assert table.data._db_for_partition(3).get(orjson.dumps("3|x")) == b"[1,2,3]"
+    del state["x"]
+    await state.flush()
+    assert "x" not in state and list(state) == ["y"]
+    changelog.ack()
+    await settle()
+    reread: PartitionState[Any] = PartitionState(table, 3, decode=tuple)
+    assert "x" not in reread and reread["y"] == (4, 5, 6)
+    assert sorted((key, value) for _p, key, value, _f in changelog.sent[:2]) == [
+        ("3|x", (1, 2, 3)),
+        ("3|y", (4, 5, 6)),
+    ]
+    assert changelog.sent[2][1:3] == ("3|x", None)  # a tombstone
+
+
+def test_faust_recovery_writes_what_the_store_reads(rocks_app: faust.App) -> None:
+    """A changelog batch applied by Faust (recovery, standbys) is read back by key."""
+    table = rocks_table(rocks_app, value_type=bytes)
+    message = SimpleNamespace(
+        tp=tp(table, 1), offset=41, partition=1, key=orjson.dumps("1|a"), value=b"v"
+    )
+    table.data.apply_changelog_batch([SimpleNamespace(message=message)], None, None)
+    store = local_store(table)
+    assert store.get(1, "1|a") == b"v"
+    assert list(store.items(1)) == [("1|a", b"v")]
+    assert store.partitions() == {1}
+    assert store.estimate(1) >= 1
+
+
+async def test_pane_groups_read_the_same_through_either_store(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    memory, rocks = SimpleNamespace(data={}), rocks_table(rocks_app, value_type=bytes)
+    for table in (memory, rocks):
+        view = PaneGroups(table, 0, PARTIAL)
+        view[("all", 60, 0)] = PANE
+        view[("all", 60, 3600)] = PANE
+        await view.flush()
+        view.close()
+        del view[("all", 60, 3600)]
+        view.drop_group("campaign:a", 60, 0)
+        await view.flush()
+    changelog.ack()
+    await settle()
+    assert dict(PaneGroups(memory, 0, PARTIAL).items()) == {("all", 60, 0): PANE}
+    assert dict(PaneGroups(rocks, 0, PARTIAL).items()) == {("all", 60, 0): PANE}
+    assert local_store(rocks).keys(0) == ["0|all|60|0"]
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_the_store_setting_picks_faust_store_and_small_databases(
+    store: str, tmp_path: Path
+) -> None:
+    from funnelpulse.settings import Settings
+    from streams.app import create_app
+    from streams.tables import ROCKSDB_OPTIONS
+
+    env = {"FUNNELPULSE_STORE": store, "FUNNELPULSE_DATA_DIR": str(tmp_path)}
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        tables = vars(create_app(Settings.from_env(env)).tables)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    for table in tables.values():
+        if store == "memory":
+            assert isinstance(local_store(table), MemoryStore)
+            continue
+        options = table.data.rocksdb_options
+        assert isinstance(local_store(table), RocksStore)
+        assert options.write_buffer_size == ROCKSDB_OPTIONS["write_buffer_size"]
+        assert options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
+        assert not options.ttl

@@ -1,0 +1,144 @@
+"""The readers that scan a table's state (applied high waters, recovery re-sends, the
+publisher's index, channel labels, state sizes) go through the store seam partition by
+partition, and read the same from Faust's memory store and from RocksDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+from prometheus_client import CollectorRegistry
+
+from funnelpulse.settings import Settings
+from metrics.counts import WIDTH
+from metrics.prometheus import Metrics
+from metrics.windows import window_specs
+from streams.campaign_channels import CampaignChannels, ChannelTally, campaign_partition
+from streams.local_store import local_store
+from streams.pane_groups import MERGED, PARTIAL, PaneGroups, block_of, encode_group
+from streams.partial_counts import PartialCounts
+from streams.progress import Progress
+from streams.publisher import Assignment, KpiPublisher, Outputs
+from streams.stage import Stage
+from streams.tables import Tables
+
+from .stores import Changelog, rocks_table, settle
+
+COUNTS = [2] + [0] * (WIDTH - 1)
+SPECS = window_specs(["1h"])
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def make_table(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Makes a table of the kind under test (value_type=bytes, as all but customers)."""
+    if request.param == "memory":
+        return lambda name: SimpleNamespace(data={})
+    app = faust.App("scans", store="rocksdb://", datadir=str(tmp_path))
+    return lambda name: rocks_table(app, name, value_type=bytes)
+
+
+def partial_counts(partials: Any, dedup: Any) -> PartialCounts:
+    return PartialCounts(
+        Stage.INTAKE, partials, dedup, specs=SPECS, pane_sizes=[60], max_future=60.0,
+        dedup_horizon=3600.0, dedup_max_ids=1000, metrics=Metrics(CollectorRegistry(), 10),
+        channels=ChannelTally(),
+    )  # fmt: skip
+
+
+async def stored(table: Any, changelog: Changelog, panes: dict[int, dict[Any, Any]]) -> None:
+    """Writes ``partition → pane key → value`` as a batch does, and acks the changelog."""
+    for partition, values in panes.items():
+        view = PaneGroups(table, partition, PARTIAL)
+        for key, value in values.items():
+            view[key] = value
+        await view.flush()
+        view.close()
+    changelog.ack()
+    await settle()
+
+
+async def test_high_waters_are_read_per_partition_from_its_panes(
+    make_table: Any, changelog: Changelog
+) -> None:
+    partials = make_table("partials")
+    await stored(partials, changelog, {
+        0: {("all", 60, 0): [COUNTS, {"0": 7, "1": 3}], ("all", 60, 60): [COUNTS, {"0": 9}]},
+        1: {("all", 60, 0): [COUNTS, {"0": 100}]},
+    })  # fmt: skip
+    counts = partial_counts(partials, make_table("dedup"))
+    assert (counts.applied_offset(0, 0), counts.applied_offset(0, 1)) == (9, 3)
+    assert counts.applied_offset(0, 5) == -1
+    assert {partition for partition, _topic in counts.applied} == {0}  # 1 not read yet
+    assert counts.applied_offset(1, 0) == 100
+
+
+async def test_recovery_resends_every_group_held_and_rereads_the_high_waters(
+    make_table: Any, changelog: Changelog
+) -> None:
+    partials = make_table("partials")
+    await stored(partials, changelog, {
+        0: {("all", 60, 0): [COUNTS, {"0": 7}], ("all", 60, 3600): [COUNTS, {"0": 8}]},
+        1: {("campaign:a", 60, 0): [COUNTS, {"0": 1}]},
+    })  # fmt: skip
+    counts = partial_counts(partials, make_table("dedup"))
+    assert counts.applied_offset(0, 0) == 8
+    restored = encode_group(PARTIAL, {0: [COUNTS, {"0": 50}]}, 60, 0)
+    local_store(partials).apply(0, {"0|all|60|0": restored}, 12)  # as Faust's recovery does
+    await counts.on_partials_recovered()
+    assert dict(counts.pending_groups) == {
+        0: {("all", 60, 0), ("all", 60, block_of(60, 3600))},
+        1: {("campaign:a", 60, 0)},
+    }
+    assert counts.applied_offset(0, 0) == 50
+
+
+def publisher(merged: Any, channels: Any) -> KpiPublisher:
+    return KpiPublisher(
+        Settings(), specs=SPECS, metrics=Metrics(CollectorRegistry(), 10), clock=lambda: 0.0,
+        merged=merged, merged_groups=lambda p: PaneGroups(merged, p, MERGED),
+        outputs=Outputs(None, None), campaign_channels=CampaignChannels(channels, 4),
+        progress=Progress.__new__(Progress), assignment=Assignment(list, lambda: False),
+        state_sizes=dict,
+    )  # fmt: skip
+
+
+async def test_the_publisher_indexes_its_partitions_only_and_reads_merges_not_yet_acked(
+    make_table: Any, changelog: Changelog
+) -> None:
+    """The merge stage writes through before its changelog records are acked; the publish
+    tick in between must read the new groups (a RocksDB store holds them in memory)."""
+    merged = make_table("merged")
+    for partition, scope in ((0, "all"), (2, "campaign:x")):
+        view = PaneGroups(merged, partition, MERGED)
+        view[(scope, 60, 0)] = {"i0": [1, COUNTS]}
+        view.write_through()
+    kpis = publisher(merged, make_table("channels"))
+    kpis._index_partitions({0})
+    assert set(kpis.index) == {"all"} and kpis.dirty == {"all"}
+    assert kpis.pane_totals("all") == {(60, 0): COUNTS}
+
+
+async def test_channel_labels_load_from_the_partitions_taken_over(
+    make_table: Any, changelog: Changelog
+) -> None:
+    channels = make_table("channels")
+    owner = CampaignChannels(channels, partitions=4)
+    await owner.add(campaign_partition("a", 4), {"a": {"email": 3, "video": 1}})
+    await owner.add(campaign_partition("b", 4), {"b": {"video": 2}})
+    changelog.ack()
+    await settle()
+    assert campaign_partition("a", 4) != campaign_partition("b", 4)
+    restarted = CampaignChannels(channels, partitions=4)
+    restarted.load({campaign_partition("a", 4)})
+    assert restarted.label == {"a": "email"}
+
+
+async def test_state_sizes_count_the_keys_held(make_table: Any, changelog: Changelog) -> None:
+    table = make_table("partials")
+    await stored(table, changelog, {1: {("all", 60, 960 * n): [COUNTS, {}] for n in range(5)}})
+    sizes = Tables(*[table] * 8).sizes()
+    assert len(sizes) == 8
+    assert all(5 <= size <= 6 for size in sizes.values())  # RocksDB's estimate: + its offset
