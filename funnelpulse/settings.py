@@ -464,13 +464,13 @@ def _read(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 _DEFAULTS = _read({})
+_FIELD_OF = {var.name: f.name for f in dataclasses.fields(Settings) for var in f.metadata["vars"]}
 
 
 def _default(var: Var) -> Any:
     """A field's default: its variable's default, parsed like any value (copied: the
     defaults are shared)."""
-    field_name = next(f.name for f in dataclasses.fields(Settings) if var in f.metadata["vars"])
-    value = _DEFAULTS[field_name]
+    value = _DEFAULTS[_FIELD_OF[var.name]]
     return dict(value) if isinstance(value, dict) else value
 
 

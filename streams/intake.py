@@ -144,10 +144,11 @@ class Intake:
         if newest:
             batch.tally.saw(topic, newest, late)
         if counted:
-            self._route(batch, topic, partition, offset, msg, counted)
+            source = (TOPIC_INDEX[kind], offset)
+            self._route(batch, topic, partition, source, msg, counted)
 
     def _route(
-        self, batch: Batch, topic: str, partition: int, offset: int, msg: Any,
+        self, batch: Batch, topic: str, partition: int, source: tuple[int, int], msg: Any,
         counted: list[tuple[int, Event]],
     ) -> None:  # fmt: skip
         """Counted here when home, forwarded to the home partition otherwise."""
@@ -160,5 +161,5 @@ class Intake:
             else:
                 batch.routed[home].append(event)
         if in_place:
-            kind = self.names.type_of(topic)
-            batch.groups[(partition, TOPIC_INDEX[kind])].append((offset, in_place, msg))
+            index, offset = source  # the topic's index in the replay marks, the offset
+            batch.groups[(partition, index)].append((offset, in_place, msg))
