@@ -21,7 +21,7 @@ from streams.codec import partition_for
 from .conftest import Stack
 from .recount import check_http, produce_phases, wait_for_counts
 from .scenario import Scenario, build
-from .worker import Worker
+from .worker import Worker, explained
 
 pytestmark = [pytest.mark.integration, pytest.mark.seconds(75)]
 PARTITIONS = 3  # tests/integration/worker.py
@@ -112,8 +112,9 @@ async def test_every_scope_from_either_worker(
     first = Worker(stack, namespace, tmp_path, name="w1").start_ready()
     second = Worker(stack, namespace, tmp_path, name="w2").start_ready()
     try:
-        shares = await wait_spread(first, second)
-        await feed(stack, namespace, redis, sc)
+        with explained(first, second):
+            shares = await wait_spread(first, second)
+            await feed(stack, namespace, redis, sc)
         assert check_http(first.url, sc) == check_http(second.url, sc) > 60
         mine = check_sources(first, shares[0], second)
         theirs = check_sources(second, shares[1], first)

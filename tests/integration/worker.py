@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 from .conftest import Stack
 from .processes import ServiceProcess, free_port
@@ -35,3 +41,25 @@ class Worker(ServiceProcess):
         self.start()
         self.wait_http(f"{self.url}/healthz", timeout=90)
         return self
+
+    def diagnosis(self) -> str:
+        """What the worker says about itself: ``/healthz`` and, through mode's SIGUSR1
+        handler, a dump of every asyncio task's stack into its log — so that a test that
+        times out on a stalled worker shows where it waits (CI keeps no worker logs)."""
+        try:
+            health = httpx.get(f"{self.url}/healthz", timeout=3).text
+        except httpx.HTTPError as exc:
+            health = f"unreachable ({exc!r})"
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)  # the dump is written by the worker's loop
+        return f"--- {self.log_path.name}: /healthz {health}\n{self.tail(400)}"
+
+
+@contextmanager
+def explained(*workers: Worker) -> Iterator[None]:
+    """Re-raises a failed wait with every worker's diagnosis appended."""
+    try:
+        yield
+    except (AssertionError, TimeoutError) as exc:
+        raise AssertionError(f"{exc}\n" + "\n".join(w.diagnosis() for w in workers)) from exc
