@@ -35,8 +35,13 @@ def numbers(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def publishing(worker: Worker) -> set[int]:
-    async with httpx.AsyncClient(timeout=5) as http:
-        health = (await http.get(f"{worker.url}/healthz")).json()
+    """The merge partitions the worker publishes (none while it does not answer: a loaded
+    machine can hold its loop for seconds during a rebalance)."""
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            health = (await http.get(f"{worker.url}/healthz")).json()
+    except httpx.TimeoutException:
+        return set()
     return set(health["partitions"]["publishing"])
 
 
