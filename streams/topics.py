@@ -7,8 +7,10 @@ topics must share one partition count for Faust to co-assign their partitions.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,6 +29,7 @@ log = logging.getLogger("funnelpulse")
 # topic (and the worker's producer, see streams.app) allow 2 MiB.
 DEAD_LETTER_MAX_BYTES = 2 * 1024 * 1024
 INTERNAL_CONFIG = {"retention.ms": str(86400_000)}  # read within seconds; a day for incidents
+VISIBLE_WITHIN = 60.0  # seconds a created topic may take to show in the broker's metadata
 STATE_VERSION = 6  # in every table name: a change of state format starts from new tables
 # Each table and the partition count of its changelog: the intake's tables follow the
 # input topics (FUNNELPULSE_PARTITIONS), the funnel's the funnel topic.
@@ -99,6 +102,32 @@ def topic_specs(names: TopicNames, settings: Settings) -> list[NewTopic]:
     return specs
 
 
+async def wait_visible(admin: AIOKafkaAdminClient, topics: list[str], patience: float) -> None:
+    """Returns once every topic answers a metadata request with a leader for each of its
+    partitions.
+
+    The trap: CreateTopics returns when the controller has the topic, before the brokers'
+    metadata caches do. A consumer group that joins in between is assigned without the
+    topic, and the client asks again only after its metadata age (Faust's default: five
+    minutes) — seen as two fresh workers where neither got the merge stage's partitions,
+    publishing nothing for minutes (``tests/integration/test_kpis_any_worker.py``, CI).
+    """
+    deadline = time.monotonic() + patience
+    waiting = list(topics)
+    while waiting:
+        described = await admin.describe_topics(waiting)
+        waiting = [
+            d.get("topic", d.get("name")) for d in described
+            if d["error_code"] or not d["partitions"]
+            or any(part["leader"] < 0 for part in d["partitions"])
+        ]  # fmt: skip
+        if waiting and time.monotonic() > deadline:
+            log.warning("topics not in the broker's metadata after %.0f s: %s", patience, waiting)
+            return
+        if waiting:
+            await asyncio.sleep(0.2)
+
+
 class TopicLayoutError(RuntimeError):
     """Existing topics whose partition counts would break exactness: the worker stops."""
 
@@ -152,6 +181,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(missing)
+            await wait_visible(admin, [spec.name for spec in missing], VISIBLE_WITHIN)
         ours = [t for t in existing if t.startswith(f"{settings.app_id}-")]
         described = await admin.describe_topics([*names.inputs.values(), *ours])
         counts = {d.get("topic", d.get("name")): len(d["partitions"]) for d in described
