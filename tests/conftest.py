@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.integration.conftest import REPORT, TEST_RUN_ENV, stop_started_stack
+from tests.integration.conftest import REPORT, TEST_RUN_ENV, TEST_RUN_PID_ENV, stop_started_stack
 
 _REPORT_START: list[int] = []  # the size of the figures report when this run began
 
@@ -25,6 +25,7 @@ def _is_controller(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if _is_controller(config):
         os.environ[TEST_RUN_ENV] = uuid.uuid4().hex
+        os.environ[TEST_RUN_PID_ENV] = str(os.getpid())
         _REPORT_START.append(REPORT.stat().st_size if REPORT.exists() else 0)
 
 

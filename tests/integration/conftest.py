@@ -5,9 +5,10 @@ KAFKA_BOOTSTRAP_SERVERS / REDIS_URL) and otherwise starts the project's own stac
 separate state folder, stopping at the end only what it started. Each test gets its own
 topic prefix and Redis key prefix, so tests never see each other's data.
 
-``make test`` runs the suite in two pytest-xdist processes: the first of them to need the
-stack starts it under a file lock and names the test run in a marker file; the run's
-controller stops it at the very end (``tests/conftest.py``), after both are done.
+``make test`` runs the suite in several pytest-xdist processes: the first of them to need
+the stack starts it under a file lock and names the test run in a marker file; the run's
+controller stops it at the very end (``tests/conftest.py``), after all are done — unless
+another test run still uses it (``stop_started_stack``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -48,6 +50,7 @@ def _healthy(check: str, target: str) -> bool:
 
 
 TEST_RUN_ENV = "FUNNELPULSE_TEST_RUN"  # set by tests/conftest.py, inherited by xdist workers
+TEST_RUN_PID_ENV = "FUNNELPULSE_TEST_RUN_PID"  # the run's controller: alive while the run is
 
 
 def started_marker(bootstrap: str) -> Path:
@@ -55,26 +58,65 @@ def started_marker(bootstrap: str) -> Path:
     return ROOT / ".stack" / f"tests-{bootstrap.rpartition(':')[2]}.started-by"
 
 
+def _users(bootstrap: str) -> Path:
+    """One file per test run using the stack at ``bootstrap``, holding its controller's pid."""
+    return ROOT / ".stack" / f"tests-{bootstrap.rpartition(':')[2]}.users"
+
+
+@contextmanager
+def _stack_lock() -> Iterator[None]:
+    """One process at a time checks, starts, joins, leaves or stops the test stack."""
+    (ROOT / ".stack").mkdir(exist_ok=True)
+    with (ROOT / ".stack" / "tests.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
 def stack() -> Stack:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    marker = started_marker(bootstrap)
-    marker.parent.mkdir(exist_ok=True)
-    with (ROOT / ".stack" / "tests.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one xdist process checks and starts at a time
+    run = os.environ.get(TEST_RUN_ENV, "unknown")
+    with _stack_lock():
         if not (_healthy("kafka", bootstrap) and _healthy("redis", redis_url)):
             env = _local_stack_env(bootstrap, redis_url)
             subprocess.run([str(ROOT / "scripts" / "stack.sh"), "up"], check=True, env=env)
-            marker.write_text(os.environ.get(TEST_RUN_ENV, "unknown"))
+            started_marker(bootstrap).write_text(run)
+        users = _users(bootstrap)
+        users.mkdir(exist_ok=True)
+        (users / run).write_text(os.environ.get(TEST_RUN_PID_ENV, str(os.getpid())))
     return Stack(bootstrap, redis_url)
 
 
 def stop_started_stack(run: str) -> None:
-    """Stops the stack if this test run started it (called once, by the run's controller)."""
+    """Stops the stack if this test run started it and no other run still uses it (called
+    once, by the run's controller).
+
+    The trap: two test runs at once (two terminals, two worktrees) share the stack the
+    first one started; stopping it at the first run's end broke the other run mid-test.
+    So the run that started the stack hands it over to a run still using it, and the
+    last one out stops it."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    marker = started_marker(bootstrap)
-    if marker.exists() and marker.read_text() == run:
+    marker, users = started_marker(bootstrap), _users(bootstrap)
+    with _stack_lock():
+        (users / run).unlink(missing_ok=True)
+        if not (marker.exists() and marker.read_text() == run):
+            return
+        for other in sorted(users.glob("*")) if users.exists() else []:
+            if other.read_text().strip().isdigit() and _alive(int(other.read_text())):
+                marker.write_text(other.name)  # theirs to stop
+                return
+            other.unlink()  # a run that died without leaving
         env = _local_stack_env(bootstrap, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
         stop_throwaway_stack(env)
         marker.unlink()
