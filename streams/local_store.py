@@ -39,8 +39,9 @@ store only opens a partition that is open already or assigned to this worker (ac
 or standby); anything else raises ``NotHeld``. An acknowledgement that settles after
 Faust closed the partition is dropped (the changelog has the records: the next owner
 restores them); ``forget_revoked`` (called once Faust has applied a rebalance) drops
-the overlay, tickets and failure mark of every partition Faust closed, so a partition
-that comes back starts clean, from its database and changelog only. ``settled`` lets
+the overlay, tickets and failure mark of every partition no longer active here (closed,
+or kept as a standby copy that Faust's standby replication writes), so a partition that
+becomes active again starts clean, from its database and changelog only. ``settled`` lets
 the revocation handler wait for the acknowledgements under way first, so that as much
 as possible reaches the disk before Faust closes it.
 """
@@ -223,10 +224,17 @@ class RocksStore(LocalStore):
     """A table's RocksDB databases through Faust's store, with the overlay of writes whose
     records are not acked yet (see the module's docstring)."""
 
-    def __init__(self, faust_store: Any, raw_values: bool, assigned: Callable[[int], bool]) -> None:
+    def __init__(
+        self,
+        faust_store: Any,
+        raw_values: bool,
+        assigned: Callable[[int], bool],
+        active: Callable[[int], bool],
+    ) -> None:
         self.faust_store = faust_store
         self.raw_values = raw_values  # tables declared with value_type=bytes
         self.assigned = assigned  # is the table's partition assigned here (active/standby)?
+        self.active = active  # ... and active here (ours to write)?
         self.overlay: defaultdict[int, dict[str, Any]] = defaultdict(dict)
         self.tickets: defaultdict[int, deque[_Flush]] = defaultdict(deque)
         self.broken: set[int] = set()  # partitions whose writes stay off disk (a send failed)
@@ -326,12 +334,13 @@ class RocksStore(LocalStore):
             await asyncio.sleep(SETTLE_POLL)
 
     def forget_revoked(self) -> set[int]:
-        """Drops what this store keeps for partitions Faust has closed (revoked); returns
-        them. Their overlay is stale from now on: if the partition comes back, Faust
-        restores it into its database, and an old overlay would hide that."""
-        gone: set[int] = (
-            self.overlay.keys() | self.tickets.keys() | self.broken
-        ) - self.faust_store._dbs.keys()
+        """Drops what this store keeps for partitions no longer active here (closed by
+        Faust, or kept as a standby copy); returns them. Their overlay is stale from now
+        on: Faust restores or replicates the partition into its database, and an old
+        overlay would hide that; their tickets go too, so an acknowledgement still
+        under way writes nothing over what the standby replication applied."""
+        kept = self.overlay.keys() | self.tickets.keys() | self.broken
+        gone = {p for p in kept if p not in self.faust_store._dbs or not self.active(p)}
         for partition in gone:
             unsettled = len(self.tickets.pop(partition, ()))
             if unsettled:
@@ -362,7 +371,9 @@ def local_store(table: Any) -> LocalStore:
     store = _ROCKS.get(data)
     if store is None:
         raw = getattr(table, "value_type", None) is bytes
-        store = _ROCKS[data] = RocksStore(data, raw, assigned_here(table))
+        store = _ROCKS[data] = RocksStore(
+            data, raw, assigned_here(table), assigned_here(table, standby=False)
+        )
     return store
 
 
@@ -371,14 +382,14 @@ def rocks_stores(tables: Iterable[Any]) -> list[RocksStore]:
     return [s for s in map(local_store, tables) if isinstance(s, RocksStore)]
 
 
-def assigned_here(table: Any) -> Callable[[int], bool]:
-    """Is ``table``'s changelog partition assigned to this worker, active or standby?
-    (Faust's assignor, which the group's assignment updates before Faust opens or closes
-    the partitions' databases.)"""
+def assigned_here(table: Any, standby: bool = True) -> Callable[[int], bool]:
+    """Is ``table``'s changelog partition assigned to this worker, active (or, with
+    ``standby``, standby)? (Faust's assignor, which the group's assignment updates before
+    Faust opens or closes the partitions' databases.)"""
 
     def assigned(partition: int) -> bool:
         assignor = table.app.assignor
         tp = TP(table.changelog_topic.get_topic_name(), partition)
-        return tp in assignor.assigned_actives() or tp in assignor.assigned_standbys()
+        return tp in assignor.assigned_actives() or (standby and tp in assignor.assigned_standbys())
 
     return assigned

@@ -40,9 +40,15 @@ ROCKSDB = {"FUNNELPULSE_STORE": "rocksdb"}
 
 
 async def health(worker: Worker) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=5) as http:
-        body: dict[str, Any] = (await http.get(f"{worker.url}/healthz")).json()
-    return body
+    """The worker's /healthz; on a loaded machine it may answer late: ask again."""
+    for _ in range(5):
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                body: dict[str, Any] = (await http.get(f"{worker.url}/healthz")).json()
+            return body
+        except httpx.TimeoutException:
+            await asyncio.sleep(1)
+    raise AssertionError(f"{worker.url}/healthz never answered")
 
 
 async def settled(workers: list[Worker], patience: float = 180) -> list[dict[str, Any]]:

@@ -256,3 +256,23 @@ async def test_a_partition_revoked_after_its_acks_keeps_them_on_disk(
     assign(rocks_app, table, actives=[1])
     assert store.get(1, "1|a") == b"kept"
     assert table.data.persisted_offset(tp(table, 1)) == 0
+
+
+async def test_an_active_partition_kept_as_a_standby_drops_its_overlay_and_late_acks(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    """Moved to another worker but kept here as its standby: the database stays open and
+    Faust's standby replication writes it; a late ack must not write over that."""
+    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
+    state: PartitionState[bytes] = PartitionState(table, 1)
+    state["a"] = b"ours"
+    await state.flush()
+    assign(rocks_app, table, standbys=[1])  # active elsewhere now
+    store = local_store(table)
+    assert isinstance(store, RocksStore)
+    assert store.forget_revoked() == {1}
+    assert store.get(1, "1|a") is None  # not the stale overlay
+    changelog.ack()
+    await settle()
+    assert table.data.persisted_offset(tp(table, 1)) is None  # the late ack wrote nothing
+    assert store.partitions() == {1}  # still open: a standby copy
