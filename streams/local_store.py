@@ -28,6 +28,22 @@ tickets before it, their writes and the highest acked offset go into the partiti
 database in one ``WriteBatch``. The database and its offset are then always a prefix of
 the changelog, which is what recovery assumes. A send that failed or was cancelled stops
 a partition's writes to disk until the restart (it may or may not be on the broker).
+
+Revocation (the second trap): Faust drops a revoked partition's database from its store
+(``revoke_partitions``: popped from ``_dbs``, closed once unreferenced) and opens one
+lazily on any access (``_db_for_partition``). So a read of a partition this worker does
+not hold would create an empty database and answer "nothing" (a zero published as a
+count), and a write settling after the revocation would reopen the database and put
+old values into it — behind whatever the partition's next tenure restores. Here the
+store only opens a partition that is open already or assigned to this worker (active
+or standby); anything else raises ``NotHeld``. An acknowledgement that settles after
+Faust closed the partition is dropped (the changelog has the records: the next owner
+restores them); ``forget_revoked`` (called once Faust has applied a rebalance) drops
+the overlay, tickets and failure mark of every partition no longer active here (closed,
+or kept as a standby copy that Faust's standby replication writes), so a partition that
+becomes active again starts clean, from its database and changelog only. ``settled`` lets
+the revocation handler wait for the acknowledgements under way first, so that as much
+as possible reaches the disk before Faust closes it.
 """
 
 from __future__ import annotations
@@ -37,14 +53,24 @@ import logging
 import weakref
 from abc import ABC, abstractmethod
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import orjson
+from faust.types import TP
 from rocksdict import WriteBatch
 
 log = logging.getLogger("funnelpulse.store")
+SETTLE_POLL = 0.01
 OFFSET_KEY = b"__faust\0offset__"  # faust.stores.rocksdb.Store.offset_key
 Writes = Mapping[str, Any]  # store key → value, None: deleted
 
@@ -53,6 +79,11 @@ def record_value(value: Any) -> bytes | None:
     """A value as the changelog carries it: bytes as they are, anything else as JSON,
     ``None`` (a tombstone) as ``None``."""
     return value if value is None or isinstance(value, bytes) else orjson.dumps(value)
+
+
+class NotHeld(LookupError):
+    """A partition this worker neither holds open nor has been assigned: reading it would
+    create an empty database and answer as if it had no data."""
 
 
 def prefix(partition: int) -> str:
@@ -193,15 +224,31 @@ class RocksStore(LocalStore):
     """A table's RocksDB databases through Faust's store, with the overlay of writes whose
     records are not acked yet (see the module's docstring)."""
 
-    def __init__(self, faust_store: Any, raw_values: bool) -> None:
+    def __init__(
+        self,
+        faust_store: Any,
+        raw_values: bool,
+        assigned: Callable[[int], bool],
+        active: Callable[[int], bool],
+    ) -> None:
         self.faust_store = faust_store
         self.raw_values = raw_values  # tables declared with value_type=bytes
+        self.assigned = assigned  # is the table's partition assigned here (active/standby)?
+        self.active = active  # ... and active here (ours to write)?
         self.overlay: defaultdict[int, dict[str, Any]] = defaultdict(dict)
         self.tickets: defaultdict[int, deque[_Flush]] = defaultdict(deque)
         self.broken: set[int] = set()  # partitions whose writes stay off disk (a send failed)
+        self.dropped = 0  # writes acked after Faust closed their partition: not stored
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def _db(self, partition: int) -> Any:
+        """The partition's open database; opened only when it is assigned here."""
+        db = self.faust_store._dbs.get(partition)
+        if db is not None:
+            return db
+        if not self.assigned(partition):
+            raise NotHeld(f"{self.faust_store.table.name}[{partition}] is not held by this "
+                          "worker: not opening an empty store for it")  # fmt: skip
         return self.faust_store._db_for_partition(partition)
 
     def _decode(self, raw: bytes) -> Any:
@@ -231,6 +278,8 @@ class RocksStore(LocalStore):
         yield from ((k, v) for k, v in overlay.items() if v is not None)
 
     def put(self, partition: int, key: str, value: Any) -> None:
+        if partition not in self.faust_store._dbs:
+            self._db(partition)  # raises NotHeld: never an overlay for someone else's data
         self.overlay[partition][key] = value
 
     def apply(self, partition: int, writes: Writes, offset: int | None) -> None:
@@ -268,11 +317,39 @@ class RocksStore(LocalStore):
             offset = max(offset, ticket.offset)
         if partition in self.broken or not (writes or offset >= 0):
             return
+        if partition not in self.faust_store._dbs:  # closed by a revocation: never reopen
+            self.dropped += len(writes)
+            log.info("%d writes of revoked partition %d acked after it was closed: left to "
+                     "the changelog", len(writes), partition)  # fmt: skip
+            return
         self.apply(partition, writes, offset if offset >= 0 else None)
         overlay = self.overlay[partition]
         for key, value in writes.items():
             if key in overlay and overlay[key] is value:  # not written again since
                 del overlay[key]
+
+    async def settled(self) -> None:
+        """Returns once every flush sent so far is acknowledged (or failed)."""
+        while any(self.tickets.values()):  # noqa: ASYNC110 (acks arrive as callbacks)
+            await asyncio.sleep(SETTLE_POLL)
+
+    def forget_revoked(self) -> set[int]:
+        """Drops what this store keeps for partitions no longer active here (closed by
+        Faust, or kept as a standby copy); returns them. Their overlay is stale from now
+        on: Faust restores or replicates the partition into its database, and an old
+        overlay would hide that; their tickets go too, so an acknowledgement still
+        under way writes nothing over what the standby replication applied."""
+        kept = self.overlay.keys() | self.tickets.keys() | self.broken
+        gone = {p for p in kept if p not in self.faust_store._dbs or not self.active(p)}
+        for partition in gone:
+            unsettled = len(self.tickets.pop(partition, ()))
+            if unsettled:
+                log.info("partition %d revoked with %d flushes not acknowledged yet: left to "
+                         "the changelog", partition, unsettled)  # fmt: skip
+            self.overlay.pop(partition, None)
+            self.broken.discard(partition)
+            self._locks.pop(partition, None)
+        return gone
 
     def estimate(self, partition: int) -> int:
         estimated = self._db(partition).property_int_value("rocksdb.estimate-num-keys")
@@ -293,5 +370,26 @@ def local_store(table: Any) -> LocalStore:
         return MemoryStore(data)
     store = _ROCKS.get(data)
     if store is None:
-        store = _ROCKS[data] = RocksStore(data, getattr(table, "value_type", None) is bytes)
+        raw = getattr(table, "value_type", None) is bytes
+        store = _ROCKS[data] = RocksStore(
+            data, raw, assigned_here(table), assigned_here(table, standby=False)
+        )
     return store
+
+
+def rocks_stores(tables: Iterable[Any]) -> list[RocksStore]:
+    """The RocksDB stores of ``tables`` (none with the memory store)."""
+    return [s for s in map(local_store, tables) if isinstance(s, RocksStore)]
+
+
+def assigned_here(table: Any, standby: bool = True) -> Callable[[int], bool]:
+    """Is ``table``'s changelog partition assigned to this worker, active (or, with
+    ``standby``, standby)? (Faust's assignor, which the group's assignment updates before
+    Faust opens or closes the partitions' databases.)"""
+
+    def assigned(partition: int) -> bool:
+        assignor = table.app.assignor
+        tp = TP(table.changelog_topic.get_topic_name(), partition)
+        return tp in assignor.assigned_actives() or (standby and tp in assignor.assigned_standbys())
+
+    return assigned

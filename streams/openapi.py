@@ -172,9 +172,51 @@ def health() -> Json:
             "recovering": {"type": "boolean"},
             "scopes": {"type": "integer"},
             "partitions": {"type": "object"},
+            "restore": restore(),
         },
         "required": ["status", "redis"],
     }
+
+
+def restore_figures() -> Json:
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "applied": {**count, "description": "changelog offsets applied since the restore began "
+                    "(compaction gaps count: an upper bound on records read)"},
+        "to_apply": {"type": ["integer", "null"], "minimum": 0,
+                     "description": "changelog offsets between each partition's start (the "
+                     "local store's offset, or the changelog's start) and its end; null until "
+                     "Faust has read the ends"},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                     "description": "applied / to_apply (1 when nothing was to apply)"},
+        "partitions": {**count, "description": "active changelog partitions restored"},
+        "rebuilding": {**count, "description": "of which with no local state, read from the "
+                       "changelog's start: first start, a partition new to this worker, a lost "
+                       "disk, or the memory store after a restart"},
+    }  # fmt: skip
+
+
+def restore() -> Json:
+    """``/healthz`` ``restore`` (streams/restore.py)."""
+    figures = restore_figures()
+    return {
+        "type": "object",
+        "description": "the restore of this worker's tables at its last assignment, from "
+        "Faust's recovery state",
+        "properties": {
+            "state": {"enum": ["waiting", "restoring", "done"],
+                      "description": "waiting: no assignment yet; restoring: rebalancing or "
+                      "reading changelogs; done: the figures of the last restore"},
+            "store": {"enum": ["memory", "rocksdb"], "description": "FUNNELPULSE_STORE"},
+            **figures,
+            "seconds": {"type": ["number", "null"],
+                        "description": "since the restore began, or how long it took"},
+            "tables": {"type": "object", "description": "the same figures per table",
+                       "additionalProperties": {"type": "object", "properties": figures}},
+        },
+        "required": ["state", "store", "applied", "to_apply", "progress", "partitions",
+                     "rebuilding"],
+    }  # fmt: skip
 
 
 def error() -> Json:

@@ -167,7 +167,9 @@ def health(fp: WorkerView) -> dict[str, Any]:
 
     Faust recovery and rebalances are known to hang; a worker whose input is waiting
     while nothing gets processed reports ``stalled`` (HTTP 503) so it can be restarted.
-    Redis being down is ``degraded``: consumption goes on and nothing is lost.
+    Redis being down is ``degraded``: consumption goes on and nothing is lost. While
+    tables are restored, ``restore`` says how far (and whether from the local store or
+    from the changelog's start: a lost disk).
     """
     since_tick = time.time() - fp.publisher.last_tick if fp.publisher.last_tick else None
     lag = sum(v for v in fp.publisher.lag.values() if v > 0)
@@ -189,6 +191,7 @@ def health(fp: WorkerView) -> dict[str, Any]:
         "recovering": recovering,
         "scopes": len(fp.publisher.index),
         "partitions": _partitions(fp),
+        "restore": fp.restore.report(),  # streams/restore.py
     }
 
 

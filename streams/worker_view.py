@@ -4,7 +4,7 @@ The views (``web.py``, ``queries.py``) are registered by ``app.py``; were they t
 the app's class for its type, the two would import each other. They take this protocol
 instead, which ``app.FunnelPulse`` satisfies: the Faust app (for routing and the web
 server), the settings, the publisher's state, and the few facts of progress that
-``/healthz`` reports.
+``/healthz`` reports (the restore's among them).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from metrics.windows import WindowSpec
 
 from .events import Limits
 from .publisher import KpiPublisher
+from .restore import RestoreProgress
 from .topics import TopicNames
 
 
@@ -29,6 +30,7 @@ class WorkerView(Protocol):
     names: TopicNames
     registry: CollectorRegistry
     publisher: KpiPublisher
+    restore: RestoreProgress
 
     def clock(self) -> float: ...
 

@@ -236,15 +236,44 @@ def test_pods_run_as_non_root_on_a_read_only_filesystem(workload: str) -> None:
         assert mounts.get("/tmp") in volumes, f"{container['name']}: no writable /tmp"
 
 
-def test_data_dir_is_a_writable_volume() -> None:
-    pod = worker()["spec"]["template"]["spec"]
-    mounts = {m["mountPath"]: m for m in worker_container()["volumeMounts"]}
-    data_dir = config()["FUNNELPULSE_DATA_DIR"]
-    assert data_dir in mounts, f"FUNNELPULSE_DATA_DIR={data_dir} is not a mounted volume"
-    assert not mounts[data_dir].get("readOnly", False)
-    volume = next(v for v in pod["volumes"] if v["name"] == mounts[data_dir]["name"])
-    claims = {c["metadata"]["name"] for c in worker()["spec"].get("volumeClaimTemplates", [])}
-    assert "emptyDir" in volume or volume["name"] in claims
+def test_data_dir_is_a_persistent_volume_claim_per_pod() -> None:
+    """The tables are on disk (RocksDB) under FUNNELPULSE_DATA_DIR: that path must be a
+    claim of the StatefulSet's volumeClaimTemplates (kept across restarts), never an
+    emptyDir (gone with the pod: every restart would rebuild every table)."""
+    for source in (worker(), next(d for d in rendered(K8S) if d["kind"] == "StatefulSet")):
+        pod = source["spec"]["template"]["spec"]
+        mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+        data_dir = config()["FUNNELPULSE_DATA_DIR"]
+        assert data_dir in mounts, f"FUNNELPULSE_DATA_DIR={data_dir} is not a mounted volume"
+        assert not mounts[data_dir].get("readOnly", False)
+        name = mounts[data_dir]["name"]
+        assert name not in {v["name"] for v in pod.get("volumes", [])}, f"{name}: a pod volume"
+        claims = {c["metadata"]["name"]: c for c in source["spec"].get("volumeClaimTemplates", [])}
+        assert name in claims, f"{name} is not one of the volumeClaimTemplates"
+        spec = claims[name]["spec"]
+        assert spec["accessModes"] == ["ReadWriteOnce"]  # RocksDB: one writer per store
+        assert Quantity(spec["resources"]["requests"]["storage"]) >= Quantity("1Gi")
+
+
+def test_the_tables_are_stored_on_disk_explicitly() -> None:
+    """Set in the ConfigMap, not left to the default (which the lead may change): the
+    claim above is only worth its cost with the RocksDB store."""
+    assert config()["FUNNELPULSE_STORE"] == "rocksdb"
+    assert Settings.from_env(container_env(all_docs(), worker_container())).store == "rocksdb"
+
+
+class Quantity:
+    """A Kubernetes storage quantity (``10Gi``, ``500M``), comparable."""
+
+    UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6,
+             "G": 10**9, "T": 10**12, "": 1}  # fmt: skip
+
+    def __init__(self, text: str) -> None:
+        number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", text).groups()  # type: ignore[union-attr]
+        self.bytes = float(number) * self.UNITS[unit]
+
+    def __ge__(self, other: Quantity) -> bool:
+        return self.bytes >= other.bytes
 
 
 def test_worker_is_scraped_by_prometheus_annotations() -> None:

@@ -4,10 +4,12 @@ changelog producer whose sends the test acknowledges."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
 import faust
+from faust.assignor.client_assignment import ClientAssignment
 from faust.types import TP
 
 
@@ -32,8 +34,26 @@ class Changelog:
             future.set_result(SimpleNamespace(offset=offset))
 
 
-def rocks_table(app: faust.App, name: str = "t", **options: Any) -> Any:
-    return app.Table(name, partitions=4, options={"write_buffer_size": 1 << 20}, **options)
+def rocks_table(
+    app: faust.App, name: str = "t", actives: Iterable[int] = range(4), **options: Any
+) -> Any:
+    """A RocksDB table of 4 partitions; ``actives`` are assigned to this worker (the
+    store opens no other)."""
+    table = app.Table(name, partitions=4, options={"write_buffer_size": 1 << 20}, **options)
+    assign(app, table, actives=actives)
+    return table
+
+
+def assign(
+    app: faust.App, table: Any, actives: Iterable[int] = (), standbys: Iterable[int] = ()
+) -> None:
+    """Sets the table's changelog partitions in the app's assignor, as a rebalance does."""
+    topic = table.changelog_topic.get_topic_name()
+    current = app.assignor._assignment
+    app.assignor._assignment = ClientAssignment(
+        actives={**current.actives, topic: sorted(actives)},
+        standbys={**current.standbys, topic: sorted(standbys)},
+    )
 
 
 def tp(table: Any, partition: int) -> TP:

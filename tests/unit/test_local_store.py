@@ -15,11 +15,11 @@ import orjson
 import pytest
 
 from metrics.counts import WIDTH
-from streams.local_store import OFFSET_KEY, MemoryStore, RocksStore, local_store
+from streams.local_store import OFFSET_KEY, MemoryStore, NotHeld, RocksStore, local_store
 from streams.pane_groups import PARTIAL, PaneGroups
 from streams.table_state import PartitionState
 
-from .stores import Changelog, rocks_table, settle, tp
+from .stores import Changelog, assign, rocks_table, settle, tp
 
 PANE = [[1] + [0] * (WIDTH - 1), {"0": 5}]
 
@@ -131,7 +131,7 @@ async def test_deletes_and_json_values_are_stored_as_the_changelog_has_them(
 
 def test_faust_recovery_writes_what_the_store_reads(rocks_app: faust.App) -> None:
     """A changelog batch applied by Faust (recovery, standbys) is read back by key."""
-    table = rocks_table(rocks_app, value_type=bytes)
+    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
     message = SimpleNamespace(
         tp=tp(table, 1), offset=41, partition=1, key=orjson.dumps("1|a"), value=b"v"
     )
@@ -188,3 +188,91 @@ def test_the_store_setting_picks_faust_store_and_small_databases(
         assert options.write_buffer_size == ROCKSDB_OPTIONS["write_buffer_size"]
         assert options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
         assert not options.ttl
+
+
+# -- partitions this worker does not hold ---------------------------------------------------
+
+
+def test_a_partition_not_held_is_an_error_and_no_empty_store(rocks_app: faust.App) -> None:
+    """Faust would open an empty database and the read would answer "no data"."""
+    table = rocks_table(rocks_app, value_type=bytes, actives=[0])
+    store = local_store(table)
+    assert store.get(0, "0|a") is None  # assigned: opened
+    for read in (lambda: store.get(3, "3|a"), lambda: store.keys(3),
+                 lambda: list(store.items(3)), lambda: store.put(3, "3|a", b"x")):  # fmt: skip
+        with pytest.raises(NotHeld):
+            read()
+    assert store.partitions() == {0}
+    assert not table.data.partition_path(3).exists()
+
+
+def test_a_standby_partition_opens_on_first_read(rocks_app: faust.App) -> None:
+    table = rocks_table(rocks_app, value_type=bytes, actives=[])
+    assign(rocks_app, table, standbys=[2])
+    assert local_store(table).keys(2) == []
+    assert local_store(table).partitions() == {2}
+
+
+async def test_an_ack_after_the_revocation_neither_reopens_nor_writes(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
+    state: PartitionState[bytes] = PartitionState(table, 1)
+    state["a"] = b"old"
+    await state.flush()
+    assign(rocks_app, table, actives=[])  # the rebalance: the assignment first,
+    table.data.revoke_partitions(table, {tp(table, 1)})  # then Faust closes the database
+    changelog.ack()
+    await settle()
+    store = local_store(table)
+    assert isinstance(store, RocksStore)
+    assert store.partitions() == set(), "the late ack reopened the database"
+    assert store.dropped == 1
+    assert store.forget_revoked() == {1}
+    assert not store.overlay and not store.tickets
+    assign(rocks_app, table, actives=[1])  # back: what its database holds, no stale overlay
+    assert store.get(1, "1|a") is None
+    assert table.data.persisted_offset(tp(table, 1)) is None
+
+
+async def test_a_partition_revoked_after_its_acks_keeps_them_on_disk(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    """The revocation handler waits for ``settled`` before Faust closes the database."""
+    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
+    state: PartitionState[bytes] = PartitionState(table, 1)
+    state["a"] = b"kept"
+    await state.flush()
+    store = local_store(table)
+    assert isinstance(store, RocksStore)
+    waiting = asyncio.ensure_future(store.settled())
+    await settle()
+    assert not waiting.done()
+    changelog.ack()
+    await asyncio.wait_for(waiting, 5)
+    assign(rocks_app, table, actives=[])
+    table.data.revoke_partitions(table, {tp(table, 1)})
+    assert store.forget_revoked() == {1}
+    assign(rocks_app, table, actives=[1])
+    assert store.get(1, "1|a") == b"kept"
+    assert table.data.persisted_offset(tp(table, 1)) == 0
+
+
+async def test_an_active_partition_kept_as_a_standby_drops_its_overlay_and_late_acks(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    """Moved to another worker but kept here as its standby: the database stays open and
+    Faust's standby replication writes it; a late ack must not write over that."""
+    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
+    state: PartitionState[bytes] = PartitionState(table, 1)
+    state["a"] = b"ours"
+    await state.flush()
+    assign(rocks_app, table, standbys=[1])  # active elsewhere now
+    store = local_store(table)
+    assert isinstance(store, RocksStore)
+    assert store.forget_revoked() == {1}
+    assert store.get(1, "1|a") is None  # not the stale overlay
+    changelog.ack()
+    await settle()
+    assert table.data.persisted_offset(tp(table, 1)) is None  # the late ack wrote nothing
+    assert store.partitions() == {1}  # still open: a standby copy
