@@ -211,11 +211,15 @@ def restore() -> Json:
             **figures,
             "seconds": {"type": ["number", "null"],
                         "description": "since the restore began, or how long it took"},
+            "seconds_without_progress": {
+                "type": "number",
+                "description": "while restoring: since the offsets applied last moved (over "
+                "120 s while Faust is still recovering makes /healthz say stalled); else 0"},
             "tables": {"type": "object", "description": "the same figures per table",
                        "additionalProperties": {"type": "object", "properties": figures}},
         },
         "required": ["state", "store", "applied", "to_apply", "progress", "partitions",
-                     "rebuilding"],
+                     "rebuilding", "seconds_without_progress"],
     }  # fmt: skip
 
 

@@ -65,12 +65,14 @@ class RestoreProgress:
     start: dict[Any, int | None] = field(default_factory=dict)
     began: float | None = None
     ended: float | None = None
+    _moved: tuple[int, float] = (0, 0.0)  # (offsets applied, when that figure last changed)
 
     def on_assigned(self) -> None:
         """Takes the start offsets of the active changelog partitions just assigned."""
         recovery = self.recovery()
         self.start = {tp: recovery.active_offsets.get(tp) for tp in recovery.active_tps}
         self.began, self.ended = self.clock(), None
+        self._moved = (0, self.began)
 
     def on_restored(self) -> None:
         self.ended = self.clock()
@@ -96,8 +98,13 @@ class RestoreProgress:
             for figures in (overall, tables.setdefault(name, Figures())):
                 figures.add(applied, to_apply, start is None)
         end = self.clock() if self.ended is None else self.ended
+        if overall.applied != self._moved[0]:
+            self._moved = (overall.applied, end)
         return {
             "state": state,
+            "seconds_without_progress": (
+                round(end - self._moved[1], 3) if state == "restoring" else 0.0
+            ),
             "store": self.store,
             **overall.as_json(),
             "seconds": None if self.began is None else round(end - self.began, 3),

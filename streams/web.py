@@ -166,7 +166,9 @@ def health(fp: WorkerView) -> dict[str, Any]:
     """Liveness an orchestrator can trust: is the loop turning, is the consumer moving?
 
     Faust recovery and rebalances are known to hang; a worker whose input is waiting
-    while nothing gets processed reports ``stalled`` (HTTP 503) so it can be restarted.
+    while nothing gets processed, or whose restore has applied nothing for as long (it
+    would otherwise say ``recovering`` for ever), reports ``stalled`` (HTTP 503) so it
+    can be restarted.
     Redis being down is ``degraded``: consumption goes on and nothing is lost. While
     tables are restored, ``restore`` says how far (and whether from the local store or
     from the changelog's start: a lost disk).
@@ -175,8 +177,11 @@ def health(fp: WorkerView) -> dict[str, Any]:
     lag = sum(v for v in fp.publisher.lag.values() if v > 0)
     idle = time.monotonic() - fp.last_progress
     recovering = fp.recovering
-    stalled = (since_tick is not None and since_tick > STALL_AFTER) or (
-        lag > 0 and idle > NO_PROGRESS_AFTER and not recovering
+    restore = fp.restore.report()  # streams/restore.py
+    stalled = (
+        (since_tick is not None and since_tick > STALL_AFTER)
+        or (lag > 0 and idle > NO_PROGRESS_AFTER and not recovering)
+        or (recovering and restore["seconds_without_progress"] > NO_PROGRESS_AFTER)
     )
     status = "stalled" if stalled else ("ok" if fp.publisher.redis_ok else "degraded")
     if recovering and not stalled:
@@ -191,7 +196,7 @@ def health(fp: WorkerView) -> dict[str, Any]:
         "recovering": recovering,
         "scopes": len(fp.publisher.index),
         "partitions": _partitions(fp),
-        "restore": fp.restore.report(),  # streams/restore.py
+        "restore": restore,
     }
 
 

@@ -73,3 +73,29 @@ def test_a_compacted_head_counts_as_applied_never_beyond_the_end() -> None:
     faust.active_offsets[LOST] = 120  # beyond the highwater read (written meanwhile)
     report = progress.report()
     assert (report["applied"], report["to_apply"], report["rebuilding"]) == (100, 100, 1)
+
+
+def test_seconds_without_progress_counts_while_nothing_is_applied() -> None:
+    """A restore whose applied offsets stop moving says for how long (/healthz turns
+    ``stalled`` past 120 s while Faust still recovers); any progress resets it."""
+    faust, clock = recovery({KEPT: None}), Clock()
+    restoring = [True]
+    progress = RestoreProgress(lambda: faust, lambda: restoring[0], "rocksdb", clock)
+    assert progress.report()["seconds_without_progress"] == 0.0  # waiting: not restoring
+    progress.on_assigned()
+    faust.active_highwaters[KEPT] = 999
+    clock.now += 30
+    assert progress.report()["seconds_without_progress"] == 30.0  # nothing applied yet
+    faust.active_offsets[KEPT] = 10
+    clock.now += 5
+    assert progress.report()["seconds_without_progress"] == 0.0  # moved: the clock restarts
+    clock.now += 121
+    assert progress.report()["seconds_without_progress"] == 121.0
+    faust.active_offsets[KEPT] = 999  # all applied, yet Faust never ends the recovery:
+    clock.now += 1
+    assert progress.report()["seconds_without_progress"] == 0.0
+    clock.now += 200
+    assert progress.report()["seconds_without_progress"] == 200.0  # ... a hang, reported
+    restoring[0] = False
+    progress.on_restored()
+    assert progress.report()["seconds_without_progress"] == 0.0  # done
