@@ -225,7 +225,7 @@ class PartialCounts:
         dedup_state: PartitionState[Any] = PartitionState(self.dedup, partition)
         index = self.dedup_index(partition)
         horizon_cut = now - self.dedup_horizon
-        cut = cutoff_for_cap(dedup_state, len(index), self.dedup_max_ids, horizon_cut)
+        cut = cutoff_for_cap(index.times, len(index), self.dedup_max_ids, horizon_cut)
         dropped = await sweep(dedup_state, index, cut)
         if cut > horizon_cut:
             self.metrics.dedup_early.inc(dropped)
