@@ -28,13 +28,14 @@ from metrics.prometheus import Metrics
 from metrics.redis_client import connect
 from metrics.redis_publisher import PublishError, RedisPublisher
 from metrics.snapshots import build_snapshot, has_data, window_counts
-from metrics.windows import PANE_SIZES, WindowSpec, oldest_kept, oldest_read
+from metrics.windows import PANE_SIZES, WindowSpec, groups_read, oldest_kept
 
 from .campaign_channels import CampaignChannels
 from .latest import WindowSnapshots
 from .local_store import local_store, prefix
 from .pane_groups import (
     EVICT_EVERY,
+    GROUP_PANES,
     PaneGroups,
     block_of,
     group_key,
@@ -148,17 +149,17 @@ class KpiPublisher:
         self.campaign_channels.load(partitions)
 
     def pane_totals(
-        self, scope: str, since: dict[int, int] | None = None
+        self, scope: str, wanted: set[tuple[int, int]] | None = None
     ) -> dict[tuple[int, int], Counts]:
         """The scope's merged panes, (size, start) → counts summed over sources; with
-        ``since`` (size → oldest start wanted) only the groups that can hold such panes are
-        read: the hourly panes of 35 days are decoded only when a window reaches back
-        that far (``metrics.windows.oldest_read``), not at every tick of a 24 h window."""
+        ``wanted`` (``metrics.windows.groups_read``) only the groups holding a pane some
+        window sums are read: 35 days of hourly panes are decoded only when a window
+        reaches back that far, and of 25 h of minute panes only those at the edges."""
         partition, groups = self.index[scope]
         store = local_store(self.merged)
         totals = {}
         for size, block in groups:
-            if since is not None and group_last_start(size, block) < since.get(size, 0):
+            if wanted is not None and (size, block) not in wanted:
                 continue
             raw = store.get(partition, prefix(partition) + group_key(scope, size, block))
             if raw is not None:
@@ -242,13 +243,13 @@ class KpiPublisher:
 
     def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
         snapshots = []
-        since = oldest_read(self.specs, now)
+        wanted = groups_read([spec.cover(now) for spec in self.specs], GROUP_PANES)
         for scope in scopes:
             self.computed_at.pop(scope, None)
             if scope not in self.index:
                 continue
             self.computed_at[scope] = now  # at the end: the newest
-            panes = self.pane_totals(scope, since)
+            panes = self.pane_totals(scope, wanted)
             for spec in self.specs:
                 counts = window_counts(panes, spec, now)
                 if has_data(counts) or scope in self.latest[spec.name]:

@@ -21,10 +21,11 @@ from metrics.windows import (
     WindowSpec,
     check_horizon,
     cover,
+    groups_read,
     oldest_kept,
-    oldest_read,
     pane_start,
     window_specs,
+    window_sum,
 )
 
 NOW = 1_800_000_000.0  # a pane edge for both 60 s and 3600 s panes
@@ -229,6 +230,10 @@ def test_a_window_equals_a_brute_force_recount(
     ]
     want = sum(v for ts, v in accepted if start <= Fraction(ts) < end)
     assert window_counts(panes, spec, now)[0] == want
+    # the other way of summing (the cover's panes looked up, when the panes are many)
+    c = spec.cover(now)
+    padded = {**panes, **{(60, -60 * i): [1] * WIDTH for i in range(1, len(c) + 2)}}
+    assert window_sum(padded, c, WIDTH)[0] == want
     # never less than W, never a whole pane too much, whatever the resolution
     assert start <= Fraction(now) - spec.seconds and end > Fraction(now)
     c = spec.cover(now)
@@ -276,18 +281,20 @@ def test_a_cover_splits_its_range_into_kept_panes(name: str, now: float) -> None
     assert spec.minute_exact == (spec.seconds <= MINUTE_EXACT_LIMIT)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(WINDOW_NAMES), min_size=1, max_size=5), NOWS)
-def test_oldest_read_is_the_oldest_pane_any_window_reads(names: list[str], now: float) -> None:
-    specs = window_specs(names)
-    reads = oldest_read(specs, now)
-    for spec in specs:
-        for size, start in spec.cover(now).panes():
-            assert start >= reads[size]
-    for size in PANE_SIZES:
-        oldest = [c.oldest(size) for c in (s.cover(now) for s in specs)]
-        known = [o for o in oldest if o is not None]
-        assert reads[size] == (min(known) if known else pane_start(now, 60) + 60)
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(WINDOW_NAMES), NOWS, st.sampled_from(PANE_SIZES), st.integers(-40, 40))
+def test_a_group_is_read_exactly_when_the_window_sums_one_of_its_panes(
+    name: str, now: float, size: int, offset: int
+) -> None:
+    """The publisher decodes a group of 16 panes only if the cover sums one of them."""
+    (spec,) = window_specs([name])
+    c = spec.cover(now)
+    span = 16 * size
+    block = pane_start(c.start if offset < 0 else c.end, span) + offset * span
+    starts = range(block, block + span, size)
+    assert c.reads(size, block, block + span) == any(c.holds(size, s) for s in starts)
+    assert ((size, block) in groups_read([c], 16)) == c.reads(size, block, block + span)
+    assert len(c) == len(list(c.panes()))
 
 
 def test_a_window_does_not_flicker_at_minute_or_hour_edges() -> None:
