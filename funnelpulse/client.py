@@ -205,9 +205,7 @@ class FunnelPulseProducer:
             detail = f"event is {len(encoded)} bytes; at most {MAX_EVENT_BYTES}"
             raise InvalidEvent(kind, Reason.TOO_LARGE, detail, event)
         s = self.settings
-        limits = Limits(
-            self.clock(), s.max_future, s.retention, s.fx_rates, channels=self._channels
-        )
+        limits = Limits(self.clock(), s.max_future, s.horizon, s.fx_rates, channels=self._channels)
         try:
             parse_checked(orjson.loads(encoded), kind, limits)
         except BadEvent as bad:

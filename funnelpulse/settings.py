@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from metrics.alerts import CplSpikeRule
 from metrics.durations import format_duration, parse_duration
+from metrics.windows import check_horizon
 
 from . import env_values as v
 from .credentials import KAFKA_PROTOCOLS, SASL_MECHANISMS, Secret, redact_url
@@ -178,7 +179,10 @@ class Settings:
         v.channel_aliases,
     )
     dedup_horizon: float = setting(
-        "FUNNELPULSE_DEDUP_HORIZON", "24h", "how long a repeated event_id is recognised", v.duration
+        "FUNNELPULSE_DEDUP_HORIZON",
+        "7d",
+        "how long a repeated event_id is recognised (at most `FUNNELPULSE_HORIZON`)",
+        v.duration,
     )
     dedup_max_ids: int = setting(
         "FUNNELPULSE_DEDUP_MAX_IDS",
@@ -186,10 +190,11 @@ class Settings:
         "event_ids remembered per partition (memory cap)",
         v.integer(1000, 10**9),
     )
-    retention: float = setting(
-        "FUNNELPULSE_RETENTION",
-        "25h",
-        "oldest event time accepted (older: dead letter)",
+    horizon: float = setting(
+        "FUNNELPULSE_HORIZON",
+        "35d",
+        "oldest event time accepted and counted, in hourly panes (older: dead letter); "
+        "at least the longest window + 1h",
         v.duration,
     )
     max_future: float = setting(
@@ -366,10 +371,12 @@ class Settings:
                     f"FUNNELPULSE_CPL_{name.upper()}={window} is not one of FUNNELPULSE_WINDOWS"
                 )
         longest = parse_duration(self.windows[-1])
-        if self.retention < longest:
+        why = check_horizon(self.horizon, longest, self.dedup_horizon)
+        if why is not None:
             raise SettingsError(
-                f"FUNNELPULSE_RETENTION ({format_duration(self.retention)}) is shorter than the "
-                f"longest window ({self.windows[-1]}): its KPIs could never be complete"
+                f"FUNNELPULSE_HORIZON ({format_duration(self.horizon)}) is {why} "
+                f"(longest window {self.windows[-1]}, "
+                f"FUNNELPULSE_DEDUP_HORIZON {format_duration(self.dedup_horizon)})"
             )
         _validate_topic_names(self)
         _validate_kafka_security(self)

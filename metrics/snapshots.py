@@ -9,20 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .counts import COUNT_FIELDS, MICROS, MONEY_FIELDS, Counts, add_into, zero
+from .counts import COUNT_FIELDS, MICROS, MONEY_FIELDS, WIDTH, Counts
 from .kpis import compute_all
-from .windows import WindowSpec
+from .windows import WindowSpec, window_sum
 
 PaneTotals = Mapping[tuple[int, int], Sequence[int]]  # (pane size, pane start) → counts
 
 
 def window_counts(panes: PaneTotals, spec: WindowSpec, now: float) -> Counts:
-    total = zero()
-    first, last = spec.first_pane(now), spec.last_pane(now)
-    for (size, start), counts in panes.items():
-        if size == spec.pane and first <= start <= last:
-            add_into(total, counts)
-    return total
+    """Hourly panes for the whole hours of the window, minute panes for its edges
+    (``metrics.windows.Cover``)."""
+    return window_sum(panes, spec.cover(now), WIDTH)
 
 
 def money(micros: int) -> float:
@@ -36,7 +33,7 @@ def build_snapshot(
     doc.update(compute_all(counts))
     for i, name in enumerate(COUNT_FIELDS):
         doc[name] = money(counts[i]) if name in MONEY_FIELDS else counts[i]
-    doc["window_start"] = window.first_pane(now)
+    doc["window_start"] = window.start(now)
     doc["window_end"] = round(now, 3)
     doc["updated_at"] = round(now, 3)
     return doc

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from funnelpulse.security import faust_credentials, kafka_client_kwargs
 from funnelpulse.settings import Settings
 from metrics.prometheus import Metrics
-from metrics.windows import granularities, window_specs
+from metrics.windows import PANE_SIZES, window_specs
 
 from .batch import message_batches
 from .campaign_channels import CampaignChannels, ChannelTally
@@ -80,7 +80,7 @@ class FunnelPulse:
         self.clock = clock
         self.names = TopicNames.from_settings(settings)
         self.specs = window_specs(settings.windows)
-        self.pane_sizes = granularities(self.specs)
+        self.pane_sizes = PANE_SIZES  # minute panes (25 h) and hourly ones (the horizon)
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry, settings.max_campaign_series)
         self.app = self._make_app()
@@ -120,9 +120,7 @@ class FunnelPulse:
             route=Forwarder(self.route_topic),
             homes=HomePartitions(s.partitions),
             dead_letters=DeadLetters(self.dead_letter, self.metrics),
-            limits=lambda now: Limits(
-                now, s.max_future, s.retention, s.fx_rates, channels=channels
-            ),
+            limits=lambda now: Limits(now, s.max_future, s.horizon, s.fx_rates, channels=channels),
             unknown_channel=self.metrics.count_unknown_channel,
             clock=clock,
             progress=self.progress,
@@ -217,7 +215,7 @@ class FunnelPulse:
     def _counts(self, stage: Stage, partials: Any, dedup: Any, **extra: Any) -> PartialCounts:
         s = self.settings
         return PartialCounts(
-            stage, partials, dedup, specs=self.specs, pane_sizes=self.pane_sizes,
+            stage, partials, dedup, horizon=s.horizon, pane_sizes=self.pane_sizes,
             max_future=s.max_future, dedup_horizon=s.dedup_horizon,
             dedup_max_ids=s.dedup_max_ids, metrics=self.metrics, channels=self.channel_tally,
             **extra,

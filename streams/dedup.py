@@ -9,6 +9,13 @@ Python strings and tuples). After a restart the index is rebuilt from the recove
 table. Records older than the dedup horizon are swept away (with their index entries),
 which keeps the state bounded.
 
+The sweep reads only the records it drops: ``RecordTimes`` keeps every record's first
+sighting, id count and key in write order, ~21 bytes a record in arrays. With a 7-day
+horizon a partition holds up to 604,800 records at one batch a second, and the scan of
+all of them that the sweep did every minute blocked the event loop 2.4 s per partition
+with the memory store (0.27 s at 24 h and 86,400 records); the trap is that a sweep that
+finds nothing to drop still paid the whole scan.
+
 A record is binary: ``<d`` (when it was first seen), ``<I`` n, n pairs of ``<Q`` (digest,
 packed marker), then, for the few events whose campaign came from a lead rather than the
 event itself, their attribution as JSON (a replay must count where the first sighting
@@ -25,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from .id_index import IdIndex, Marker, pack_marker
+from .id_index import IdIndex, Marker, pack_marker, unpack_marker
 from .table_state import PartitionState
 
 Attribution = tuple[str, str]  # (campaign, channel)
@@ -36,13 +43,85 @@ _HEAD = struct.Struct("<dI")
 IDS_PER_RECORD = 1_000
 
 
+def record_key(source: str, chunk: int) -> str:
+    """A record's key: the batch's first source position ``topic:offset``, then
+    ``/chunk`` for the records after the first of one batch."""
+    return f"{source}/{chunk}" if chunk else source
+
+
+def _pack_key(key: str) -> int | None:
+    """A record key as one int (a marker's layout: topic, offset, chunk), or None for a key
+    of another shape (none is written so; such a key is kept as it is)."""
+    source, _, chunk = key.partition("/")
+    topic, _, offset = source.partition(":")
+    try:
+        packed = pack_marker((int(topic), int(offset), int(chunk or 0)))
+    except ValueError:
+        return None
+    return packed if _unpack_key(packed) == key else None
+
+
+def _unpack_key(packed: int) -> str:
+    topic, offset, chunk = unpack_marker(packed)
+    return record_key(f"{topic}:{offset}", chunk)
+
+
+class RecordTimes:
+    """A partition's dedup records in the order they were first written: (first seen,
+    ids held, key), ~21 bytes a record. Oldest first, since batches are persisted as the
+    clock goes (a clock stepping back only delays a record's sweep by the step)."""
+
+    def __init__(self) -> None:
+        self._seen = array("d")
+        self._sizes = array("I")
+        self._keys = array("Q")  # the packed key, or the place of the key in ``_other``
+        self._packed = array("B")  # 1: ``_keys`` holds the packed key
+        self._other: list[str] = []
+        self._head = 0  # entries before it are gone
+
+    def __len__(self) -> int:
+        return len(self._seen) - self._head
+
+    def add(self, seen: float, key: str, size: int) -> None:
+        packed = _pack_key(key)
+        self._packed.append(packed is not None)
+        if packed is None:  # never freed: no key of this shape is written
+            packed = len(self._other)
+            self._other.append(key)
+        self._seen.append(seen)
+        self._sizes.append(size)
+        self._keys.append(packed)
+
+    def _key(self, i: int) -> str:
+        return _unpack_key(self._keys[i]) if self._packed[i] else self._other[self._keys[i]]
+
+    def oldest(self) -> Iterator[tuple[float, int, str]]:
+        """(first seen, ids, key), oldest first."""
+        for i in range(self._head, len(self._seen)):
+            yield self._seen[i], self._sizes[i], self._key(i)
+
+    def first_seen(self) -> float | None:
+        return self._seen[self._head] if len(self) else None
+
+    def pop(self) -> str:
+        """Forgets the oldest entry and returns its key."""
+        key = self._key(self._head)
+        self._head += 1
+        if self._head > 1024 and self._head * 2 > len(self._seen):  # compact, amortised O(1)
+            for column in (self._seen, self._sizes, self._keys, self._packed):
+                del column[: self._head]
+            self._head = 0
+        return key
+
+
 class Dedup:
-    """A partition's dedup index: digest → packed marker, and the attributions decided
-    from lead state (digest → (campaign, channel))."""
+    """A partition's dedup index: digest → packed marker, the attributions decided from
+    lead state (digest → (campaign, channel)), and when each record was written."""
 
     def __init__(self) -> None:
         self.ids = IdIndex()
         self.attributions: dict[int, Attribution] = {}
+        self.times = RecordTimes()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,6 +147,10 @@ class MessageDedup:
 
     def attribution(self, digest: int) -> Attribution | None:
         return self._dedup.attributions.get(digest)
+
+    @property
+    def times(self) -> RecordTimes:
+        return self._dedup.times
 
 
 def encode_record(seen: float, entries: list[tuple[int, int, Attribution | None]]) -> bytes:
@@ -104,30 +187,38 @@ async def persist(state: PartitionState[Any], source: str, dedup: MessageDedup, 
     (``source``, then ``source/1``, ``source/2``... for more than ``IDS_PER_RECORD``)."""
     new = dedup.new
     for chunk, start in enumerate(range(0, len(new), IDS_PER_RECORD)):
-        key = f"{source}/{chunk}" if chunk else source
-        state[key] = encode_record(now, new[start : start + IDS_PER_RECORD])
+        key = record_key(source, chunk)
+        entries = new[start : start + IDS_PER_RECORD]
+        if key not in state:  # a replayed batch rewrites its record: one entry per record
+            dedup.times.add(now, key, len(entries))
+        state[key] = encode_record(now, entries)
     if new:
         await state.flush()
 
 
 def rebuild(state: PartitionState[Any]) -> Dedup:
     dedup = Dedup()
+    heads = []
     for key in state:
-        for digest, packed, attribution in record_entries(state[key]):
+        raw = state[key]
+        heads.append((*record_head(raw), key))
+        for digest, packed, attribution in record_entries(raw):
             if digest not in dedup.ids:  # the first record of an id wins
                 dedup.ids.put(digest, packed)
                 if attribution is not None:
                     dedup.attributions[digest] = attribution
+    for seen, size, key in sorted(heads, key=lambda head: (head[0], head[2])):
+        dedup.times.add(seen, key, size)
     return dedup
 
 
-def cutoff_for_cap(state: PartitionState[Any], index_size: int, cap: int, before: float) -> float:
-    """The sweep time that brings the index under ``cap`` ids, oldest records first."""
+def cutoff_for_cap(times: RecordTimes, index_size: int, cap: int, before: float) -> float:
+    """The sweep time that brings the index under ``cap`` ids, oldest records first (read
+    from ``times``: only as far as the records that have to go)."""
     if index_size <= cap:
         return before
-    records = sorted(record_head(state[key]) for key in state)
     excess = index_size - cap
-    for seen, size in records:  # oldest first; those before the horizon go anyway
+    for seen, size, _key in times.oldest():  # those before the horizon go anyway
         if excess <= 0:
             break
         excess -= size
@@ -136,12 +227,17 @@ def cutoff_for_cap(state: PartitionState[Any], index_size: int, cap: int, before
 
 
 async def sweep(state: PartitionState[Any], dedup: Dedup, before: float) -> int:
-    """Forgets message records first seen before ``before``; returns identities dropped."""
+    """Forgets message records first seen before ``before``; returns identities dropped.
+    Reads the records due (``dedup.times``), not every record."""
+    times = dedup.times
+    due: list[str] = []
+    while (first := times.first_seen()) is not None and first < before:
+        due.append(times.pop())
     dropped = 0
-    for key in list(state):
-        raw = state[key]
-        if record_head(raw)[0] >= before:
-            continue
+    for key in due:
+        raw = state.get(key)
+        if raw is None or record_head(raw)[0] >= before:
+            continue  # gone, or rewritten later by a replay (its own entry comes later)
         for digest, packed, _attribution in record_entries(raw):
             if dedup.ids.remove(digest, packed):
                 dedup.attributions.pop(digest, None)

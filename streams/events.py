@@ -86,7 +86,7 @@ FIELDS: Mapping[str, Field] = {
     "event_id": Field(Kind.TEXT, "idempotency key: repeated within the dedup horizon (same "
                       "type; and campaign, but for funnel events) it counts once"),
     "ts": Field(Kind.TS, "event time: RFC 3339 with an offset, or epoch seconds (numbers "
-                "above 1e11: milliseconds); at most `FUNNELPULSE_RETENTION` old and "
+                "above 1e11: milliseconds); at most `FUNNELPULSE_HORIZON` old and "
                 "`FUNNELPULSE_MAX_FUTURE` ahead"),
     "campaign_id": Field(Kind.TEXT, "the campaign, and the message key", min_len=1,
                          chars="A-Za-z0-9._:-"),
@@ -203,7 +203,7 @@ class Limits:
 
     now: float
     max_future: float
-    retention: float
+    horizon: float  # oldest event time accepted, seconds before now
     fx_rates: Mapping[str, Decimal]
     max_message_bytes: int = 1024 * 1024
     channels: Mapping[str, str] = field(default_factory=lambda: DEFAULT_CHANNELS)
@@ -338,7 +338,7 @@ def _well_formed_touch(doc: Mapping[str, Any], kind: EventType, limits: Limits) 
     raw_ts: Any = get("ts")
     if type(raw_ts) in _NUMBER_TYPES and 0 <= raw_ts < 1e15:  # finite, not NaN
         ts = raw_ts / 1000.0 if raw_ts > 1e11 else float(raw_ts)
-        if not limits.now - limits.retention <= ts <= limits.now + limits.max_future:
+        if not limits.now - limits.horizon <= ts <= limits.now + limits.max_future:
             return None
     elif type(raw_ts) is str:
         ts = parse_ts(raw_ts, limits)  # raises what the checked path would raise here
@@ -412,8 +412,8 @@ def parse_ts(value: Any, limits: Limits) -> float:
         ts = value / 1000.0 if value > 1e11 else float(value)
     if ts > limits.now + limits.max_future:
         raise BadEvent(Reason.TS_IN_FUTURE, f"ts is {ts - limits.now:.0f} s in the future")
-    if ts < limits.now - limits.retention:
-        raise BadEvent(Reason.TS_TOO_OLD, f"ts is {limits.now - ts:.0f} s old, past retention")
+    if ts < limits.now - limits.horizon:
+        raise BadEvent(Reason.TS_TOO_OLD, f"ts is {limits.now - ts:.0f} s old, past the horizon")
     return ts
 
 

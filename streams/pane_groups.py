@@ -24,7 +24,7 @@ from metrics.counts import WIDTH, Counts
 
 from .table_state import PartitionView, compact_json
 
-GROUP_PANES = 16  # minute panes: 16-minute blocks; 15-minute panes: 4-hour blocks
+GROUP_PANES = 16  # minute panes: 16-minute blocks; hourly panes: 16-hour blocks
 EVICT_EVERY = 60.0  # seconds between rounds that drop groups no window reads any more
 PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
 GroupKey = tuple[str, int, int]  # (scope, pane size, block start)

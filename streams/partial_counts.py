@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from metrics.prometheus import Metrics
-from metrics.windows import WindowSpec, oldest_kept
+from metrics.windows import oldest_kept
 
 from .batch import Batch, PartitionWork, count_group
 from .campaign_channels import ChannelTally
@@ -72,7 +72,7 @@ class PartialCounts:
         partials: Any,
         dedup: Any,
         *,
-        specs: Sequence[WindowSpec],
+        horizon: float,
         pane_sizes: Sequence[int],
         max_future: float,
         dedup_horizon: float,
@@ -83,7 +83,7 @@ class PartialCounts:
     ) -> None:
         self.stage = stage
         self.partials, self.dedup = partials, dedup
-        self.specs, self.pane_sizes = specs, pane_sizes
+        self.horizon, self.pane_sizes = horizon, pane_sizes
         self.max_future = max_future
         self.dedup_horizon, self.dedup_max_ids = dedup_horizon, dedup_max_ids
         self.metrics = metrics
@@ -169,10 +169,10 @@ class PartialCounts:
 
     def oldest_panes(self, now: float) -> dict[int, float]:
         """Per pane size, the oldest pane start eviction would keep: older panes are not
-        even written (an event 20 hours old adds to no minute pane, as no window reads
-        it)."""
+        even written (an event 30 hours old adds to its hourly pane only: minute panes
+        are kept 25 h, hourly ones for the horizon)."""
         cutoff = now - self.max_future
-        return {size: oldest_kept(self.specs, size, cutoff) for size in self.pane_sizes}
+        return {size: oldest_kept(size, cutoff, self.horizon) for size in self.pane_sizes}
 
     def take_changed(self) -> tuple[dict[int, set[PaneKey]], dict[int, set[GroupKey]]]:
         """The panes and whole groups changed since the last call, per partition."""
@@ -225,7 +225,7 @@ class PartialCounts:
         dedup_state: PartitionState[Any] = PartitionState(self.dedup, partition)
         index = self.dedup_index(partition)
         horizon_cut = now - self.dedup_horizon
-        cut = cutoff_for_cap(dedup_state, len(index), self.dedup_max_ids, horizon_cut)
+        cut = cutoff_for_cap(index.times, len(index), self.dedup_max_ids, horizon_cut)
         dropped = await sweep(dedup_state, index, cut)
         if cut > horizon_cut:
             self.metrics.dedup_early.inc(dropped)

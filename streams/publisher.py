@@ -28,13 +28,14 @@ from metrics.prometheus import Metrics
 from metrics.redis_client import connect
 from metrics.redis_publisher import PublishError, RedisPublisher
 from metrics.snapshots import build_snapshot, has_data, window_counts
-from metrics.windows import WindowSpec, granularities, oldest_kept
+from metrics.windows import PANE_SIZES, WindowSpec, groups_read, oldest_kept
 
 from .campaign_channels import CampaignChannels
 from .latest import WindowSnapshots
 from .local_store import local_store, prefix
 from .pane_groups import (
     EVICT_EVERY,
+    GROUP_PANES,
     PaneGroups,
     block_of,
     group_key,
@@ -86,7 +87,7 @@ class KpiPublisher:
         """Narrow inputs: the merged table (and views of it), the two output topics, what
         the stages processed, and two questions about the group's assignment."""
         self.settings, self.specs, self.metrics, self.clock = settings, specs, metrics, clock
-        self.pane_sizes = granularities(specs)
+        self.pane_sizes = PANE_SIZES
         self.merged, self.merged_groups = merged, merged_groups
         self.kpis_topic, self.alerts_topic = outputs.kpis, outputs.alerts
         self.campaign_channels, self.progress = campaign_channels, progress
@@ -147,11 +148,19 @@ class KpiPublisher:
                 self.dirty.add(scope)
         self.campaign_channels.load(partitions)
 
-    def pane_totals(self, scope: str) -> dict[tuple[int, int], Counts]:
+    def pane_totals(
+        self, scope: str, wanted: set[tuple[int, int]] | None = None
+    ) -> dict[tuple[int, int], Counts]:
+        """The scope's merged panes, (size, start) → counts summed over sources; with
+        ``wanted`` (``metrics.windows.groups_read``) only the groups holding a pane some
+        window sums are read: 35 days of hourly panes are decoded only when a window
+        reaches back that far, and of 25 h of minute panes only those at the edges."""
         partition, groups = self.index[scope]
         store = local_store(self.merged)
         totals = {}
         for size, block in groups:
+            if wanted is not None and (size, block) not in wanted:
+                continue
             raw = store.get(partition, prefix(partition) + group_key(scope, size, block))
             if raw is not None:
                 for start, counts in merged_totals(raw, size, block).items():
@@ -234,12 +243,13 @@ class KpiPublisher:
 
     def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
         snapshots = []
+        wanted = groups_read([spec.cover(now) for spec in self.specs], GROUP_PANES)
         for scope in scopes:
             self.computed_at.pop(scope, None)
             if scope not in self.index:
                 continue
             self.computed_at[scope] = now  # at the end: the newest
-            panes = self.pane_totals(scope)
+            panes = self.pane_totals(scope, wanted)
             for spec in self.specs:
                 counts = window_counts(panes, spec, now)
                 if has_data(counts) or scope in self.latest[spec.name]:
@@ -330,8 +340,8 @@ class KpiPublisher:
         self.metrics.redis_up.set(0)
 
     async def _evict(self, now: float) -> None:
-        specs = self.specs
-        oldest = {size: oldest_kept(specs, size, now) for size in self.pane_sizes}
+        horizon = self.settings.horizon
+        oldest = {size: oldest_kept(size, now, horizon) for size in self.pane_sizes}
         for scope, (partition, groups) in list(self.index.items()):
             stale = {
                 (size, block)

@@ -7,7 +7,7 @@ committed files (``docs/schema/``, ``make schema``) use the default settings; th
 serves the schema of its own settings at ``GET /schema`` and ``GET /schema/<type>``.
 
 The trap: a schema is static. What depends on the clock or the configuration (``ts``
-within retention and at most ``FUNNELPULSE_MAX_FUTURE`` ahead, a currency with a rate) is
+within the horizon and at most ``FUNNELPULSE_MAX_FUTURE`` ahead, a currency with a rate) is
 said in descriptions and checked at run time, so "valid against the schema" means
 "accepted, unless too old, too new or in an unknown currency" (a property test holds the
 validator to that). The schema is a little stricter than the validator where the

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tests.integration.recount import wait_for_counts
-from tests.integration.scenario import Message, Scenario
+from tests.integration.scenario import LONGEST, Message, Scenario
 
 TICK = 0.05
 SEND_TIMEOUT = 20.0
@@ -48,9 +48,9 @@ def events_in(value: bytes) -> int:
 
 
 def phase_goal(sc: Scenario, phase: int) -> dict[str, int]:
-    """What Redis shows for ``all`` over 24 h once a phase is fully counted."""
+    """What Redis shows for ``all`` over the longest window once a phase is fully counted."""
     if phase == 1:
-        return {"signups": sc.truth[("all", "24h")]["signups"]}
+        return {"signups": sc.truth[("all", LONGEST)]["signups"]}
     return {"purchases": sc.purchases_by_phase[1] + sc.purchases_by_phase[2]}
 
 
@@ -62,7 +62,7 @@ def counted_barrier(
         while True:
             try:
                 left = max(1.0, deadline - time.monotonic())
-                key = f"{namespace}:kpi:24h:all"
+                key = f"{namespace}:kpi:{LONGEST}:all"
                 return await wait_for_counts(redis, key, phase_goal(sc, phase), left)
             except RedisError:  # Redis is down on purpose: wait for it
                 if time.monotonic() > deadline:

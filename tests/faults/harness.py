@@ -18,7 +18,7 @@ from tests.integration.recount import (
     scopes_and_counts,
     wait_for_counts,
 )
-from tests.integration.scenario import Scenario
+from tests.integration.scenario import LONGEST, Scenario
 from tests.integration.worker import Worker
 
 from .feed import Feed, counted_barrier
@@ -64,8 +64,9 @@ async def wait_progress(worker: Worker, beyond: float, timeout: float) -> float 
 
 async def exact_in_redis(redis: Redis, namespace: str, sc: Scenario, patience: float) -> int:
     """The recount check on Redis alone (with several workers, /metrics only shows the
-    scopes each one owns): every count and KPI of every scope, 1 h and 24 h."""
-    await wait_for_counts(redis, f"{namespace}:kpi:24h:all", sc.truth[("all", "24h")], patience)
+    scopes each one owns): every count and KPI of every scope, 1 h to 30 d."""
+    key = f"{namespace}:kpi:{LONGEST}:all"
+    await wait_for_counts(redis, key, sc.truth[("all", LONGEST)], patience)
     await asyncio.sleep(1.5)  # let every scope's snapshot of that tick land
     with_data = sum(1 for _w, _s, counts in scopes_and_counts(sc) if any(counts.values()))
     checked = await check_redis(redis, namespace, sc)

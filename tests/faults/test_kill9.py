@@ -83,7 +83,7 @@ async def test_kill9_at_random_moments_loses_and_doubles_nothing(
         await sending
         await check_everything(redis, namespace, worker, sc, patience=900)
         checked = " and ".join(windows_to_check(sc))
-        if checked == "24h":
+        if "1h" not in checked:
             checked += "; 1h not checked: the run outlasted the scenario's 1h window"
     finally:
         await marks.close()

@@ -5,9 +5,14 @@ independent reading of SPEC §1-§2 (dedup by event_id, first-touch attribution,
 lead per stage, first purchase per customer, currency conversion rounded half-even to
 micro-units), so the test compares two implementations, not one with itself.
 
-Event times are chosen away from window edges: "recent" events are 2-45 minutes old
-(inside the 1 h and 24 h windows), "old" ones 75 minutes to 22 hours old (24 h only), so
-the expected windows do not depend on the exact second the check runs.
+Event times are chosen away from window edges, so the expected windows do not depend on
+the exact second the check runs: "recent" events are 2-45 minutes old (every window),
+"hours" old ones 75 minutes to 22 hours (24 h, 7 d, 30 d), "days" old ones 2 to 6.5 days
+(7 d, 30 d) and 8 to 29 days (30 d only), and "far" ones 31 to 34.5 days, inside the
+35-day horizon but in no window: counted (in their hourly panes), shown nowhere. Only
+events with no order to keep (impressions, clicks, opens, spend) are far: the phases wait
+for the sign-ups and purchases of the longest window. One click just past the horizon
+and others days past it are dead-lettered ``ts_too_old``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ RATES = {
 CHANNELS = ["email", "paid_search", "paid_social", "display", "video", "affiliate", "organic"]
 STAGE_FIELD = {"mql": "mql", "sql": "sql", "opportunity": "opportunities", "won": "won",
                "lost": "lost"}  # fmt: skip
+DAY = 86_400.0
+# window → events younger than this are in it at check time (ages are drawn away from it)
+WINDOW_AGES = {"1h": 3000.0, "24h": 23 * 3600.0, "7d": 6.75 * DAY, "30d": 29.5 * DAY}
+WINDOWS = tuple(WINDOW_AGES)
+LONGEST = WINDOWS[-1]  # the phases wait on it: it holds every sign-up and purchase
+HORIZON = 35 * DAY  # FUNNELPULSE_HORIZON's default
 FIELDS = (
     "impressions", "email_impressions", "clicks", "email_clicks", "opens", "signups", "mql",
     "sql", "opportunities", "won", "lost", "purchases", "new_customers", "revenue", "spend",
@@ -57,7 +68,7 @@ class Scenario:
     seed: int
     now: float
     messages: list[Message] = field(default_factory=list)
-    # (scope, "1h" | "24h") → field → value; money in micro-units
+    # (scope, window of WINDOWS) → field → value; money in micro-units
     truth: dict[tuple[str, str], dict[str, int]] = field(
         default_factory=lambda: defaultdict(lambda: dict.fromkeys(FIELDS, 0))
     )
@@ -67,10 +78,13 @@ class Scenario:
     channels: dict[str, str] = field(default_factory=dict)  # campaign → its one channel
     valid_events: int = 0
 
+    far_events: int = 0  # valid, older than every window: in no window's truth
+
     def count(self, campaign: str, channel: str, ts: float, deltas: dict[str, int]) -> None:
-        recent = self.now - ts < 3000
+        age = self.now - ts
+        windows = [window for window, limit in WINDOW_AGES.items() if age < limit]
         for scope in ("all", f"channel:{channel}", f"campaign:{campaign}"):
-            for window in ("1h", "24h") if recent else ("24h",):
+            for window in windows:
                 bucket = self.truth[(scope, window)]
                 for name, value in deltas.items():
                     bucket[name] += value
@@ -86,8 +100,20 @@ def build(seed: int, now: float, target_events: int = 20_000, keying: str = "cam
     phase_events: dict[int, list[tuple[str, dict[str, Any]]]] = {1: [], 2: [], 3: []}
     serial = iter(range(10**9))
 
-    def ts() -> float:
-        age = rng.uniform(120, 2700) if rng.random() < 0.8 else rng.uniform(4500, 79200)
+    def ts(far: bool = False) -> float:
+        """An event time: ``far`` allows ages beyond every window (within the horizon)."""
+        pick = rng.random()
+        if pick < 0.8:
+            age = rng.uniform(120, 2700)
+        elif pick < 0.9:
+            age = rng.uniform(4500, 79200)
+        elif pick < 0.95:
+            age = rng.uniform(2 * DAY, 6.5 * DAY)
+        elif pick < 0.99 or not far:
+            age = rng.uniform(8 * DAY, 29 * DAY)
+        else:
+            age = rng.uniform(31 * DAY, 34.5 * DAY)
+            sc.far_events += 1
         return round(now - age, 3)
 
     def eid() -> str:
@@ -105,7 +131,7 @@ def build(seed: int, now: float, target_events: int = 20_000, keying: str = "cam
             "campaign_id": campaign,
             "channel": channel.upper() if rng.random() < 0.1 else channel,
         }
-        t = ts()
+        t = ts(far=True)
         n = rng.randint(1, 40)
         add("impression", {**base, "event_id": eid(), "ts": t, "count": n})
         sc.count(
@@ -115,11 +141,11 @@ def build(seed: int, now: float, target_events: int = 20_000, keying: str = "cam
             {"impressions": n, "email_impressions": n if channel == "email" else 0},
         )
         for _ in range(rng.randint(0, 3)):
-            t2 = ts()
+            t2 = ts(far=True)
             add("click", {**base, "event_id": eid(), "ts": t2})
             sc.count(campaign, channel, t2, {"clicks": 1, "email_clicks": int(channel == "email")})
         if channel == "email" and rng.random() < 0.7:
-            t3 = ts()
+            t3 = ts(far=True)
             add("open", {**base, "event_id": eid(), "ts": int(t3 * 1000)})  # epoch ms form
             sc.count(campaign, channel, int(t3 * 1000) / 1000, {"opens": 1})
         if rng.random() < 0.25:
@@ -133,7 +159,7 @@ def build(seed: int, now: float, target_events: int = 20_000, keying: str = "cam
             amount = (
                 f"{rng.uniform(1, 500):.2f}" if currency != "JPY" else str(rng.randint(100, 90000))
             )
-            t5 = ts()
+            t5 = ts(far=True)
             amount_field: Any = amount if rng.random() < 0.5 else float(amount)
             add(
                 "spend",
@@ -340,7 +366,8 @@ def _bad_messages(rng: random.Random, sc: Scenario, now: float) -> None:
         ("unknown_currency", "spend", {**good, "amount": 5, "currency": "XXX"}),
         ("invalid_ts", "clicks", {**good, "ts": "yesterday"}),
         ("ts_in_future", "clicks", {**good, "ts": now + 3600}),
-        ("ts_too_old", "clicks", {**good, "ts": now - 30 * 3600}),
+        ("ts_too_old", "clicks", {**good, "ts": now - HORIZON - 600}),  # just past it
+        ("ts_too_old", "clicks", {**good, "ts": now - HORIZON - 3 * DAY}),
         ("too_large", "clicks", {**good, "user_id": "u", "pad": "x" * 70_000}),
     ]
     for case, (reason, suffix, body) in enumerate(cases):

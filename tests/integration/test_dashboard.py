@@ -312,7 +312,8 @@ def test_every_dashboard_query_returns_data(stack: Stack, namespace: str, tmp_pa
     alerting = rules(rule_paths, "alert")
 
     redis = RedisServer(tmp_path)
-    worker = Worker(stack, namespace, tmp_path, REDIS_URL=redis.url)
+    worker = Worker(stack, namespace, tmp_path, REDIS_URL=redis.url,
+                    FUNNELPULSE_WINDOWS=",".join(options.windows))  # fmt: skip
     prometheus = Prometheus(tmp_path, f"127.0.0.1:{worker.port}", rule_paths)
     simulator: subprocess.Popen[bytes] | None = None
     try:

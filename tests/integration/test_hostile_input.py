@@ -26,7 +26,7 @@ from .conftest import Figures, Stack
 from .hostile import SUFFIX, Bad, digest, generate, interleave
 from .memory import RssSampler, rss_kb
 from .recount import check_everything, counter_total, dead_letters, wait_for_counts
-from .scenario import Message, build
+from .scenario import LONGEST, Message, build
 from .worker import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.seconds(32)]
@@ -105,8 +105,8 @@ async def test_hostile_input_is_dead_lettered_and_never_crashes_the_worker(
         await produce_mixed(
             stack.bootstrap, namespace, list(interleave(1, phase1, hostile.messages))
         )
-        signups = {"signups": sc.truth[("all", "24h")]["signups"]}
-        await wait_for_counts(redis, f"{namespace}:kpi:24h:all", signups, patience=240)
+        signups = {"signups": sc.truth[("all", LONGEST)]["signups"]}
+        await wait_for_counts(redis, f"{namespace}:kpi:{LONGEST}:all", signups, patience=240)
         for phase in (2, 3):
             await produce_mixed(
                 stack.bootstrap, namespace, [m for m in sc.messages if m.phase == phase]

@@ -20,7 +20,7 @@ from streams.codec import partition_for
 
 from .conftest import Stack
 from .recount import check_http, produce_phases, wait_for_counts
-from .scenario import Scenario, build
+from .scenario import LONGEST, Scenario, build
 from .worker import Worker, explained
 
 pytestmark = [pytest.mark.integration, pytest.mark.seconds(75)]
@@ -60,7 +60,7 @@ async def wait_spread(first: Worker, second: Worker, patience: float = 120) -> l
 async def feed(stack: Stack, namespace: str, redis: Redis, sc: Scenario) -> None:
     """The scenario in its three phases (a funnel stage after its sign-up), then counted."""
     await produce_phases(stack.bootstrap, namespace, redis, sc)
-    await wait_for_counts(redis, f"{namespace}:kpi:24h:all", sc.truth[("all", "24h")], 120)
+    await wait_for_counts(redis, f"{namespace}:kpi:{LONGEST}:all", sc.truth[("all", LONGEST)], 120)
     await asyncio.sleep(1.5)  # every scope's snapshot of that tick
 
 

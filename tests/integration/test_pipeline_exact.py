@@ -1,8 +1,9 @@
 """The acceptance test of the KPI pipeline: every count and KPI, for every scope and the
-1 h and 24 h windows, in Redis, on /kpis and on /metrics, equals an independent recount of
-a seeded scenario (singles and batches, duplicates, late and out-of-order events, bad
-events, several currencies, repeated stages, anonymous funnel events) — before and after
-a graceful restart of the worker."""
+1 h, 24 h, 7 d and 30 d windows, in Redis, on /kpis and on /metrics, equals an independent
+recount of a seeded scenario (singles and batches, duplicates, late and out-of-order
+events, events hours and days old up to the 35-day horizon, events past it, bad events,
+several currencies, repeated stages, anonymous funnel events) — before and after a
+graceful restart of the worker."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ async def test_every_kpi_equals_an_independent_recount(
 ) -> None:
     sc = build(seed=20261123, now=time.time(), target_events=20_000)
     assert sc.valid_events >= 20_000
+    assert sc.far_events > 0  # 31-34.5 days old: counted, in no window
     worker = Worker(stack, namespace, tmp_path).start_ready()
     try:
         await produce_phases(stack.bootstrap, namespace, redis, sc)
@@ -42,6 +44,8 @@ async def test_every_kpi_equals_an_independent_recount(
             assert headers["source.topic"].decode().startswith(f"{namespace}.")
         assert counter_total(worker.url, "marketing_events_rejected_total") == len(sc.bad_reasons)
         assert counter_total(worker.url, "marketing_events_duplicate_total") == sc.duplicates
+        # every valid event is counted, the ones older than every window included
+        assert counter_total(worker.url, "marketing_events_total") == sc.valid_events
     finally:
         assert worker.stop() == 0, worker.tail()
 

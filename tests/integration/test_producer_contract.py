@@ -61,7 +61,9 @@ async def test_the_producer_contract(
 ) -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "FUNNELPULSE_APP_ID": namespace,
            "FUNNELPULSE_TOPIC_PREFIX": f"{namespace}.", "FUNNELPULSE_PARTITIONS": "3",
-           "FUNNELPULSE_TOPIC_CLICKS": f"clicks.{namespace}"}  # fmt: skip
+           "FUNNELPULSE_TOPIC_CLICKS": f"clicks.{namespace}",
+           # the committed schemas are those of the default settings, windows included
+           "FUNNELPULSE_WINDOWS": ",".join(Settings().windows)}  # fmt: skip
     worker = Worker(stack, namespace, tmp_path, **env).start_ready()
     try:
         served_as_committed(worker.url)

@@ -13,6 +13,10 @@ import httpx
 from .conftest import Stack
 from .processes import ServiceProcess, free_port
 
+# The defaults and the week and month windows (issue 16): the recount checks 7d and 30d,
+# and every test's worker publishes them (their cost shows in every run).
+WINDOWS = "1m,5m,15m,1h,24h,7d,30d"
+
 
 class Worker(ServiceProcess):
     def __init__(
@@ -30,6 +34,7 @@ class Worker(ServiceProcess):
             "FUNNELPULSE_PARTITIONS": "3",
             "FUNNELPULSE_PUBLISH_INTERVAL": "500ms",
             "FUNNELPULSE_LOG_LEVEL": "warn",
+            "FUNNELPULSE_WINDOWS": WINDOWS,
         }
         super().__init__(["-m", "funnelpulse.cli", "worker"], {**base, **env}, tmp / f"{name}.log")
 

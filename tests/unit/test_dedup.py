@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from streams.dedup import (
     Dedup,
     MessageDedup,
+    RecordTimes,
     cutoff_for_cap,
     encode_record,
     persist,
@@ -161,18 +162,18 @@ def test_rebuild_keeps_the_first_record_of_an_id_and_its_attribution() -> None:
 
 def test_cutoff_is_the_horizon_under_the_cap() -> None:
     state = state_with({"a": (10.0, 3), "b": (20.0, 3)})
-    assert cutoff_for_cap(state, 6, cap=10, before=5.0) == 5.0
+    assert cutoff_for_cap(rebuild(state).times, 6, cap=10, before=5.0) == 5.0
 
 
 def test_cutoff_drops_oldest_records_until_under_the_cap() -> None:
     state = state_with({"a": (10.0, 3), "b": (20.0, 3), "c": (30.0, 3)})
-    cut = cutoff_for_cap(state, 9, cap=5, before=0.0)
+    cut = cutoff_for_cap(rebuild(state).times, 9, cap=5, before=0.0)
     assert 20.0 < cut < 30.0  # a and b go (6 ids), c stays
 
 
 def test_cutoff_counts_records_already_past_the_horizon() -> None:
     state = state_with({"old": (1.0, 4), "a": (10.0, 3), "b": (20.0, 3)})
-    cut = cutoff_for_cap(state, 10, cap=6, before=5.0)
+    cut = cutoff_for_cap(rebuild(state).times, 10, cap=6, before=5.0)
     assert cut == 5.0  # dropping "old" (past the horizon) is enough
 
 
@@ -188,7 +189,7 @@ async def test_sweep_forgets_records_and_their_ids(sent: list[tuple[str, Any]]) 
 async def test_sweep_keeps_an_id_a_newer_record_holds(sent: list[tuple[str, Any]]) -> None:
     state: PartitionState[Any] = PartitionState(FakeTable(), 0)
     state["old"] = encode_record(1.0, [(digest("x"), 11, ("spring", "email"))])
-    dedup = Dedup()
+    dedup = rebuild(state)
     dedup.ids.put(digest("x"), 22)  # seen again later at another marker (a lost record)
     dedup.attributions[digest("x")] = ("autumn", "social")
     assert await sweep(state, dedup, before=5.0) == 0
@@ -223,3 +224,77 @@ async def test_a_large_batch_is_persisted_in_records_far_below_the_message_limit
     rebuilt = rebuild(state)
     assert sorted(rebuilt.ids.items()) == sorted((d, p) for d, p, _ in dedup.new)
     assert len(rebuilt.attributions) == 2_500
+
+
+# --- the sweep reads only what it drops ----------------------------------------------
+@pytest.mark.parametrize("key", ["0:0", "3:9", "15:17592186044415", "3:9/2", "a", "0:x", "1:2/0"])
+def test_record_times_keep_any_key(key: str) -> None:
+    times = RecordTimes()
+    times.add(5.0, key, 3)
+    assert list(times.oldest()) == [(5.0, 3, key)]
+    assert times.first_seen() == 5.0
+    assert times.pop() == key
+    assert len(times) == 0 and times.first_seen() is None
+
+
+def test_record_times_compact_as_they_are_popped() -> None:
+    times = RecordTimes()
+    for i in range(5000):
+        times.add(float(i), f"0:{i}", 1)
+    for i in range(4000):
+        assert times.pop() == f"0:{i}"
+    assert len(times) == 1000
+    assert [key for _, _, key in times.oldest()][:2] == ["0:4000", "0:4001"]
+    assert len(times._seen) < 5000  # the popped entries were let go
+
+
+async def test_the_sweep_reads_only_the_records_due(
+    sent: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a week of records, a scan of all of them every minute was seconds of event
+    loop; the sweep now reads the records it drops and nothing else."""
+    state = state_with({f"0:{i}": (float(i), 1) for i in range(1000)})
+    dedup = rebuild(state)
+    read: list[str] = []
+    get = PartitionState.get
+
+    def spy(self: Any, key: str, default: Any = None) -> Any:
+        read.append(key)
+        return get(self, key, default)
+
+    monkeypatch.setattr(PartitionState, "get", spy)
+    assert await sweep(state, dedup, before=10.0) == 10
+    assert sorted(read) == sorted(f"0:{i}" for i in range(10))
+    assert len(dedup) == 990 and len(dedup.times) == 990
+
+
+async def test_a_replayed_record_is_swept_by_its_new_time(sent: list[tuple[str, Any]]) -> None:
+    """A batch replayed after a crash rewrites its record (same key, later time): the
+    old entry must not drop the rewritten record, nor must the record get two entries."""
+    state: PartitionState[Any] = PartitionState(FakeTable(), 0)
+    dedup = Dedup()
+    first = MessageDedup(dedup)
+    first.add(digest("e1"), (0, 7, 0), None)
+    await persist(state, "0:7", first, now=10.0)
+    again = MessageDedup(dedup)
+    again.add(digest("e1"), (0, 7, 0), None)
+    await persist(state, "0:7", again, now=50.0)
+    assert [(seen, key) for seen, _, key in dedup.times.oldest()] == [(10.0, "0:7")]
+    assert await sweep(state, dedup, before=20.0) == 0  # the record is from 50 now
+    assert "0:7" in state and dedup.ids.get(digest("e1")) is not None
+    rebuilt = rebuild(state)  # after a restart the entry carries the record's own time
+    assert [(seen, key) for seen, _, key in rebuilt.times.oldest()] == [(50.0, "0:7")]
+    assert await sweep(state, rebuilt, before=60.0) == 1
+
+
+async def test_persist_and_rebuild_agree_on_record_times(sent: list[tuple[str, Any]]) -> None:
+    state: PartitionState[Any] = PartitionState(FakeTable(), 0)
+    dedup = Dedup()
+    for n, now in ((3, 1.0), (1200, 2.0), (1, 3.0)):
+        batch = MessageDedup(dedup)
+        for i in range(n):
+            batch.add(digest(f"{now}-{i}"), (1, int(now), i), None)
+        await persist(state, f"1:{int(now)}", batch, now=now)
+    want = [(1.0, 3, "1:1"), (2.0, 1000, "1:2"), (2.0, 200, "1:2/1"), (3.0, 1, "1:3")]
+    assert list(dedup.times.oldest()) == want
+    assert list(rebuild(state).times.oldest()) == want

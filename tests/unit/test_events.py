@@ -34,7 +34,7 @@ from streams.events import (
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z; the clock is injected, never read
 NOW_RFC = "2027-01-15T08:00:00Z"
 RATES = {"USD": Decimal(1), "EUR": Decimal("1.08"), "JPY": Decimal("0.0067")}
-LIMITS = Limits(now=NOW, max_future=300, retention=90_000, fx_rates=RATES)
+LIMITS = Limits(now=NOW, max_future=300, horizon=90_000, fx_rates=RATES)
 
 IMPRESSION, CLICK, OPEN = EventType.IMPRESSION, EventType.CLICK, EventType.OPEN
 SIGNUP, LEAD_STAGE = EventType.SIGNUP, EventType.LEAD_STAGE
@@ -199,7 +199,7 @@ REASON_CASES: list[tuple[str, EventType, bytes | dict[str, Any] | list[Any], Rea
     ("6 min ahead, RFC 3339", CLICK, doc(CLICK, ts="2027-01-15T08:06:00Z"),
      Reason.TS_IN_FUTURE),
     ("an hour ahead, ms", CLICK, doc(CLICK, ts=int(NOW + 3600) * 1000), Reason.TS_IN_FUTURE),
-    ("past retention", CLICK, doc(CLICK, ts=NOW - 90_001), Reason.TS_TOO_OLD),
+    ("past the horizon", CLICK, doc(CLICK, ts=NOW - 90_001), Reason.TS_TOO_OLD),
     ("epoch 0", CLICK, doc(CLICK, ts=0), Reason.TS_TOO_OLD),
     ("years ago, RFC 3339", CLICK, doc(CLICK, ts="2020-01-01T00:00:00+00:00"),
      Reason.TS_TOO_OLD),
@@ -573,7 +573,7 @@ def check_items(items: list[Event | Rejected]) -> None:
             assert item.reason.value not in NOT_INPUT_REASONS
             assert isinstance(item.raw, bytes)
         else:
-            assert NOW - LIMITS.retention <= item.ts <= NOW + LIMITS.max_future
+            assert NOW - LIMITS.horizon <= item.ts <= NOW + LIMITS.max_future
             assert item.channel in CHANNELS
             assert 1 <= item.count <= 1_000_000
             assert item.amount_micros >= 0

@@ -129,7 +129,7 @@ mutations = st.dictionaries(
 def test_what_the_schema_accepts_the_validator_accepts(
     kind: EventType, changes: dict[str, Any]
 ) -> None:
-    """But for the clock (ts within retention, not ahead) and the currency table."""
+    """But for the clock (ts within the horizon, not ahead) and the currency table."""
     event = {**BASE[kind], **changes}
     if not published(f"{kind.value}.json").is_valid(event):
         return

@@ -18,6 +18,15 @@ def test_defaults_match_the_spec() -> None:
     assert settings.reporting_currency == "USD"
     assert settings.web_port == 6066
     assert settings.fx_rates["USD"] == Decimal(1)
+    assert settings.horizon == 35 * 86_400  # issue 16
+    assert settings.dedup_horizon == 7 * 86_400
+
+
+def test_week_and_month_windows_are_accepted_up_to_the_horizon() -> None:
+    settings = Settings.from_env({"FUNNELPULSE_WINDOWS": "15m,24h,7d,30d"})
+    assert settings.windows == ("15m", "24h", "7d", "30d")
+    tight = {"FUNNELPULSE_WINDOWS": "15m,24h,30d", "FUNNELPULSE_HORIZON": "721h"}
+    assert Settings.from_env(tight).horizon == 30 * 86_400 + 3600
 
 
 def test_dataclass_defaults_equal_environment_defaults() -> None:
@@ -47,7 +56,15 @@ def test_windows_are_canonical_and_sorted() -> None:
         ({"FUNNELPULSE_FX_RATES": "EUR=abc"}, "CODE=rate"),
         ({"FUNNELPULSE_FX_RATES": "EUR=-1"}, "rate > 0"),
         ({"FUNNELPULSE_LOG_LEVEL": "loud"}, "LOG_LEVEL"),
-        ({"FUNNELPULSE_RETENTION": "1h"}, "shorter than the longest window"),
+        ({"FUNNELPULSE_HORIZON": "1h"}, "shorter than the longest window"),
+        ({"FUNNELPULSE_HORIZON": "24h"}, "shorter than the longest window"),
+        (
+            {"FUNNELPULSE_WINDOWS": "15m,24h,30d", "FUNNELPULSE_HORIZON": "30d"},
+            "shorter than the longest window",
+        ),
+        ({"FUNNELPULSE_HORIZON": "3d"}, "shorter than FUNNELPULSE_DEDUP_HORIZON"),
+        ({"FUNNELPULSE_DEDUP_HORIZON": "36d"}, "shorter than FUNNELPULSE_DEDUP_HORIZON"),
+        ({"FUNNELPULSE_RETENTION": "25h"}, "FUNNELPULSE_RETENTION"),  # renamed: never ignored
         ({"FUNNELPULSE_CPL_SHORT_WINDOW": "10m"}, "is not one of FUNNELPULSE_WINDOWS"),
         ({"FUNNELPULSE_CPL_FACTOR": "two"}, "FUNNELPULSE_CPL_FACTOR='two' is not a number"),
         ({"FUNNELPULSE_CPL_FACTOR": "nan"}, "finite number"),

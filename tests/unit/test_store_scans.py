@@ -29,6 +29,7 @@ from .stores import Changelog, rocks_table, settle
 
 COUNTS = [2] + [0] * (WIDTH - 1)
 SPECS = window_specs(["1h"])
+HORIZON = 35 * 86_400.0
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
@@ -42,7 +43,7 @@ def make_table(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 def partial_counts(partials: Any, dedup: Any) -> PartialCounts:
     return PartialCounts(
-        Stage.INTAKE, partials, dedup, specs=SPECS, pane_sizes=[60], max_future=60.0,
+        Stage.INTAKE, partials, dedup, horizon=HORIZON, pane_sizes=[60], max_future=60.0,
         dedup_horizon=3600.0, dedup_max_ids=1000, metrics=Metrics(CollectorRegistry(), 10),
         channels=ChannelTally(),
     )  # fmt: skip
