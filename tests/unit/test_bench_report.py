@@ -142,21 +142,21 @@ def test_p99_target_met_missed_and_invisible() -> None:
 def test_rss_target_full_partial_and_small_runs() -> None:
     label = "peak RSS, 10,000 campaigns with 24 h of panes"
     full = MemoryResult(10_000, peak_rss_mb=380.0)
-    assert {c.label: c for c in checks(_report(memory=full))}[label].met is True
+    assert {c.label: c for c in checks(_report(memories=[full]))}[label].met is True
     over = MemoryResult(10_000, peak_rss_mb=420.0)
-    assert {c.label: c for c in checks(_report(memory=over))}[label].met is False
+    assert {c.label: c for c in checks(_report(memories=[over]))}[label].met is False
     small = MemoryResult(500, peak_rss_mb=120.0)
-    check = {c.label: c for c in checks(_report(memory=small))}[label]
+    check = {c.label: c for c in checks(_report(memories=[small]))}[label]
     assert check.met is None and "only 500 campaigns" in check.note
     part = MemoryResult(10_000, partial=True, campaigns_loaded=2_000, baseline_rss_mb=100.0,
                         peak_rss_mb=300.0)  # fmt: skip
     part.projected_peak_mb = projected_peak(part)
     assert part.projected_peak_mb == pytest.approx(1100.0)  # 100 + 200 × 10,000 / 2,000
-    check = {c.label: c for c in checks(_report(memory=part))}[label]
+    check = {c.label: c for c in checks(_report(memories=[part]))}[label]
     assert check.met is None and check.value.startswith("not measured: 300 MB with ~2,000")
     assert "projection" in check.note and "1100 MB" in check.note
     part.peak_rss_mb = 450.0  # over the bound with only a fifth loaded: a miss all the same
-    assert {c.label: c for c in checks(_report(memory=part))}[label].met is False
+    assert {c.label: c for c in checks(_report(memories=[part]))}[label].met is False
 
 
 def test_projection_only_for_partial_runs() -> None:
@@ -170,14 +170,14 @@ def test_render_latency_memory_and_two_workers() -> None:
                        state_keys={"partials": 1e6, "merged": 9e5})  # fmt: skip
     two = R("funnelpulse", "batch", 1, 2000, 2.0, workers=2,
             extra={"peak_rss_per_worker": [120.0, 110.0]})  # fmt: skip
-    report = _report(latency=_latency(1.2), latency_seconds=60, memory=mem,
+    report = _report(latency=_latency(1.2), latency_seconds=60, memories=[mem],
                      memory_data="10,000 campaigns ...", two_workers=[two],
                      timings={"whole run": 1500.0}, budgets={"latency phase": "60 s"})  # fmt: skip
     text = render(report)
     assert "## Latency: produce → visible in Redis (60 s per rate)" in text
     row = "| 50 % of max | 6,000 | 5,990 | 360,000 | 500 | 1,000 | 1,200 | 2,000 | 1,900 |"
     assert row in text and "360,000 of 360,000 | 0.80 |" in text
-    assert "## Memory: 10,000 campaigns with 24 h of panes" in text
+    assert "## Memory: 10,000 campaigns with 24 h of panes, store `memory`" in text
     assert "| peak RSS (VmHWM) | 390 MB |" in text
     assert "| steady RSS (VmRSS after 30 s idle) | 350 MB |" in text
     assert "| partials | 1,000,000 |" in text
