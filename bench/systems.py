@@ -42,6 +42,7 @@ PINNED_STORE = {"funnelpulse-memory": "memory", "funnelpulse-rocksdb": "rocksdb"
 STARTUP_ALLOWANCE = 90.0  # seconds for a child to join its group and see a first record
 COMMIT_GRACE = 20.0  # seconds after the last record for the group's lag to read 0
 EXACT_PATIENCE = 60.0  # seconds for funnelpulse's Redis hashes to show every count
+HTTP_TIMEOUT = 60.0  # seconds a /metrics or /healthz poll may wait for the worker
 STALL_S = 60.0  # a funnelpulse drain that processes nothing this long has stalled
 END_LAG = "lag 0 (admin API)"
 END_SELF = "last record (self-reported)"
@@ -289,7 +290,9 @@ class FunnelpulseWorker:
         self.proc = subprocess.Popen([sys.executable, "-m", module, "worker"],
                                      cwd=env["FUNNELPULSE_DATA_DIR"], env=env, stdout=self._log,
                                      stderr=self._log)  # fmt: skip
-        self.client = httpx.Client(timeout=10)
+        # a worker's loop may block for tens of seconds (a publish tick over a slow store):
+        # a poll waits for it rather than failing the run
+        self.client = httpx.Client(timeout=HTTP_TIMEOUT)
         self.scrapes: list[tuple[float, int]] = []  # (seconds, bytes) of each scrape
 
     @property
@@ -516,7 +519,10 @@ def _all_counted(workers: list[FunnelpulseWorker], total: int, deadline: float) 
     """When the counters first showed every event (None: not before the deadline). Events
     that went through the route topic are counted a hop after their input message."""
     while time.monotonic() < deadline:
-        scraped = [w.counts() for w in workers]
+        try:
+            scraped = [w.counts() for w in workers]
+        except httpx.HTTPError:
+            continue
         if sum(sum(c.values()) + o for c, o in scraped) >= total:
             return time.time()
         time.sleep(0.1)
@@ -529,7 +535,12 @@ def _final_counts(
     """Counters summed over the workers, once they reach ``total`` (or patience ends)."""
     deadline = time.monotonic() + patience
     while True:
-        scraped = [w.counts() for w in workers]
+        try:
+            scraped = [w.counts() for w in workers]
+        except httpx.HTTPError:
+            if time.monotonic() >= deadline:
+                raise
+            continue
         by_type = sum((c for c, _ in scraped), Counter[str]())
         other = sum(o for _, o in scraped)
         if sum(by_type.values()) + other >= total or time.monotonic() >= deadline:
