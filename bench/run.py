@@ -40,7 +40,7 @@ from funnelpulse.settings import Settings
 
 log = logging.getLogger("bench")
 
-PHASES = ("two-workers", "latency", "memory", "restart", "takeover")
+PHASES = ("two-workers", "latency", "restart", "takeover", "memory")
 # Time budgets (s of draining per run), chosen so that `make bench` (1,000,000 events, two
 # repetitions, every phase) fits in 30 minutes on a 2-core machine: see docs/BENCHMARKS.md.
 # The memory phase drains all 10,000 campaigns (~5 min) since its target needs them all.
@@ -383,18 +383,6 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             latency = run_latency(env, latency_rates(args, results), args.latency_seconds)
             timings["latency"] = time.monotonic() - started
-        if "memory" in args.phases:
-            for campaigns in args.memory_campaigns:
-                for store in args.stores:
-                    started = time.monotonic()
-                    log.info("memory: %d campaigns, store %s ...", campaigns, store)
-                    memory = run_memory(env, MemorySpec(campaigns=campaigns), args.memory_settle,
-                                        args.memory_budget, store)  # fmt: skip
-                    log.info("  -> %s", json.dumps(memory.to_json(), default=str))
-                    memories.append(memory)
-                    timings[f"memory, {campaigns:,} campaigns, {store}"] = (
-                        time.monotonic() - started
-                    )
         if "restart" in args.phases:
             started = time.monotonic()
             restarts = run_restart(env, restart_spec, args.stores)
@@ -407,6 +395,18 @@ def main(argv: list[str] | None = None) -> int:
             for r in takeovers:
                 log.info("  -> %s", json.dumps(r.to_json(), default=str))
             timings["takeover"] = time.monotonic() - started
+        if "memory" in args.phases:
+            for campaigns in args.memory_campaigns:
+                for store in args.stores:
+                    started = time.monotonic()
+                    log.info("memory: %d campaigns, store %s ...", campaigns, store)
+                    memory = run_memory(env, MemorySpec(campaigns=campaigns), args.memory_settle,
+                                        args.memory_budget, store)  # fmt: skip
+                    log.info("  -> %s", json.dumps(memory.to_json(), default=str))
+                    memories.append(memory)
+                    timings[f"memory, {campaigns:,} campaigns, {store}"] = (
+                        time.monotonic() - started
+                    )
         timings["whole run (the Quix venv and the stack not included)"] = (
             time.monotonic() - run_started
         )
