@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -190,6 +191,7 @@ def run_memory(
                 rss_max = max(rss_max, proc_rss_mb(worker.pid) or 0.0)
             result.settle_s = time.monotonic() - settled_from
             result.steady_rss_mb = proc_rss_mb(worker.pid)
+            _memtrace_dump(name)
         result.peak_rss_mb = proc_peak_rss_mb(worker.pid)
         result.drain_rss_max_mb = rss_max
         result.state_keys = parse_gauge(
@@ -203,6 +205,22 @@ def run_memory(
         worker.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     return result
+
+
+def _memtrace_dump(name: str, patience: float = 180.0) -> None:
+    """A diagnostic run (``BENCH_WORKER_MEMTRACE``, bench/memtrace.py): the settled
+    worker's heap composition, appended to that file under ``name``."""
+    path = os.environ.get("BENCH_WORKER_MEMTRACE")
+    if not path:
+        return
+    done = Path(path + ".done")
+    done.unlink(missing_ok=True)
+    with open(path, "a") as out:
+        out.write(f"### {name}\n")
+    Path(path + ".now").touch()
+    deadline = time.monotonic() + patience
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(1.0)
 
 
 def _memory_exact(

@@ -323,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     for phase in PHASES:
         if phase not in args.phases:
             not_measured.append((phase, "not run (--phases)"))
+    if "memory" in args.phases and 100_000 not in args.memory_campaigns:
+        not_measured.append(
+            ("memory, 100,000 campaigns (issue 16)", "not run (--memory-campaigns)")
+        )
+    if "restart" in args.phases and args.restart_history < 500_000:
+        not_measured.append(("restart at the issue's history (0.5 M, 2 M, 8 M events)",
+                             f"scaled down to {args.restart_history:,} events at 1× "
+                             "(--restart-history)"))  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix=f"{ns}-"))
     base_dir = checkout(args.base, workdir) if "funnelpulse-base" in args.systems else None
     env = Env(ns, args.bootstrap, args.redis_url, workdir, args.web_port)
