@@ -301,10 +301,11 @@ def local_store(table: Any) -> LocalStore:
         return found[1]
     store = RocksStore(data, getattr(table, "value_type", None) is bytes)
 
-    def forget(ref: weakref.ref[Any], key: int = key) -> None:
-        entry = _ROCKS.get(key)
+    def forget(ref: weakref.ref[Any], key: int = key, rocks: dict[int, Any] = _ROCKS) -> None:
+        # ``rocks`` bound now: at interpreter exit the module's globals are None already
+        entry = rocks.get(key)
         if entry is not None and entry[0] is ref:  # not a newer store at a reused id
-            del _ROCKS[key]
+            del rocks[key]
 
     _ROCKS[key] = (weakref.ref(data, forget), store)
     return store
