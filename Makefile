@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d'
 PY := $(VENV)/bin/python
 export PYTHON := $(abspath $(PY))
 
-.PHONY: help venv lock test-latest up down status demo test test-unit test-integration test-faults lint fmt typecheck bench bench-memory profile compose-check clean
+.PHONY: help venv lock test-latest up down status demo test test-unit test-integration test-faults lint fmt typecheck bench bench-memory bench-state profile compose-check clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -113,11 +113,17 @@ schema: venv  ## regenerate docs/schema/*.json, docs/openapi.json and the README
 	$(PY) -m streams.openapi --output docs/openapi.json
 	$(PY) -m funnelpulse.docs README.md
 
-bench: up  ## the issue-5 benchmark (~25 min): side-by-side drains, 2 workers, latency, memory; rewrites docs/BENCHMARKS.md
+bench: up  ## every benchmark (hours at full size): side-by-side drains, both stores, 2 workers, latency, memory, restart, takeover; rewrites docs/BENCHMARKS.md
 	$(PY) -m bench.run $(BENCH_ARGS)  # BENCH_ARGS="--help" lists the knobs
 
-bench-memory: up  ## the memory phase alone at full size (10,000 campaigns drained to the end, ~8 min); rewrites docs/BENCHMARKS-memory.md
-	$(PY) -m bench.run --systems funnelpulse --inputs batch --reps 0 --phases memory --memory-budget 1200 --output docs/BENCHMARKS-memory.md $(BENCH_ARGS)
+# Issue 16 alone: the batch drain with each table store, memory per store, restart after
+# kill -9 at 1x/4x/16x history and the warm-standby takeover, both stores in the same run.
+# Scale with BENCH_ARGS, e.g. "--restart-history 50000 --memory-campaigns 10000 --events 250000".
+bench-state: up  ## issue 16's benchmarks only (state on disk vs memory); rewrites docs/BENCHMARKS.md
+	$(PY) -m bench.run --systems funnelpulse-memory,funnelpulse-rocksdb --inputs batch --reps 3 --phases memory,restart,takeover $(BENCH_ARGS)
+
+bench-memory: up  ## the memory phase alone at full size (10,000 campaigns drained to the end, each store); rewrites docs/BENCHMARKS-memory.md
+	$(PY) -m bench.run --systems funnelpulse --inputs batch --reps 0 --phases memory --memory-campaigns 10000 --memory-budget 1200 --output docs/BENCHMARKS-memory.md $(BENCH_ARGS)
 
 profile: up  ## funnelpulse and the bare Faust agent drained under py-spy (~3 min); rewrites docs/PROFILES.md (where the time goes)
 	$(PY) -m bench.run --systems faust-bare,funnelpulse --reps 1 --phases "" --profile build/profiles --output docs/PROFILES.md $(BENCH_ARGS)

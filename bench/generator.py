@@ -86,6 +86,16 @@ class GroundTruth:
             cell = self.cells[(campaign, channel)] = Counter()
         recount(cell, kind, doc)
 
+    def update(self, other: GroundTruth) -> None:
+        """Adds ``other``'s events (data written in several parts to the same topics)."""
+        self.events += other.events
+        self.by_type.update(other.by_type)
+        self.by_campaign.update(other.by_campaign)
+        for form, n in other.messages.items():
+            self.messages[form] = self.messages.get(form, 0) + n
+        for cell, counts in other.cells.items():
+            self.cells.setdefault(cell, Counter()).update(counts)
+
     def scopes(self) -> dict[str, Counter[str]]:
         """Every scope's counts over all events: ``all``, ``channel:*``, ``campaign:*``."""
         out: dict[str, Counter[str]] = {}
@@ -234,15 +244,20 @@ class _Sink:
 
 
 async def preload(
-    bootstrap: str, prefix: str, forms: list[str], spec: DataSpec, now: float | None = None
-) -> GroundTruth:
-    """Generates the events once and writes them in every form asked; topics must exist."""
+    bootstrap: str, prefix: str, forms: list[str], spec: DataSpec, now: float | None = None,
+    *, batch_copies: list[dict[EventType, str]] | None = None,
+) -> GroundTruth:  # fmt: skip
+    """Generates the events once and writes them in every form asked; topics must exist.
+    ``batch_copies``: the batch form goes to each of these topic sets instead (the same
+    messages for several workers that must not share their input topics' consumers);
+    ``truth.messages["batch"]`` counts one copy."""
     truth = GroundTruth()
     producer = _producer(bootstrap)
     await producer.start()
     try:
         sinks = {form: _Sink(producer, spec.partitions) for form in forms}
         topics = {form: topic_names(prefix, form) for form in forms}
+        copies = (batch_copies or [topics["batch"]]) if "batch" in forms else []
         buffers: dict[tuple[EventType, str], list[dict[str, Any]]] = {}
         for kind, campaign, doc in generate(spec, time.time() if now is None else now):
             truth.add(kind, campaign, doc)
@@ -255,19 +270,20 @@ async def preload(
                 buf = buffers.setdefault((kind, campaign), [])
                 buf.append(doc)
                 if len(buf) >= spec.batch_size:
-                    await _add_buffer(sinks["batch"], topics["batch"][kind], buf)
+                    await _add_copies(sinks["batch"], [c[kind] for c in copies], buf)
             if "mixed" in sinks:
                 buf = buffers.setdefault((kind, ""), [])
                 buf.append(doc)
                 if len(buf) >= spec.batch_size:
                     await _add_buffer(sinks["mixed"], topics["mixed"][kind], buf)
         for (kind, campaign), buf in buffers.items():
-            if buf:
-                form = "mixed" if campaign == "" else "batch"
-                await _add_buffer(sinks[form], topics[form][kind], buf)
+            if buf and campaign == "":
+                await _add_buffer(sinks["mixed"], topics["mixed"][kind], buf)
+            elif buf:
+                await _add_copies(sinks["batch"], [c[kind] for c in copies], buf)
         for form, sink in sinks.items():
             await sink.close()
-            truth.messages[form] = sink.messages
+            truth.messages[form] = sink.messages // (len(copies) if form == "batch" else 1)
         await producer.flush()
     finally:
         await producer.stop()
@@ -278,6 +294,15 @@ async def _add_buffer(sink: _Sink, topic: str, buf: list[dict[str, Any]]) -> Non
     """One batch message of the buffered events, keyed by the first one's campaign."""
     key = str(buf[0]["campaign_id"]).encode()
     await sink.add(topic, key, orjson.dumps(buf), int(buf[-1]["ts"] * 1000))
+    buf.clear()
+
+
+async def _add_copies(sink: _Sink, topics: list[str], buf: list[dict[str, Any]]) -> None:
+    """One batch message of the buffered events to each of ``topics``."""
+    key = str(buf[0]["campaign_id"]).encode()
+    value, ts_ms = orjson.dumps(buf), int(buf[-1]["ts"] * 1000)
+    for topic in topics:
+        await sink.add(topic, key, value, ts_ms)
     buf.clear()
 
 

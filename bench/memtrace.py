@@ -3,7 +3,15 @@
     BENCH_WORKER_MEMTRACE=/tmp/mem.txt python -m bench.run ... --phases memory
     touch /tmp/mem.txt.now      # within 2 s: the 40 largest allocation sites in /tmp/mem.txt
 
-(A file, not a signal: mode's worker takes SIGUSR1 and SIGUSR2, the latter for pdb.)
+(A file, not a signal: mode's worker takes SIGUSR1 and SIGUSR2, the latter for pdb.) The
+memory phase touches it itself once the worker has settled (``bench.phases``).
+
+Each dump also lists what tracemalloc cannot see: RocksDB's native memory per table
+(memtables, block cache, table readers: RocksDB's own properties, read from every
+Faust RocksDB store found through the garbage collector), and the Python objects by
+type (shallow ``sys.getsizeof``: the containers' own size, not what they hold).
+``BENCH_WORKER_MEMTRACE_TRACE=0`` leaves tracemalloc off (the worker runs at full speed;
+the dump then has the native and by-type parts only).
 
 tracemalloc slows the worker down (about 2x), so figures from such a run are for the
 composition of the heap only, never for the benchmark tables.
@@ -11,33 +19,94 @@ composition of the heap only, never for the benchmark tables.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
 import time
 import tracemalloc
+from collections import Counter
+from typing import Any
+
+ROCKS_PROPERTIES = (
+    "rocksdb.cur-size-all-mem-tables",
+    "rocksdb.block-cache-usage",
+    "rocksdb.estimate-table-readers-mem",
+    "rocksdb.block-cache-pinned-usage",
+)
+MIB = 2**20
+
+
+def _rocks(out: Any) -> None:
+    """RocksDB memory by table, summed over the partitions' databases this worker has open."""
+    from faust.stores.rocksdb import Store
+
+    by_table: dict[str, Counter[str]] = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, Store):
+            name = getattr(getattr(obj, "table", None), "name", "?")
+            counts = by_table.setdefault(name, Counter())
+            for db in list(obj._dbs.values()):
+                counts["databases"] += 1
+                for prop in ROCKS_PROPERTIES:
+                    counts[prop] += int(db.property_int_value(prop) or 0)
+    totals: Counter[str] = Counter()
+    out.write(f"--- RocksDB native memory by table (MiB): {', '.join(ROCKS_PROPERTIES)}\n")
+    for name, counts in sorted(by_table.items()):
+        totals.update(counts)
+        cells = " ".join(f"{counts[p] / MIB:8.1f}" for p in ROCKS_PROPERTIES)
+        out.write(f"{name:60} dbs={counts['databases']:3} {cells}\n")
+    cells = " ".join(f"{totals[p] / MIB:8.1f}" for p in ROCKS_PROPERTIES)
+    out.write(f"{'total':60} dbs={totals['databases']:3} {cells}\n")
+
+
+def _by_type(out: Any, top: int = 25) -> None:
+    sizes: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        kind = type(obj).__name__
+        counts[kind] += 1
+        sizes[kind] += sys.getsizeof(obj)
+    total = sum(sizes.values())
+    out.write(f"--- gc-tracked Python objects: {total / MIB:.1f} MiB shallow, "
+              f"{sum(counts.values()):,} objects; largest types:\n")  # fmt: skip
+    for kind, size in sizes.most_common(top):
+        out.write(f"{size / MIB:8.1f} MiB {counts[kind]:>10,} {kind}\n")
+
+
+def _rss() -> str:
+    with open("/proc/self/status") as status:
+        return " ".join(line.strip() for line in status if line.startswith(("VmRSS", "VmHWM")))
 
 
 def _dump(path: str) -> None:
-    snapshot = tracemalloc.take_snapshot()
-    stats = snapshot.statistics("lineno")
-    total = sum(stat.size for stat in stats)
     with open(path, "a") as out:
-        out.write(f"--- traced {total / 2**20:.1f} MiB in {len(stats)} sites\n")
-        for stat in stats[:40]:
-            out.write(f"{stat.size / 2**20:8.1f} MiB {stat.count:>10,} {stat.traceback}\n")
+        out.write(f"=== {time.strftime('%H:%M:%S')} {_rss()}\n")
+        if tracemalloc.is_tracing():
+            stats = tracemalloc.take_snapshot().statistics("lineno")
+            total = sum(stat.size for stat in stats)
+            out.write(f"--- traced {total / MIB:.1f} MiB in {len(stats)} sites\n")
+            for stat in stats[:40]:
+                out.write(f"{stat.size / MIB:8.1f} MiB {stat.count:>10,} {stat.traceback}\n")
+        _rocks(out)
+        _by_type(out)
 
 
 def main() -> None:
     path = os.environ["BENCH_WORKER_MEMTRACE"]
-    tracemalloc.start(1)
+    if os.environ.get("BENCH_WORKER_MEMTRACE_TRACE", "1") != "0":
+        tracemalloc.start(1)
 
     def watch() -> None:
         while True:
             time.sleep(2.0)
             if os.path.exists(path + ".now"):
                 os.unlink(path + ".now")
-                _dump(path)
+                try:
+                    _dump(path)
+                finally:
+                    with open(path + ".done", "w"):
+                        pass
 
     threading.Thread(target=watch, name="memtrace", daemon=True).start()
     from funnelpulse.cli import main as cli

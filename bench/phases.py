@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -48,8 +49,9 @@ class Env:
     web_port: int
 
 
-def _prepare(env: Env, name: str) -> tuple[dict[str, str], Any, Path]:
-    """The worker's environment, its topics (made now) and its data dir."""
+def _prepare(env: Env, name: str, **extra: str) -> tuple[dict[str, str], Any, Path]:
+    """The worker's environment (``extra``: more variables), its topics (made now) and its
+    data dir."""
     from funnelpulse.settings import Settings
     from streams.topics import TopicNames, ensure_topics
 
@@ -57,7 +59,7 @@ def _prepare(env: Env, name: str) -> tuple[dict[str, str], Any, Path]:
     worker_env = funnelpulse_env(app_id=f"{env.ns}-{name}", topic_prefix=f"{env.ns}.{name}.",
                                  redis_prefix=f"{env.ns}:{name}:", web_port=env.web_port,
                                  data_dir=data_dir, bootstrap=env.bootstrap,
-                                 redis_url=env.redis_url)  # fmt: skip
+                                 redis_url=env.redis_url, **extra)  # fmt: skip
     settings = Settings.from_env(worker_env)
     asyncio.run(ensure_topics(settings))
     return worker_env, TopicNames.from_settings(settings), data_dir
@@ -127,30 +129,34 @@ def run_latency(
 
 
 # -- memory ------------------------------------------------------------------------------------
-def run_memory(env: Env, spec: MemorySpec, settle: float, budget: float) -> MemoryResult:
-    """Preloads every campaign's 24 h, drains it with a fresh worker, then lets it idle
-    ``settle`` seconds; RSS from /proc, table sizes from ``funnelpulse_state_keys``.
+def run_memory(
+    env: Env, spec: MemorySpec, settle: float, budget: float, store: str = "memory"
+) -> MemoryResult:
+    """Preloads every campaign's 24 h, drains it with a fresh worker (tables in ``store``),
+    then lets it idle ``settle`` seconds; RSS from /proc, table sizes from
+    ``funnelpulse_state_keys``.
 
     The data is written campaign by campaign, so a drain stopped by ``budget`` has loaded
     the whole 24 h of the first campaigns: the result then says how many, and projects
     the peak RSS linearly to all of them (labelled as a projection, never as a measure).
     """
-    result = MemoryResult(spec.campaigns)
-    worker_env, names, data_dir = _prepare(env, "mem")
+    result = MemoryResult(spec.campaigns, store)
+    name = f"mem-{store}-{spec.campaigns}"
+    worker_env, names, data_dir = _prepare(env, name, FUNNELPULSE_STORE=store)
     started = time.monotonic()
     truth = asyncio.run(preload_memory(env.bootstrap, names.inputs, spec))
     result.preload_s = time.monotonic() - started
     result.events, result.messages = truth.events, truth.messages["batch"]
     result.events_per_campaign = truth.events // max(spec.campaigns, 1)
     log.info("memory: preloaded %d events in %.1f s", truth.events, result.preload_s)
-    worker = _worker(env, "mem", worker_env)
+    worker = _worker(env, name, worker_env)
     try:
         _wait_metrics(worker)
         result.baseline_rss_mb = proc_rss_mb(worker.pid)
         rss_max, done, now = 0.0, 0.0, time.time()
         first: tuple[float, float] | None = None
         deadline = time.monotonic() + STARTUP_ALLOWANCE + budget
-        watch = LagWatch(env.bootstrap, f"{env.ns}-mem", list(names.inputs.values()))
+        watch = LagWatch(env.bootstrap, f"{env.ns}-{name}", list(names.inputs.values()))
         with watch:
             while done < result.messages and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -178,13 +184,14 @@ def run_memory(env: Env, spec: MemorySpec, settle: float, budget: float) -> Memo
                 f"(~{result.campaigns_loaded:,} campaigns) in {budget:.0f} s"
             )
         else:
-            _memory_exact(result, env, worker, truth)
+            _memory_exact(result, f"{env.ns}:{name}:", env, worker, truth)
             settled_from = time.monotonic()
             while time.monotonic() < settled_from + settle:
                 time.sleep(1.0)
                 rss_max = max(rss_max, proc_rss_mb(worker.pid) or 0.0)
             result.settle_s = time.monotonic() - settled_from
             result.steady_rss_mb = proc_rss_mb(worker.pid)
+            _memtrace_dump(name)
         result.peak_rss_mb = proc_peak_rss_mb(worker.pid)
         result.drain_rss_max_mb = rss_max
         result.state_keys = parse_gauge(
@@ -200,8 +207,24 @@ def run_memory(env: Env, spec: MemorySpec, settle: float, budget: float) -> Memo
     return result
 
 
+def _memtrace_dump(name: str, patience: float = 180.0) -> None:
+    """A diagnostic run (``BENCH_WORKER_MEMTRACE``, bench/memtrace.py): the settled
+    worker's heap composition, appended to that file under ``name``."""
+    path = os.environ.get("BENCH_WORKER_MEMTRACE")
+    if not path:
+        return
+    done = Path(path + ".done")
+    done.unlink(missing_ok=True)
+    with open(path, "a") as out:
+        out.write(f"### {name}\n")
+    Path(path + ".now").touch()
+    deadline = time.monotonic() + patience
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(1.0)
+
+
 def _memory_exact(
-    result: MemoryResult, env: Env, worker: FunnelpulseWorker, truth: GroundTruth
+    result: MemoryResult, prefix: str, env: Env, worker: FunnelpulseWorker, truth: GroundTruth
 ) -> None:
     """Counters by type and every scope's 24 h Redis hash against the recount; Redis gets
     ``EXACT_PATIENCE`` s to show every scope (a tick publishes at most 2,000 of them)."""
@@ -210,9 +233,7 @@ def _memory_exact(
     if dict(by_type) != dict(truth.by_type) or other:
         problems.append(f"counted {dict(by_type)} (+{other:.0f} duplicate/rejected)")
     deadline = time.monotonic() + EXACT_PATIENCE
-    while (bad := check_redis(env.redis_url, f"{env.ns}:mem:", truth)) and (
-        time.monotonic() < deadline
-    ):
+    while (bad := check_redis(env.redis_url, prefix, truth)) and (time.monotonic() < deadline):
         time.sleep(2.0)
     if bad:
         problems.append(f"{len(bad)} Redis scopes differ, e.g. {'; '.join(bad[:3])}")

@@ -31,6 +31,7 @@ class LatencyResult:
 @dataclass
 class MemoryResult:
     campaigns: int
+    store: str = "memory"  # FUNNELPULSE_STORE of the worker
     partial: bool = False  # the time budget ran out before every campaign was loaded
     campaigns_loaded: int = 0
     baseline_rss_mb: float | None = None  # VmRSS of the started worker before the data
@@ -52,3 +53,36 @@ class MemoryResult:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass
+class RestartRep:
+    """One ``kill -9`` and restart (or takeover): seconds from its start (see the report's
+    definition) to each milestone; None: not reached within the patience."""
+
+    web: float | None = None  # the new process answered /metrics (restart only)
+    counted: float | None = None  # its counters hold every probe event (restart only)
+    published: float | None = None  # every probe campaign's 24 h Redis hash holds its probes
+    owning: float | None = None  # takeover: the survivor publishes every partition
+    probes: int = 0
+    exact: str = "n/a"
+    note: str = ""
+
+
+@dataclass
+class RestartResult:
+    """The restarts of one store at one history size (or the takeovers of one store)."""
+
+    store: str
+    level: int  # history multiple (1, 4, 16); 0 for the takeover
+    history_events: int = 0  # events in the input topics before the kills
+    changelog_records: int | None = None  # end offsets of the app's changelogs at the kill
+    drain_s: float | None = None  # the (unmeasured) warm-up drain of this level's new events
+    victim_partitions: list[list[int]] = field(default_factory=list)  # takeover, per rep
+    reps: list[RestartRep] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["reps"] = [dict(r.__dict__) for r in self.reps]
+        return out

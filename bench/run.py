@@ -32,13 +32,15 @@ from bench.measure import ROOT, broker_pid, machine, versions
 from bench.phases import Env, run_latency, run_memory
 from bench.quixenv import ensure_quix_venv
 from bench.report import MAX_FRACTION_NAME, Report, full_drain_rate, render
-from bench.results import LatencyResult, MemoryResult
+from bench.restart import RestartSpec, run_restart, run_takeover
+from bench.results import LatencyResult, MemoryResult, RestartResult
 from bench.spy import Profile, load
-from bench.systems import FUNNELPULSE, SYSTEMS, Result, Run, run_system
+from bench.systems import FUNNELPULSE, STORES, SYSTEMS, Result, Run, run_system
+from funnelpulse.settings import Settings
 
 log = logging.getLogger("bench")
 
-PHASES = ("two-workers", "latency", "memory")
+PHASES = ("two-workers", "latency", "restart", "takeover", "memory")
 # Time budgets (s of draining per run), chosen so that `make bench` (1,000,000 events, two
 # repetitions, every phase) fits in 30 minutes on a 2-core machine: see docs/BENCHMARKS.md.
 # The memory phase drains all 10,000 campaigns (~5 min) since its target needs them all.
@@ -47,7 +49,8 @@ SINGLE_BUDGET_S = 30.0
 NAIVE_BUDGET_S = 15.0
 GATED_BUDGET_S = 300.0
 MEMORY_BUDGET_S = 720.0
-DEFAULT_SYSTEMS = ("raw", "quix", "faust-naive", "faust-bare", "funnelpulse")
+DEFAULT_SYSTEMS = ("raw", "quix", "faust-naive", "faust-bare", "funnelpulse", "funnelpulse-memory",
+                   "funnelpulse-rocksdb")  # fmt: skip
 # Issue 5 deliverables the harness does not produce (the optimisation work itself, with
 # its py-spy profiles, is the product's, reported in the issue's closing note).
 NOT_BUILT: list[tuple[str, str]] = []
@@ -140,7 +143,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=0.0,
         help="the max rate to use when this run has no full funnelpulse batch drain",
     )
-    add("--memory-campaigns", type=int, default=10_000)
+    add(
+        "--stores",
+        type=lambda v: _csv(v, STORES),
+        default=list(STORES),
+        help="FUNNELPULSE_STORE values the memory, restart and takeover phases run, each in "
+        "the same run (the drains pin theirs with funnelpulse-memory/-rocksdb)",
+    )
+    add(
+        "--memory-campaigns",
+        type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+        default=[10_000, 100_000],
+        help="campaign counts, comma-separated: one memory run per count and store",
+    )
+    add("--restart-history", type=int, default=500_000, help="events at 1× (restart phase)")
+    add(
+        "--restart-levels",
+        type=lambda v: tuple(int(x) for x in v.split(",") if x.strip()),
+        default=(1, 4, 16),
+        help="history multiples, ascending (the history grows from one to the next)",
+    )
+    add("--restart-campaigns", type=int, default=2_000)
+    add("--restart-reps", type=int, default=3, help="kills per store and history (and takeovers)")
     add("--memory-settle", type=float, default=30.0, help="idle seconds before steady RSS")
     add(
         "--memory-budget",
@@ -214,7 +238,9 @@ def budgets(args: argparse.Namespace) -> dict[str, str]:
         "is the events drained so far / the time, and it is not gated",
         "latency phase": f"{args.latency_seconds:.0f} s per rate",
         "memory phase": f"{args.memory_budget:.0f} s of draining, then "
-        f"{args.memory_settle:.0f} s idle",
+        f"{args.memory_settle:.0f} s idle, per store and campaign count",
+        "restart and takeover phases": "up to 600 s per restart or takeover, up to 3,600 s "
+        "per warm-up drain",
     }
 
 
@@ -245,22 +271,32 @@ def describe_data(args: argparse.Namespace, spec: DataSpec, truth: GroundTruth) 
     }
 
 
-def describe_memory(spec: MemorySpec, result: MemoryResult) -> str:
-    per = result.events_per_campaign or spec.events_per_campaign
+def describe_memory(spec: MemorySpec) -> str:
+    per = spec.events_per_campaign
     coarse = per - spec.fine_minutes
     return (
-        f"{spec.campaigns:,} campaigns (channels round-robin), each with one event in every "
+        "N campaigns (channels round-robin), each with one event in every "
         f"15-min pane of the last 24 h older than the last hour ({coarse}) and one in every "
         f"minute of the last {spec.fine_minutes} min: {per} events per campaign, every pane "
         "a 24 h history can hold is occupied with the fewest events that do it. Types: "
         "impression, click, open, sign-up, spend (no lead stages or purchases); batch "
         "messages of ≤ 100 events of one campaign and type, preloaded, then drained by a "
-        "fresh worker with the defaults (windows 1m–24h: minute panes for windows ≤ 1 h, "
-        "15-min panes for 24 h; retention 25 h; dedup horizon 24 h, so every event_id of "
-        f"the phase, {result.events:,}, is remembered, under the cap of 2,000,000 per "
-        "partition). Peak RSS = VmHWM of the worker after the drain and the settle period; "
-        "steady RSS = VmRSS after it idled; exact = counters by type and every scope's 24 h "
+        "fresh worker with the defaults but the table store named in the title (windows "
+        "1m–24h: minute panes for windows ≤ 1 h, 15-min panes for 24 h; retention 25 h; "
+        "dedup horizon 24 h, so every event_id of the phase is remembered up to the cap of "
+        "2,000,000 per partition: all of them at 10,000 campaigns). Peak RSS = VmHWM of the "
+        "worker after the drain and the settle period; steady RSS = VmRSS after it idled; "
+        "exact = counters by type and every scope's 24 h "
         "Redis hash equal the recount."
+    )
+
+
+def describe_restart(spec: RestartSpec) -> str:
+    levels = ", ".join(f"{level}× = {level * spec.history:,}" for level in spec.levels)
+    return (
+        f"History: the generator's events (all types, Zipf over {spec.campaigns:,} "
+        f"campaigns, event times within the hour before each part was written), in batch "
+        f"messages: {levels} events; {spec.reps} kills per store and history."
     )
 
 
@@ -287,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     for phase in PHASES:
         if phase not in args.phases:
             not_measured.append((phase, "not run (--phases)"))
+    if "memory" in args.phases and 100_000 not in args.memory_campaigns:
+        not_measured.append(
+            ("memory, 100,000 campaigns (issue 16)", "not run (--memory-campaigns)")
+        )
+    if "restart" in args.phases and args.restart_history < 500_000:
+        not_measured.append(("restart at the issue's history (0.5 M, 2 M, 8 M events)",
+                             f"scaled down to {args.restart_history:,} events at 1× "
+                             "(--restart-history)"))  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix=f"{ns}-"))
     base_dir = checkout(args.base, workdir) if "funnelpulse-base" in args.systems else None
     env = Env(ns, args.bootstrap, args.redis_url, workdir, args.web_port)
@@ -294,8 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     two: list[Result] = []
     latency: list[LatencyResult] = []
-    memory: MemoryResult | None = None
-    memory_spec = MemorySpec(campaigns=args.memory_campaigns)
+    memories: list[MemoryResult] = []
+    restarts: list[RestartResult] = []
+    takeovers: list[RestartResult] = []
+    restart_spec = RestartSpec(
+        history=args.restart_history,
+        levels=args.restart_levels,
+        campaigns=args.restart_campaigns,
+        reps=args.restart_reps,
+    )
     failed = False
     try:
         names = [t for f in args.inputs for t in topic_names(f"{ns}.", f).values()]
@@ -340,26 +391,47 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             latency = run_latency(env, latency_rates(args, results), args.latency_seconds)
             timings["latency"] = time.monotonic() - started
-        if "memory" in args.phases:
+        if "restart" in args.phases:
             started = time.monotonic()
-            log.info("memory: %d campaigns ...", memory_spec.campaigns)
-            memory = run_memory(env, memory_spec, args.memory_settle, args.memory_budget)
-            log.info("  -> %s", json.dumps(memory.to_json(), default=str))
-            timings["memory"] = time.monotonic() - started
+            restarts = run_restart(env, restart_spec, args.stores)
+            for r in restarts:
+                log.info("  -> %s", json.dumps(r.to_json(), default=str))
+            timings["restart"] = time.monotonic() - started
+        if "takeover" in args.phases:
+            started = time.monotonic()
+            takeovers = run_takeover(env, restart_spec, args.stores)
+            for r in takeovers:
+                log.info("  -> %s", json.dumps(r.to_json(), default=str))
+            timings["takeover"] = time.monotonic() - started
+        if "memory" in args.phases:
+            for campaigns in args.memory_campaigns:
+                for store in args.stores:
+                    started = time.monotonic()
+                    log.info("memory: %d campaigns, store %s ...", campaigns, store)
+                    memory = run_memory(env, MemorySpec(campaigns=campaigns), args.memory_settle,
+                                        args.memory_budget, store)  # fmt: skip
+                    log.info("  -> %s", json.dumps(memory.to_json(), default=str))
+                    memories.append(memory)
+                    timings[f"memory, {campaigns:,} campaigns, {store}"] = (
+                        time.monotonic() - started
+                    )
         timings["whole run (the Quix venv and the stack not included)"] = (
             time.monotonic() - run_started
         )
         failed = any(r.error or r.exact == "NO" for r in [*results, *two])
         failed = failed or any(r.error for r in latency)
-        failed = failed or (
-            memory is not None and (memory.error is not None or memory.exact == "NO")
+        failed = failed or any(m.error is not None or m.exact == "NO" for m in memories)
+        failed = failed or any(
+            r.error or any(rep.exact == "NO" for rep in r.reps) for r in [*restarts, *takeovers]
         )
         if args.json:
             args.json.write_text(json.dumps({
                 "drains": [r.to_json() for r in results],
                 "two_workers": [r.to_json() for r in two],
                 "latency": [r.to_json() for r in latency],
-                "memory": memory.to_json() if memory else None,
+                "memory": [m.to_json() for m in memories],
+                "restart": [r.to_json() for r in restarts],
+                "takeover": [r.to_json() for r in takeovers],
                 "timings": timings,
             }, default=str, indent=1))  # fmt: skip
         text = render(
@@ -375,8 +447,12 @@ def main(argv: list[str] | None = None) -> int:
                 not_measured=not_measured,
                 latency=latency,
                 latency_seconds=args.latency_seconds,
-                memory=memory,
-                memory_data=describe_memory(memory_spec, memory) if memory else "",
+                memories=memories,
+                memory_data=describe_memory(MemorySpec()) if memories else "",
+                default_store=Settings().store,
+                restarts=restarts,
+                takeovers=takeovers,
+                restart_data=describe_restart(restart_spec) if restarts else "",
                 two_workers=two,
                 timings=timings,
                 budgets=budgets(args),

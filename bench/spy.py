@@ -64,7 +64,8 @@ PROFILE_METHOD = (
 
 def record(pid: int, path: Path, seconds: float, rate: int = 100) -> subprocess.Popen[bytes]:
     """Starts py-spy on ``pid`` for ``seconds``; raw collapsed stacks to ``path``."""
-    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    # BENCH_PY_SPY: a py-spy outside this venv (it is a tool, not a dependency of the lock)
+    spy = os.environ.get("BENCH_PY_SPY") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     command = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
                "--rate", str(rate), "--format", "raw", "--nonblocking",
                "-o", str(path)]  # fmt: skip

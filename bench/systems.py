@@ -34,11 +34,15 @@ from bench.measure import ROOT, proc_cpu, proc_peak_rss_mb
 from bench.spy import DrainProfile
 
 SYSTEMS = ("raw", "quix", "quix-campaign", "faust-naive", "faust-bare", "funnelpulse",
-           "funnelpulse-base")  # fmt: skip
-FUNNELPULSE = ("funnelpulse", "funnelpulse-base")  # the product, and it at --base REV
+           "funnelpulse-base", "funnelpulse-memory", "funnelpulse-rocksdb")  # fmt: skip
+# the product, it at --base REV, and it with each table store pinned (FUNNELPULSE_STORE)
+FUNNELPULSE = ("funnelpulse", "funnelpulse-base", "funnelpulse-memory", "funnelpulse-rocksdb")
+STORES = ("memory", "rocksdb")
+PINNED_STORE = {"funnelpulse-memory": "memory", "funnelpulse-rocksdb": "rocksdb"}
 STARTUP_ALLOWANCE = 90.0  # seconds for a child to join its group and see a first record
 COMMIT_GRACE = 20.0  # seconds after the last record for the group's lag to read 0
 EXACT_PATIENCE = 60.0  # seconds for funnelpulse's Redis hashes to show every count
+HTTP_TIMEOUT = 60.0  # seconds a /metrics or /healthz poll may wait for the worker
 STALL_S = 60.0  # a funnelpulse drain that processes nothing this long has stalled
 END_LAG = "lag 0 (admin API)"
 END_SELF = "last record (self-reported)"
@@ -286,7 +290,9 @@ class FunnelpulseWorker:
         self.proc = subprocess.Popen([sys.executable, "-m", module, "worker"],
                                      cwd=env["FUNNELPULSE_DATA_DIR"], env=env, stdout=self._log,
                                      stderr=self._log)  # fmt: skip
-        self.client = httpx.Client(timeout=10)
+        # a worker's loop may block for tens of seconds (a publish tick over a slow store):
+        # a poll waits for it rather than failing the run
+        self.client = httpx.Client(timeout=HTTP_TIMEOUT)
         self.scrapes: list[tuple[float, int]] = []  # (seconds, bytes) of each scrape
 
     @property
@@ -315,9 +321,24 @@ class FunnelpulseWorker:
         text = self.metrics(("funnelpulse_messages_processed_total",))
         return parse_gauge(text, "funnelpulse_messages_processed_total", "stage").get(stage, 0.0)
 
+    def health(self) -> dict[str, Any]:
+        """/healthz as JSON (it answers 503 with the same body when stalled)."""
+        body: dict[str, Any] = self.client.get(f"{self.url}/healthz").json()
+        return body
+
     def stop(self, grace: float = 30.0) -> None:
         try:
             stop_process(self.proc, grace)
+        finally:
+            self.client.close()
+            self._log.close()
+
+    def kill(self) -> None:
+        """``kill -9``: no commit, no flush, no leaving the group."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
         finally:
             self.client.close()
             self._log.close()
@@ -396,7 +417,8 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
     from streams.topics import ensure_topics
 
     result = Result(run.system, run.form, run.rep, workers=run.workers)
-    redis_prefix = f"{run.ns}:{run.form}-r{run.rep}-x{run.workers}:"
+    # per system too: a run must never pass its gate on the hashes an earlier one wrote
+    redis_prefix = f"{run.ns}:{run.system}-{run.form}-r{run.rep}-x{run.workers}:"
     workers: list[FunnelpulseWorker] = []
     watch = LagWatch(run.bootstrap, run.tag, run.inputs)
     total = run.truth.events
@@ -407,10 +429,12 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
     try:
         for i in range(run.workers):
             data_dir = Path(tempfile.mkdtemp(prefix=f"{run.tag}-w{i}-", dir=run.workdir))
+            pinned = PINNED_STORE.get(run.system)
+            store = {"FUNNELPULSE_STORE": pinned} if pinned else {}
             env = funnelpulse_env(app_id=run.tag, topic_prefix=f"{run.ns}.{run.form}.",
                                   redis_prefix=redis_prefix, web_port=web_port + i,
                                   data_dir=data_dir, bootstrap=run.bootstrap,
-                                  redis_url=run.redis_url)  # fmt: skip
+                                  redis_url=run.redis_url, **store)  # fmt: skip
             if i == 0:
                 asyncio.run(ensure_topics(Settings.from_env(env)))
             log_path = run.workdir / f"{run.tag}-w{i}.log"
@@ -495,7 +519,10 @@ def _all_counted(workers: list[FunnelpulseWorker], total: int, deadline: float) 
     """When the counters first showed every event (None: not before the deadline). Events
     that went through the route topic are counted a hop after their input message."""
     while time.monotonic() < deadline:
-        scraped = [w.counts() for w in workers]
+        try:
+            scraped = [w.counts() for w in workers]
+        except httpx.HTTPError:
+            continue
         if sum(sum(c.values()) + o for c, o in scraped) >= total:
             return time.time()
         time.sleep(0.1)
@@ -508,7 +535,12 @@ def _final_counts(
     """Counters summed over the workers, once they reach ``total`` (or patience ends)."""
     deadline = time.monotonic() + patience
     while True:
-        scraped = [w.counts() for w in workers]
+        try:
+            scraped = [w.counts() for w in workers]
+        except httpx.HTTPError:
+            if time.monotonic() >= deadline:
+                raise
+            continue
         by_type = sum((c for c, _ in scraped), Counter[str]())
         other = sum(o for _, o in scraped)
         if sum(by_type.values()) + other >= total or time.monotonic() >= deadline:

@@ -15,8 +15,19 @@ from bench.generator import GroundTruth, MemorySpec, micros
 from bench.lag import group_lag
 from bench.latency import Produced, match_visibility, observations, percentile, phase_stats
 from bench.phases import projected_peak
-from bench.report import TARGETS, Report, checks, full_drain_rate, median_rate, ratios, render
-from bench.results import LatencyResult, MemoryResult
+from bench.report import (
+    TARGETS,
+    Report,
+    checks,
+    full_drain_rate,
+    issue16_checks,
+    median_rate,
+    ratios,
+    render,
+    spread,
+    verdict,
+)
+from bench.results import LatencyResult, MemoryResult, RestartRep, RestartResult
 from bench.systems import redis_mismatches
 from metrics.windows import pane_start
 from streams.events import EventType
@@ -142,21 +153,21 @@ def test_p99_target_met_missed_and_invisible() -> None:
 def test_rss_target_full_partial_and_small_runs() -> None:
     label = "peak RSS, 10,000 campaigns with 24 h of panes"
     full = MemoryResult(10_000, peak_rss_mb=380.0)
-    assert {c.label: c for c in checks(_report(memory=full))}[label].met is True
+    assert {c.label: c for c in checks(_report(memories=[full]))}[label].met is True
     over = MemoryResult(10_000, peak_rss_mb=420.0)
-    assert {c.label: c for c in checks(_report(memory=over))}[label].met is False
+    assert {c.label: c for c in checks(_report(memories=[over]))}[label].met is False
     small = MemoryResult(500, peak_rss_mb=120.0)
-    check = {c.label: c for c in checks(_report(memory=small))}[label]
+    check = {c.label: c for c in checks(_report(memories=[small]))}[label]
     assert check.met is None and "only 500 campaigns" in check.note
     part = MemoryResult(10_000, partial=True, campaigns_loaded=2_000, baseline_rss_mb=100.0,
                         peak_rss_mb=300.0)  # fmt: skip
     part.projected_peak_mb = projected_peak(part)
     assert part.projected_peak_mb == pytest.approx(1100.0)  # 100 + 200 × 10,000 / 2,000
-    check = {c.label: c for c in checks(_report(memory=part))}[label]
+    check = {c.label: c for c in checks(_report(memories=[part]))}[label]
     assert check.met is None and check.value.startswith("not measured: 300 MB with ~2,000")
     assert "projection" in check.note and "1100 MB" in check.note
     part.peak_rss_mb = 450.0  # over the bound with only a fifth loaded: a miss all the same
-    assert {c.label: c for c in checks(_report(memory=part))}[label].met is False
+    assert {c.label: c for c in checks(_report(memories=[part]))}[label].met is False
 
 
 def test_projection_only_for_partial_runs() -> None:
@@ -170,14 +181,14 @@ def test_render_latency_memory_and_two_workers() -> None:
                        state_keys={"partials": 1e6, "merged": 9e5})  # fmt: skip
     two = R("funnelpulse", "batch", 1, 2000, 2.0, workers=2,
             extra={"peak_rss_per_worker": [120.0, 110.0]})  # fmt: skip
-    report = _report(latency=_latency(1.2), latency_seconds=60, memory=mem,
+    report = _report(latency=_latency(1.2), latency_seconds=60, memories=[mem],
                      memory_data="10,000 campaigns ...", two_workers=[two],
                      timings={"whole run": 1500.0}, budgets={"latency phase": "60 s"})  # fmt: skip
     text = render(report)
     assert "## Latency: produce → visible in Redis (60 s per rate)" in text
     row = "| 50 % of max | 6,000 | 5,990 | 360,000 | 500 | 1,000 | 1,200 | 2,000 | 1,900 |"
     assert row in text and "360,000 of 360,000 | 0.80 |" in text
-    assert "## Memory: 10,000 campaigns with 24 h of panes" in text
+    assert "## Memory: 10,000 campaigns with 24 h of panes, store `memory`" in text
     assert "| peak RSS (VmHWM) | 390 MB |" in text
     assert "| steady RSS (VmRSS after 30 s idle) | 350 MB |" in text
     assert "| partials | 1,000,000 |" in text
@@ -292,3 +303,68 @@ def test_memory_data_occupies_every_pane_of_24_hours() -> None:
     assert len(coarse) >= 96  # every 15-min pane of the last 24 h holds an event
     assert len(fine_recent) == 60  # and every minute of the last hour
     assert len(times) == spec.events_per_campaign
+
+
+# -- issue 16: restart, takeover, memory and throughput by store ------------------------------
+def test_verdict_is_met_missed_or_within_noise() -> None:
+    assert verdict([8.0, 9.0, 9.9], 10.0) == (True, False)
+    assert verdict([10.5, 11.0, 12.0], 10.0) == (False, False)
+    assert verdict([9.0, 10.5, 11.0], 10.0) == (None, True)  # straddles the bound
+    assert verdict([140.0], 150.0) == (True, False)  # one value: a ±5 % band
+    assert verdict([149.0], 150.0) == (None, True)
+    assert verdict([0.9, 0.95], 0.85, at_most=False) == (True, False)
+    assert verdict([0.8, 0.9], 0.85, at_most=False) == (None, True)
+    assert verdict([], 1.0) == (None, False)
+
+
+def test_spread_is_median_with_min_and_max() -> None:
+    assert spread([3.0, 1.0, 2.0]) == "2.0 (1.0–3.0)"
+    assert spread([4.0]) == "4.0" and spread([]) == "–"
+
+
+def _restart(store: str, level: int, *published: float, exact: str = "yes") -> RestartResult:
+    reps = [RestartRep(web=1.0, counted=p - 1, published=p, probes=40, exact=exact)
+            for p in published]  # fmt: skip
+    return RestartResult(store, level, history_events=level * 1000, changelog_records=level * 90,
+                         drain_s=5.0, reps=reps)  # fmt: skip
+
+
+def test_issue16_checks_restart_flatness_takeover_memory_and_throughput() -> None:
+    restarts = [_restart("rocksdb", 1, 6.0, 7.0, 8.0), _restart("rocksdb", 16, 7.5, 9.0, 12.0),
+                _restart("memory", 16, 30.0, 31.0, 35.0)]  # fmt: skip
+    takeover = RestartResult("rocksdb", 0, reps=[RestartRep(published=p, owning=p - 1)
+                                                 for p in (16.0, 17.0, 18.0)])  # fmt: skip
+    mems = [MemoryResult(10_000, "rocksdb", peak_rss_mb=240.0, steady_rss_mb=200.0, exact="yes"),
+            MemoryResult(10_000, "memory", peak_rss_mb=400.0, steady_rss_mb=380.0, exact="yes"),
+            MemoryResult(100_000, "rocksdb", partial=True, peak_rss_mb=300.0)]  # fmt: skip
+    drains = [R("funnelpulse-memory", "batch", 1, 1000, 1.0), R("funnelpulse-rocksdb", "batch", 1,
+              900, 1.0), R("funnelpulse-memory", "batch", 2, 1000, 1.0),
+              R("funnelpulse-rocksdb", "batch", 2, 800, 1.0)]  # fmt: skip
+    report = _report(restarts=restarts, takeovers=[takeover], memories=mems, results=drains)
+    by = {c.label: c for c in issue16_checks(report)}
+    one = by["restart after kill -9 → processing again, 1× history, rocksdb"]
+    assert one.met is True and one.value == "7.0 (6.0–8.0) s"
+    sixteen = by["restart after kill -9 → processing again, 16× history, rocksdb"]
+    assert sixteen.met is None and sixteen.noise  # 7.5–12 s straddles 10 s
+    assert by["restart flat in the history (rocksdb)"].met is True  # 7.5 ≤ 8.0: overlap
+    assert by["takeover by a warm standby after kill -9, rocksdb"].met is False
+    assert by["steady RSS, 10,000 campaigns × 24 h, rocksdb"].met is False
+    assert by["peak RSS, 10,000 campaigns × 24 h, rocksdb"].noise  # 240 within 5 % of 250
+    assert by["peak RSS, 100,000 campaigns × 24 h, rocksdb"].value.startswith("not measured")
+    ratio = by["batch drain, rocksdb / memory store"]
+    assert ratio.value.startswith("0.85 (per repetition: 0.90, 0.80)") and ratio.noise
+    assert not any("memory" in label and "restart" in label for label in by)  # targets: rocksdb
+    text = render(report)
+    assert "## Targets (issue 16: state on disk)" in text
+    assert "## Restart after kill -9 → processing again (issue 16)" in text
+    assert "| memory | 16× | 16,000 | 1,440 | 5 | 1.0 (1.0–1.0) [1.0, 1.0, 1.0]" in text
+    assert "| 31.0 (30.0–35.0) [30.0, 31.0, 35.0] | yes |" in text
+    assert "## Takeover by a warm standby after kill -9 (issue 16)" in text
+    assert "## Memory: 10,000 campaigns with 24 h of panes, store `rocksdb`" in text
+    assert "| within noise |" in text
+
+
+def test_a_restart_that_was_not_exact_misses_its_target() -> None:
+    report = _report(restarts=[_restart("rocksdb", 1, 2.0, 3.0, 4.0, exact="NO")])
+    check = issue16_checks(report)[0]
+    assert check.met is False and "3 repetitions not exact" in check.note

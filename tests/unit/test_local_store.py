@@ -33,6 +33,26 @@ def test_one_rocks_store_per_table_and_a_dict_view_per_memory_table(
     assert isinstance(local_store(SimpleNamespace(data={})), MemoryStore)
 
 
+class _Unequal:
+    """A Faust store stand-in whose ``==`` fails: Faust's stores are Mappings, and their
+    ``==`` scans and decodes the whole database."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        raise AssertionError("a store was compared by equality")
+
+    def _db_for_partition(self, partition: int) -> Any:
+        raise NotImplementedError
+
+
+def test_the_table_s_store_is_found_by_identity_never_by_equality() -> None:
+    table = SimpleNamespace(data=_Unequal())
+    assert local_store(table) is local_store(table)
+    other = SimpleNamespace(data=_Unequal())
+    assert local_store(other) is not local_store(table)
+
+
 async def test_a_write_reaches_the_disk_with_its_offset_once_acked(
     rocks_app: faust.App, changelog: Changelog
 ) -> None:
