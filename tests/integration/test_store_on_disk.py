@@ -32,7 +32,7 @@ from streams import openapi
 
 from .conftest import Stack
 from .recount import check_everything, produce, wait_for_counts
-from .scenario import build
+from .scenario import LONGEST, build
 from .worker import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.seconds(150)]
@@ -136,8 +136,8 @@ async def test_revocation_closes_stores_standbys_stay_warm_takeover_reads_the_ta
         workers.append(third)
         await settled(workers)
         await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 1])
-        key = f"{namespace}:kpi:24h:all"
-        await wait_for_counts(redis, key, {"signups": sc.truth[("all", "24h")]["signups"]}, 120)
+        key = f"{namespace}:kpi:{LONGEST}:all"  # holds every sign-up and purchase
+        await wait_for_counts(redis, key, {"signups": sc.truth[("all", LONGEST)]["signups"]}, 120)
         bodies = await settled(workers)  # traffic went on after the revocations
         for worker, body in zip(workers, bodies, strict=True):
             stores, held = store_locks(worker)
@@ -154,7 +154,7 @@ async def test_revocation_closes_stores_standbys_stay_warm_takeover_reads_the_ta
         purchases = {"purchases": sc.purchases_by_phase[1] + sc.purchases_by_phase[2]}
         await wait_for_counts(redis, key, purchases, 120)
         await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 3])
-        await wait_for_counts(redis, key, sc.truth[("all", "24h")], 120)
+        await wait_for_counts(redis, key, sc.truth[("all", LONGEST)], 120)
         ends = await changelog_ends(stack.bootstrap, namespace)
         assert second.proc is not None
         second.proc.kill()
