@@ -391,18 +391,14 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             latency = run_latency(env, latency_rates(args, results), args.latency_seconds)
             timings["latency"] = time.monotonic() - started
-        if "restart" in args.phases:
-            started = time.monotonic()
-            restarts = run_restart(env, restart_spec, args.stores)
-            for r in restarts:
-                log.info("  -> %s", json.dumps(r.to_json(), default=str))
-            timings["restart"] = time.monotonic() - started
-        if "takeover" in args.phases:
-            started = time.monotonic()
-            takeovers = run_takeover(env, restart_spec, args.stores)
-            for r in takeovers:
-                log.info("  -> %s", json.dumps(r.to_json(), default=str))
-            timings["takeover"] = time.monotonic() - started
+        recoveries = {"restart": (run_restart, restarts), "takeover": (run_takeover, takeovers)}
+        for phase, (measure, found) in recoveries.items():
+            if phase in args.phases:
+                started = time.monotonic()
+                found.extend(measure(env, restart_spec, args.stores))
+                for r in found:
+                    log.info("  -> %s", json.dumps(r.to_json(), default=str))
+                timings[phase] = time.monotonic() - started
         if "memory" in args.phases:
             for campaigns in args.memory_campaigns:
                 for store in args.stores:
