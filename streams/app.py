@@ -271,7 +271,7 @@ class FunnelPulse:
         await self.app.producer.flush()
         # the acks just received reach the disk before Faust closes revoked partitions'
         # databases (streams/local_store.py); a later one is left to the changelog
-        stores = rocks_stores(vars(self.tables).values())
+        stores = rocks_stores(self.tables.by_name().values())
         try:
             await asyncio.wait_for(asyncio.gather(*(s.settled() for s in stores)), REVOKE_WAIT)
         except TimeoutError:
@@ -280,7 +280,7 @@ class FunnelPulse:
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         """Input topics' partition counts from the group's metadata, at every assignment;
         and the stores forget what they kept of the partitions Faust has just closed."""
-        for store in rocks_stores(vars(self.tables).values()):
+        for store in rocks_stores(self.tables.by_name().values()):
             store.forget_revoked()
         self.restore.on_assigned()  # Faust has registered the partitions to restore
         consumer = self.app.consumer

@@ -54,10 +54,14 @@ class Tables:
     merged: Any
     channels: Any  # campaign → events per channel (streams/campaign_channels.py)
 
+    def by_name(self) -> dict[str, Any]:
+        """Every table, by its field name."""
+        return dict(vars(self))
+
     def sizes(self) -> dict[str, int]:
         """Keys per table on this worker (``funnelpulse_state_keys``): an estimate on disk
         (RocksDB's own count, not a scan: this runs at every publish tick)."""
-        return {name: local_store(table).size() for name, table in vars(self).items()}
+        return {name: local_store(table).size() for name, table in self.by_name().items()}
 
 
 def declare_tables(
