@@ -38,8 +38,14 @@ def run_worker(settings: Settings) -> int:
     from streams.app import create_app
     from streams.topics import TopicLayoutError, ensure_topics
 
+    from .data_dir import DataDirInUse, claim_data_dir
     from .malloc import limit_arenas
 
+    try:
+        claim = claim_data_dir(settings.data_dir)  # held until the process exits
+    except DataDirInUse as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
     limit_arenas()  # before Faust starts its consumer thread (funnelpulse/malloc.py)
 
     loop = asyncio.new_event_loop()
@@ -56,7 +62,7 @@ def run_worker(settings: Settings) -> int:
             return 1
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)
-    fp = create_app(settings)
+    fp = create_app(settings, group_member=claim.group_member)
     options: dict[str, Any] = {"loglevel": LEVELS[settings.log_level], "quiet": True,
                                "redirect_stdouts": False, "loop": loop}  # fmt: skip
     Worker(fp.app, **options).execute_from_commandline()

@@ -75,9 +75,14 @@ class FunnelPulse:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
+        group_member: str | None = None,
     ) -> None:
+        """``group_member``: the consumer's static group identity (``funnelpulse/data_dir.py``:
+        kept in the data folder, so a restarted worker takes its partitions straight back);
+        ``None`` joins as a new member each time."""
         s = self.settings = settings
         self.clock = clock
+        self.group_member = group_member
         self.names = TopicNames.from_settings(settings)
         self.specs = window_specs(settings.windows)
         self.pane_sizes = PANE_SIZES  # minute panes (25 h) and hourly ones (the horizon)
@@ -166,6 +171,7 @@ class FunnelPulse:
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=1,
             broker_session_timeout=SESSION_TIMEOUT,
+            consumer_group_instance_id=self.group_member,
             producer_acks=-1,
             producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a 1 MiB message + headers
             broker_credentials=faust_credentials(s),  # TLS context built by us, never implied
@@ -336,5 +342,7 @@ class FunnelPulse:
         return {k: v for c in counts for k, v in c.index_sizes().items()} | self.tables.sizes()
 
 
-def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FunnelPulse:
-    return FunnelPulse(settings, clock)
+def create_app(
+    settings: Settings, clock: Callable[[], float] = time.time, group_member: str | None = None
+) -> FunnelPulse:
+    return FunnelPulse(settings, clock, group_member=group_member)

@@ -10,7 +10,8 @@ is spread evenly over the ticks.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from itertools import islice
 
 
 def refresh_share(scopes: int, interval: float, period: float) -> int:
@@ -34,3 +35,22 @@ def stale_scopes(
             break
         due.append(scope)
     return due
+
+
+def take_scopes(
+    due: MutableMapping[str, None], backfill: Mapping[str, None], limit: int, share: int
+) -> set[str]:
+    """One tick's scopes: the due ones first, oldest first, up to ``limit`` (taken out of
+    ``due``), then up to ``share`` scopes waiting to be republished (left in ``backfill``:
+    the caller drops each once computed, whichever way it came).
+
+    The trap: the scopes of a restored partition are queued before the first new events
+    are merged; in one FIFO they would go first, and a restart's first new counts would
+    wait for every campaign to be republished.
+    """
+    scopes = set(islice(due, limit))
+    for scope in scopes:
+        del due[scope]
+    room = min(limit - len(scopes), share)
+    scopes.update(islice((s for s in backfill if s not in scopes), max(room, 0)))
+    return scopes

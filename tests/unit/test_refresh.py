@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.refresh import refresh_share, stale_scopes
+from streams.refresh import refresh_share, stale_scopes, take_scopes
 
 PERIOD = 60.0
 
@@ -47,3 +47,33 @@ def test_once_caught_up_no_scope_waits_much_beyond_a_period(
         if now >= PERIOD:
             assert all(now - at <= 2 * PERIOD for at in computed.values())
         now += interval
+
+
+def test_scopes_with_new_events_go_before_the_republishing_of_restored_ones() -> None:
+    """A restart queues its 2,000 restored scopes before the first new event is merged."""
+    backfill = dict.fromkeys(f"campaign:{i}" for i in range(2_000))
+    due = {"campaign:probe": None}
+    first = take_scopes(due, backfill, limit=2_000, share=201)
+    assert "campaign:probe" in first and len(first) == 202 and not due
+    assert first - {"campaign:probe"} == set(list(backfill)[:201])  # oldest first
+
+
+@given(
+    due=st.lists(st.integers(0, 30), unique=True),
+    backfill=st.lists(st.integers(0, 30), unique=True),
+    limit=st.integers(1, 40),
+    share=st.integers(0, 40),
+)
+def test_a_tick_takes_due_first_and_at_most_limit(
+    due: list[int], backfill: list[int], limit: int, share: int
+) -> None:
+    queue = dict.fromkeys(map(str, due))
+    waiting = dict.fromkeys(map(str, backfill))
+    taken = take_scopes(queue, waiting, limit, share)
+    assert len(taken) <= limit
+    assert set(map(str, due[:limit])) <= taken  # every due scope that fits goes first
+    assert list(queue) == [str(s) for s in due[limit:]]  # the rest stay, in order
+    assert len(taken - set(map(str, due))) <= share
+    assert list(waiting) == [str(s) for s in backfill]  # dropped only once computed
+    missing = [s for s in map(str, backfill) if s not in taken]
+    assert not missing or len(taken) >= min(limit, len(set(map(str, due[:limit]))) + share)

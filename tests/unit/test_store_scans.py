@@ -118,7 +118,7 @@ async def test_the_publisher_indexes_its_partitions_only_and_reads_merges_not_ye
         view.write_through()
     kpis = publisher(merged, make_table("channels"))
     kpis._index_partitions({0})
-    assert set(kpis.index) == {"all"} and kpis.dirty == {"all"}
+    assert set(kpis.index) == {"all"} and list(kpis.backfill) == ["all"] and not kpis.dirty
     assert kpis.pane_totals("all") == {(60, 0): COUNTS}
 
 
