@@ -16,6 +16,12 @@ The traps:
   exclusive lock for the life of the process, and a second worker on the same folder is
   refused, saying so. A folder copied for a second worker (a volume snapshot restored
   twice) carries the id with it: delete ``group-member-id`` in the copy.
+- A static member that comes back while its group is stable gets the assignment the
+  group computed for its previous process, and Faust's assignment carries the URL of the
+  member it was made for (``/kpis`` asks peers there): Faust asserts that it is its own,
+  and the group would route to the old address. So the identity also names the URL the
+  worker advertises: a worker restarted on another address joins as a new member (and
+  waits for the old one's session, as before).
 - A static member does not leave the group when it stops (aiokafka sends no LeaveGroup
   for one): after SIGTERM its partitions wait for the session timeout unless it comes back
   within it — which is the point for a rolling restart (no rebalance at all), and costs a
@@ -25,6 +31,7 @@ The traps:
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import uuid
@@ -50,9 +57,10 @@ class DataDirClaim:
     lock: IO[str]
 
 
-def claim_data_dir(data_dir: str | Path) -> DataDirClaim:
-    """Locks ``data_dir`` for this process and returns its group identity, making both on
-    first use. Raises ``DataDirInUse`` (naming the holder's pid) if another process holds it."""
+def claim_data_dir(data_dir: str | Path, url: str) -> DataDirClaim:
+    """Locks ``data_dir`` for this process and returns its group identity at ``url`` (the
+    worker's advertised URL), making the folder's id on first use. Raises ``DataDirInUse``
+    (naming the holder's pid) if another process holds the folder."""
     path = Path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
     lock = (path / LOCK_FILE).open("a+")
@@ -70,10 +78,11 @@ def claim_data_dir(data_dir: str | Path) -> DataDirClaim:
     lock.truncate()
     lock.write(str(os.getpid()))
     lock.flush()
-    return DataDirClaim(path, _group_member(path), lock)
+    at = hashlib.blake2s(url.encode(), digest_size=4).hexdigest()
+    return DataDirClaim(path, f"{_folder_id(path)}-{at}", lock)
 
 
-def _group_member(path: Path) -> str:
+def _folder_id(path: Path) -> str:
     """The id in the folder, or a new one written atomically (a crash mid-write must not
     leave a half id that the next start would read)."""
     id_file = path / ID_FILE

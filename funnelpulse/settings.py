@@ -268,10 +268,10 @@ class Settings:
     )
     store: str = setting(
         "FUNNELPULSE_STORE",
-        "memory",
-        "where tables live: `memory` (rebuilt from the changelogs at every start: tests, "
-        "tiny deployments) or `rocksdb` (on disk in the data folder with each changelog's "
-        "offset: a restart replays only what the disk lacks)",
+        "rocksdb",
+        "where tables live: `rocksdb` (on disk in the data folder with each changelog's "
+        "offset: a restart replays only what the disk lacks) or `memory` (rebuilt from the "
+        "changelogs at every start: tests, tiny deployments)",
         v.choice("memory", "rocksdb", upper=False),
     )
     log_level: str = setting(

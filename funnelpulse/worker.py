@@ -36,13 +36,15 @@ class Worker(faust.Worker):
 def run_worker(settings: Settings) -> int:
     """Creates the topics, then runs until SIGTERM/SIGINT (graceful: flush and commit)."""
     from streams.app import create_app
+    from streams.peers import advertised_url
     from streams.topics import TopicLayoutError, ensure_topics
 
     from .data_dir import DataDirInUse, claim_data_dir
     from .malloc import limit_arenas
 
     try:
-        claim = claim_data_dir(settings.data_dir)  # held until the process exits
+        url = advertised_url(settings.web_url, settings.web_host, settings.web_port)
+        claim = claim_data_dir(settings.data_dir, url)  # held until the process exits
     except DataDirInUse as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2

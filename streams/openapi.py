@@ -171,6 +171,13 @@ def health() -> Json:
             "consumer_lag": {"type": "integer"},
             "recovering": {"type": "boolean"},
             "scopes": {"type": "integer"},
+            "republishing": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "scopes of partitions this worker gained (a "
+                "start, a restart, a rebalance) not republished yet: they go "
+                "behind the scopes with new events, all within about 10 s",
+            },
             "partitions": {"type": "object"},
             "restore": restore(),
         },

@@ -195,6 +195,9 @@ def health(fp: WorkerView) -> dict[str, Any]:
         "consumer_lag": lag,
         "recovering": recovering,
         "scopes": len(fp.publisher.index),
+        # scopes of partitions gained by a (re)start or rebalance, not republished yet:
+        # they go behind the ones with new events (streams/publisher.py)
+        "republishing": len(fp.publisher.backfill),
         "partitions": _partitions(fp),
         "restore": restore,
     }

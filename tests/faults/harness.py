@@ -17,6 +17,7 @@ from tests.integration.recount import (
     check_redis,
     scopes_and_counts,
     wait_for_counts,
+    wait_republished,
 )
 from tests.integration.scenario import LONGEST, Scenario
 from tests.integration.worker import Worker
@@ -62,11 +63,14 @@ async def wait_progress(worker: Worker, beyond: float, timeout: float) -> float 
     return None
 
 
-async def exact_in_redis(redis: Redis, namespace: str, sc: Scenario, patience: float) -> int:
+async def exact_in_redis(
+    redis: Redis, namespace: str, sc: Scenario, patience: float, workers: list[Worker]
+) -> int:
     """The recount check on Redis alone (with several workers, /metrics only shows the
     scopes each one owns): every count and KPI of every scope, 1 h to 30 d."""
     key = f"{namespace}:kpi:{LONGEST}:all"
     await wait_for_counts(redis, key, sc.truth[("all", LONGEST)], patience)
+    await wait_republished([w.url for w in workers], patience)
     await asyncio.sleep(1.5)  # let every scope's snapshot of that tick land
     with_data = sum(1 for _w, _s, counts in scopes_and_counts(sc) if any(counts.values()))
     checked = await check_redis(redis, namespace, sc)

@@ -98,7 +98,7 @@ async def test_second_worker_joins_then_first_is_killed(
         assert took is not None, f"w2 never took over: {await health(second)}"
         takeover = time.monotonic() - killed
         await sending
-        await exact_in_redis(redis, namespace, sc, patience=600)
+        await exact_in_redis(redis, namespace, sc, patience=600, workers=[second])
         await check_everything(redis, namespace, second, sc, patience=60)  # w2 owns all now
         settled = time.monotonic() - killed
     finally:

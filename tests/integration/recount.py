@@ -213,10 +213,30 @@ async def dead_letters(
     return records
 
 
+async def wait_republished(urls: list[str], patience: float = 60) -> None:
+    """Every worker has republished the scopes of the partitions it gained (a start, a
+    restart, a rebalance): they go behind the scopes with new events, a share per tick,
+    so the tick that brought ``all`` up to date need not have brought every scope."""
+    deadline = time.monotonic() + patience
+    waiting: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=5) as http:
+        while time.monotonic() < deadline:
+            for url in urls:
+                try:
+                    waiting[url] = (await http.get(f"{url}/healthz")).json()["republishing"]
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    waiting[url] = repr(exc)
+            if all(n == 0 for n in waiting.values()):
+                return
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"scopes never all republished: {waiting}")
+
+
 async def check_everything(
     redis: Redis, ns: str, worker: Worker, sc: Scenario, patience: float = 120
 ) -> None:
     await wait_for_counts(redis, f"{ns}:kpi:{LONGEST}:all", sc.truth[("all", LONGEST)], patience)
+    await wait_republished([worker.url], patience)
     await asyncio.sleep(1.5)  # let every scope's snapshot of that tick land
     with_data = sum(1 for _w, _s, counts in scopes_and_counts(sc) if any(counts.values()))
     assert with_data >= 30 * len(windows_to_check(sc))

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from streams.codec import partition_for
 
 from .conftest import Stack
-from .recount import check_http, produce_phases, wait_for_counts
+from .recount import check_http, produce_phases, wait_for_counts, wait_republished
 from .scenario import LONGEST, Scenario, build
 from .worker import Worker, explained
 
@@ -57,10 +57,13 @@ async def wait_spread(first: Worker, second: Worker, patience: float = 120) -> l
     raise AssertionError(f"the partitions were never spread over both workers: {shares}")
 
 
-async def feed(stack: Stack, namespace: str, redis: Redis, sc: Scenario) -> None:
+async def feed(
+    stack: Stack, namespace: str, redis: Redis, sc: Scenario, workers: list[Worker]
+) -> None:
     """The scenario in its three phases (a funnel stage after its sign-up), then counted."""
     await produce_phases(stack.bootstrap, namespace, redis, sc)
     await wait_for_counts(redis, f"{namespace}:kpi:{LONGEST}:all", sc.truth[("all", LONGEST)], 120)
+    await wait_republished([w.url for w in workers])
     await asyncio.sleep(1.5)  # every scope's snapshot of that tick
 
 
@@ -119,7 +122,7 @@ async def test_every_scope_from_either_worker(
     try:
         with explained(first, second):
             shares = await wait_spread(first, second)
-            await feed(stack, namespace, redis, sc)
+            await feed(stack, namespace, redis, sc, [first, second])
         assert check_http(first.url, sc) == check_http(second.url, sc) > 60
         mine = check_sources(first, shares[0], second)
         theirs = check_sources(second, shares[1], first)
