@@ -337,6 +337,11 @@ class FunnelPulse:
         """Faust is restoring tables from their changelogs: alive, not ready."""
         return bool(self.app.in_recovery)
 
+    @property
+    def resending(self) -> int:
+        """Groups of recovered partials not sent to the merge stage again yet."""
+        return self.intake_counts.resending + self.funnel_counts.resending
+
     def state_sizes(self) -> dict[str, int]:
         counts = (self.intake_counts, self.funnel_counts)
         return {k: v for c in counts for k, v in c.index_sizes().items()} | self.tables.sizes()

@@ -178,6 +178,13 @@ def health() -> Json:
                 "start, a restart, a rebalance) not republished yet: they go "
                 "behind the scopes with new events, all within about 10 s",
             },
+            "resending": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "groups of partial panes of recovered partitions not sent "
+                "to the merge stage again yet (a crash may have lost their last snapshot): "
+                "behind the new changes, ~5,000 a second",
+            },
             "partitions": {"type": "object"},
             "restore": restore(),
         },

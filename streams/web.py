@@ -198,6 +198,7 @@ def health(fp: WorkerView) -> dict[str, Any]:
         # scopes of partitions gained by a (re)start or rebalance, not republished yet:
         # they go behind the ones with new events (streams/publisher.py)
         "republishing": len(fp.publisher.backfill),
+        "resending": fp.resending,  # recovered partial groups, behind the new changes too
         "partitions": _partitions(fp),
         "restore": restore,
     }

@@ -44,3 +44,6 @@ class WorkerView(Protocol):
 
     @property
     def recovering(self) -> bool: ...
+
+    @property
+    def resending(self) -> int: ...

@@ -214,16 +214,18 @@ async def dead_letters(
 
 
 async def wait_republished(urls: list[str], patience: float = 60) -> None:
-    """Every worker has republished the scopes of the partitions it gained (a start, a
-    restart, a rebalance): they go behind the scopes with new events, a share per tick,
-    so the tick that brought ``all`` up to date need not have brought every scope."""
+    """Every worker has sent its recovered partials to the merge stage again and
+    republished the scopes of the partitions it gained (a start, a restart, a rebalance):
+    both go behind the new changes, a share per tick, so the tick that brought ``all`` up
+    to date need not have brought every scope."""
     deadline = time.monotonic() + patience
     waiting: dict[str, Any] = {}
     async with httpx.AsyncClient(timeout=5) as http:
         while time.monotonic() < deadline:
             for url in urls:
                 try:
-                    waiting[url] = (await http.get(f"{url}/healthz")).json()["republishing"]
+                    health = (await http.get(f"{url}/healthz")).json()
+                    waiting[url] = health["republishing"] + health["resending"]
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
                     waiting[url] = repr(exc)
             if all(n == 0 for n in waiting.values()):

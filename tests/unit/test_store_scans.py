@@ -4,6 +4,7 @@ partition, and read the same from Faust's memory store and from RocksDB."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +20,7 @@ from metrics.windows import window_specs
 from streams.campaign_channels import CampaignChannels, ChannelTally, campaign_partition
 from streams.local_store import local_store
 from streams.pane_groups import MERGED, PARTIAL, PaneGroups, block_of, encode_group
-from streams.partial_counts import PartialCounts
+from streams.partial_counts import RESEND_GROUPS, PartialCounts
 from streams.progress import Progress
 from streams.publisher import Assignment, KpiPublisher, Outputs
 from streams.stage import Stage
@@ -41,11 +42,13 @@ def make_table(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     return lambda name: rocks_table(app, name, value_type=bytes)
 
 
-def partial_counts(partials: Any, dedup: Any) -> PartialCounts:
+def partial_counts(
+    partials: Any, dedup: Any, active: Callable[[int], bool] = lambda partition: True
+) -> PartialCounts:
     return PartialCounts(
         Stage.INTAKE, partials, dedup, horizon=HORIZON, pane_sizes=[60], max_future=60.0,
         dedup_horizon=3600.0, dedup_max_ids=1000, metrics=Metrics(CollectorRegistry(), 10),
-        channels=ChannelTally(),
+        channels=ChannelTally(), active=active,
     )  # fmt: skip
 
 
@@ -76,24 +79,45 @@ async def test_high_waters_are_read_per_partition_from_its_panes(
     assert counts.applied_offset(1, 0) == 100
 
 
-async def test_recovery_resends_every_group_held_and_rereads_the_high_waters(
+async def test_recovery_resends_every_group_active_here_and_rereads_the_high_waters(
     make_table: Any, changelog: Changelog
 ) -> None:
     partials = make_table("partials")
     await stored(partials, changelog, {
         0: {("all", 60, 0): [COUNTS, {"0": 7}], ("all", 60, 3600): [COUNTS, {"0": 8}]},
         1: {("campaign:a", 60, 0): [COUNTS, {"0": 1}]},
+        2: {("campaign:b", 60, 0): [COUNTS, {"0": 1}]},
     })  # fmt: skip
-    counts = partial_counts(partials, make_table("dedup"))
+    actives = {0, 1, 2}
+    counts = partial_counts(partials, make_table("dedup"), active=actives.__contains__)
     assert counts.applied_offset(0, 0) == 8
     restored = encode_group(PARTIAL, {0: [COUNTS, {"0": 50}]}, 60, 0)
     local_store(partials).apply(0, {"0|all|60|0": restored}, 12)  # as Faust's recovery does
+    actives.discard(2)  # a standby copy now: its owner snapshots it
     await counts.on_partials_recovered()
-    assert dict(counts.pending_groups) == {
-        0: {("all", 60, 0), ("all", 60, block_of(60, 3600))},
-        1: {("campaign:a", 60, 0)},
-    }
+    assert counts.resending == 3
+    actives.discard(1)  # moved away before its re-send went out
+    assert counts.take_changed() == ({}, {0: {("all", 60, 0), ("all", 60, block_of(60, 3600))}})
+    assert counts.resending == 0
     assert counts.applied_offset(0, 0) == 50
+
+
+async def test_the_resend_goes_behind_new_changes_a_share_per_tick(
+    make_table: Any, changelog: Changelog
+) -> None:
+    partials = make_table("partials")
+    groups = RESEND_GROUPS + 10
+    await stored(partials, changelog, {0: {
+        (f"campaign:c{i}", 60, 0): [COUNTS, {"0": i}] for i in range(groups)
+    }})  # fmt: skip
+    counts = partial_counts(partials, make_table("dedup"))
+    await counts.on_partials_recovered()
+    counts.pending_groups[0].add(("campaign:new", 60, 0))  # a batch changed it meanwhile
+    _panes, first = counts.take_changed()
+    assert ("campaign:new", 60, 0) in first[0] and len(first[0]) == RESEND_GROUPS + 1
+    _panes, second = counts.take_changed()
+    assert len(second[0]) == 10 and not first[0] - {("campaign:new", 60, 0)} & second[0]
+    assert counts.take_changed() == ({}, {}) and counts.resending == 0
 
 
 def publisher(merged: Any, channels: Any) -> KpiPublisher:
