@@ -643,7 +643,9 @@ TAKEOVER_METHOD = (
     "message of 10 clicks per partition, as for the restart). The clock starts at the "
     "kill; *processing again* = the first poll (every 100 ms) at which Redis holds every "
     "probe; *survivor owns all* = the first at which the survivor's `/healthz` lists "
-    "every partition as published by it. This includes the broker's detection of the "
+    "every partition as published by it; *survivor counted* = the first at which the "
+    "survivor's `marketing_events_total` has grown by every probe event since just before "
+    "the kill. This includes the broker's detection of the "
     "dead member (session timeout 10 s). Then the exact check as for the restart, and "
     "the victim is restarted (not measured) for the next repetition."
 )
@@ -678,8 +680,9 @@ def _restarts(report: Report) -> list[str]:
 def _takeovers(report: Report) -> list[str]:
     lines = ["## Takeover by a warm standby after kill -9 (issue 16)", "", TAKEOVER_METHOD, "",
              "| store | history events | changelog records | victim's partitions | "
-             "**processing again s** | survivor owns all s | exact | notes |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "**processing again s** | survivor owns all s | survivor counted s | exact "
+             "| notes |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for t in report.takeovers:
         exact = "/".join(sorted({rep.exact for rep in t.reps})) or "–"
         notes = "; ".join(sorted({rep.note for rep in t.reps if rep.note} | (
@@ -688,6 +691,7 @@ def _takeovers(report: Report) -> list[str]:
         lines.append(
             f"| {t.store} | {t.history_events:,} | {_fmt(t.changelog_records, ',.0f', '–')}"
             f" | {victims} | {_reps([x.published for x in t.reps])}"
-            f" | {_reps([x.owning for x in t.reps])} | {exact} | {notes} |"
+            f" | {_reps([x.owning for x in t.reps])} | {_reps([x.counted for x in t.reps])}"
+            f" | {exact} | {notes} |"
         )
     return [*lines, ""]

@@ -326,12 +326,14 @@ def _takeover_once(run: _StoreRun, tag: str, result: RestartResult) -> RestartRe
     victim_parts = sorted(run.worker(1).health()["partitions"]["publishing"])
     result.victim_partitions.append(victim_parts)
     campaigns = probe_campaigns(tag, PARTITIONS)
+    survivor = run.worker(0)
+    by_type, other = survivor.counts()
+    before = sum(by_type.values()) + other  # the survivor's own counters before the kill
     run.worker(1).kill()
     run.workers[1] = None
     started = time.monotonic()
     rep.probes = asyncio.run(write_probes(run.env.bootstrap, run.inputs[EventType.CLICK],
                                           campaigns, run.truth))  # fmt: skip
-    survivor = run.worker(0)
     deadline = started + PATIENCE_S
     while time.monotonic() < deadline and (rep.published is None or rep.owning is None):
         time.sleep(POLL_S)
@@ -341,6 +343,10 @@ def _takeover_once(run: _StoreRun, tag: str, result: RestartResult) -> RestartRe
             publishing = survivor.health()["partitions"]["publishing"]
             if rep.owning is None and len(publishing) == PARTITIONS:
                 rep.owning = now
+            if rep.counted is None:
+                by_type, other = survivor.counts()
+                if sum(by_type.values()) + other - before >= rep.probes:
+                    rep.counted = now
             if rep.published is None and probes_visible(run.redis, run.redis_prefix, campaigns):
                 rep.published = now
         except (httpx.HTTPError, ValueError, KeyError, redis.RedisError):

@@ -61,7 +61,7 @@ class RestartRep:
     definition) to each milestone; None: not reached within the patience."""
 
     web: float | None = None  # the new process answered /metrics (restart only)
-    counted: float | None = None  # its counters hold every probe event (restart only)
+    counted: float | None = None  # its (the survivor's) counters hold every probe event
     published: float | None = None  # every probe campaign's 24 h Redis hash holds its probes
     owning: float | None = None  # takeover: the survivor publishes every partition
     probes: int = 0
