@@ -31,6 +31,7 @@ from metrics.snapshots import build_snapshot, has_data, window_counts
 from metrics.windows import PANE_SIZES, WindowSpec, groups_read, oldest_kept
 
 from .campaign_channels import CampaignChannels
+from .group_set import GroupSet
 from .latest import WindowSnapshots
 from .local_store import local_store, prefix
 from .pane_groups import (
@@ -94,7 +95,7 @@ class KpiPublisher:
         self.actives, self.recovering = assignment.actives, assignment.recovering
         self.state_sizes = state_sizes
         # scope → (its merge partition, the (pane size, block start) of its pane groups)
-        self.index: dict[str, tuple[int, set[tuple[int, int]]]] = {}
+        self.index: dict[str, tuple[int, GroupSet]] = {}  # streams/group_set.py
         self.dirty: set[str] = set()
         self.due: dict[str, None] = {}  # dirty scopes in arrival order (a FIFO queue)
         # window → scope → the snapshot last published (kept as counts: streams/latest.py)
@@ -124,7 +125,7 @@ class KpiPublisher:
         panes: list[list[Any]],
     ) -> None:
         """Keeps the newest partial per source; the caller flushes ``state`` once per batch."""
-        _, known = self.index.setdefault(scope, (partition, set()))
+        known = self._groups(scope, partition)
         for size, start, ver, counts in panes:
             key = (scope, size, start)
             merged = merge_partial(state.get(key), source, ver, counts)
@@ -132,6 +133,13 @@ class KpiPublisher:
                 state[key] = merged
                 known.add((size, block_of(size, start)))
                 self.dirty.add(scope)
+
+    def _groups(self, scope: str, partition: int) -> GroupSet:
+        """The scope's groups (none yet: made, in ``partition``)."""
+        found = self.index.get(scope)
+        if found is None:
+            found = self.index[scope] = (partition, GroupSet())
+        return found[1]
 
     def rebuild_index(self) -> None:
         self.index.clear()
@@ -144,7 +152,7 @@ class KpiPublisher:
         for partition, fulls in local_store(self.merged).keys_by_partition(partitions).items():
             for full in fulls:
                 scope, size, block = split_group_key(full.partition("|")[2])
-                self.index.setdefault(scope, (partition, set()))[1].add((size, block))
+                self._groups(scope, partition).add((size, block))
                 self.dirty.add(scope)
         self.campaign_channels.load(partitions)
 
@@ -348,7 +356,7 @@ class KpiPublisher:
                 for size, block in groups
                 if group_last_start(size, block) < oldest[size]
             }
-            groups -= stale
+            groups.discard_all(stale)
             if stale:
                 state = self.merged_groups(partition)
                 for size, block in stale:
