@@ -173,11 +173,7 @@ async def test_a_reopened_index_is_read_from_disk_without_a_rebuild(
     changelog.ack()
     await settle()
     indexes.clear()
-
-    def no_rebuild(*args: Any) -> int:
-        raise AssertionError("rebuilt an index that was current")
-
-    monkeypatch.setattr(disk_index, "rebuild", no_rebuild)
+    no_rebuild(monkeypatch)
     index = indexes.index(0)
     assert len(index) == 3 and index.get(digest("c")) == pack_marker((0, 1, 2))
 
@@ -186,7 +182,7 @@ def faust_applies(
     table: Any, partition: int, records: dict[str, bytes | None], offset: int
 ) -> None:
     """Faust's recovery or standby replication writing changelog records to the database
-    itself (``Store.apply_changelog_batch``), the index untouched."""
+    (``Store.apply_changelog_batch``, which the disk index takes over)."""
     events = [
         SimpleNamespace(
             message=SimpleNamespace(
@@ -202,23 +198,61 @@ def faust_applies(
     table.data.apply_changelog_batch(events, None, None)
 
 
-async def test_records_faust_recovered_after_a_kill_are_indexed_on_opening(
-    dedup_table: Any, changelog: Changelog
+def bypass(table: Any, partition: int, records: dict[str, bytes | None], offset: int) -> None:
+    """A writer that goes around the index (a database written before the index existed,
+    a Faust that calls its own method): records and offset, the index untouched."""
+    db = table.data._db_for_partition(partition)
+    for key, value in records.items():
+        full = orjson.dumps(f"{partition}|{key}")
+        if value is None:
+            db.delete(full)
+        else:
+            db.put(full, value)
+    db.put(OFFSET_KEY, str(offset).encode())
+
+
+def no_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any) -> int:
+        raise AssertionError("rebuilt an index that should have been current")
+
+    monkeypatch.setattr(disk_index, "rebuild", fail)
+
+
+async def test_records_faust_recovers_after_a_kill_are_indexed_as_it_writes_them(
+    dedup_table: Any, changelog: Changelog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kill -9: the disk had the first record; the changelog had a second, which Faust's
-    recovery applies to the database on the restart. The index must hold both."""
+    recovery applies to the database on the restart. The index holds both, and opening
+    it reads no record (no rebuild on the restart's path)."""
     indexes = DiskIndexes(_store(dedup_table))
     await add_batch(dedup_table, indexes, "0:1", ["a"])
     changelog.ack()
     await settle()
     second = encode_record(20.0, [(digest("b"), pack_marker((0, 2, 0)), None)])
+    restarted = DiskIndexes(_store(dedup_table))  # the new process
     faust_applies(dedup_table, 0, {"0:2": second}, offset=7)
-    indexes.clear()  # what the recovery hook does
-    index = indexes.index(0)
+    assert dedup_table.data.persisted_offset(tp(dedup_table, 0)) == 7  # Faust's offset too
+    no_rebuild(monkeypatch)
+    index = restarted.index(0)
     assert index.get(digest("b")) == pack_marker((0, 2, 0))
     assert len(index) == 2
     assert on_disk(dedup_table, 0) == memory_index(dedup_table, 0)
     assert [key for _, _, key in index.times.oldest()] == ["0:1", "0:2"]
+
+
+async def test_records_written_around_the_index_are_indexed_on_opening(
+    dedup_table: Any, changelog: Changelog
+) -> None:
+    indexes = DiskIndexes(_store(dedup_table))
+    await add_batch(dedup_table, indexes, "0:1", ["a"])
+    changelog.ack()
+    await settle()
+    second = encode_record(20.0, [(digest("b"), pack_marker((0, 2, 0)), None)])
+    bypass(dedup_table, 0, {"0:2": second, "0:1": None}, offset=7)
+    indexes.clear()
+    index = indexes.index(0)
+    assert index.get(digest("b")) == pack_marker((0, 2, 0)) and index.get(digest("a")) is None
+    assert on_disk(dedup_table, 0) == memory_index(dedup_table, 0)
 
 
 async def test_a_record_faust_deleted_takes_its_ids_away_on_opening(
@@ -234,15 +268,15 @@ async def test_a_record_faust_deleted_takes_its_ids_away_on_opening(
     assert on_disk(dedup_table, 0) == {}
 
 
-async def test_a_write_after_faust_applied_records_leaves_the_index_stale(
+async def test_a_write_after_records_written_around_the_index_leaves_it_stale(
     dedup_table: Any, changelog: Changelog
 ) -> None:
-    """Our acked batch lands after Faust applied records behind the index's back: the
+    """Our acked batch lands after records were written behind the index's back: the
     index must not claim to be current (its mark stays off the offset)."""
     indexes = DiskIndexes(_store(dedup_table))
     indexes.index(0)
     second = encode_record(20.0, [(digest("b"), pack_marker((0, 2, 0)), None)])
-    faust_applies(dedup_table, 0, {"0:2": second}, offset=4)
+    bypass(dedup_table, 0, {"0:2": second}, offset=4)
     await add_batch(dedup_table, indexes, "0:5", ["c"])
     changelog.ack()
     await settle()

@@ -14,9 +14,7 @@ from streams.group_set import GroupSet
 from streams.pane_groups import GROUP_PANES, block_of
 
 starts = st.integers(0, 2_000_000_000)
-groups = st.tuples(st.sampled_from(PANE_SIZES), starts).map(
-    lambda g: (g[0], block_of(g[0], g[1]))
-)
+groups = st.tuples(st.sampled_from(PANE_SIZES), starts).map(lambda g: (g[0], block_of(g[0], g[1])))
 
 
 @given(st.lists(groups, max_size=60), st.lists(groups, max_size=20), st.lists(groups, max_size=5))
