@@ -23,6 +23,7 @@ import ctypes
 import gc
 import os
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -99,6 +100,26 @@ def _malloc(out: Any) -> None:
     out.write(f"--- smaps_rollup (kB): {' '.join(found)}\n")
 
 
+def _pymalloc(out: Any) -> None:
+    """Python's small-object allocator (objects up to 512 bytes: outside glibc's heap, in
+    arenas of its own): bytes in live blocks, and arena bytes it holds without them (an
+    arena goes back only when all of it is free)."""
+    with tempfile.TemporaryFile("w+") as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        stats = capture.read()
+    wanted = ("# bytes in allocated blocks", "# bytes in available blocks",
+              "# arenas allocated current", "Total")  # fmt: skip
+    lines = [" ".join(line.split()) for line in stats.splitlines() if line.startswith(wanted)]
+    out.write(f"--- pymalloc: {'; '.join(lines)}\n")
+
+
 def _rss() -> str:
     with open("/proc/self/status") as status:
         return " ".join(line.strip() for line in status if line.startswith(("VmRSS", "VmHWM")))
@@ -114,6 +135,7 @@ def _dump(path: str) -> None:
             for stat in stats[:40]:
                 out.write(f"{stat.size / MIB:8.1f} MiB {stat.count:>10,} {stat.traceback}\n")
         _malloc(out)
+        _pymalloc(out)
         _rocks(out)
         _by_type(out)
 

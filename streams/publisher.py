@@ -307,7 +307,7 @@ class KpiPublisher:
 
     def _set_gauges(self) -> None:
         for window, by_scope in self.latest.items():
-            self.metrics.set_kpis(window, by_scope.counts.items())
+            self.metrics.set_kpis(window, by_scope.counts)
 
     def redis_target(self) -> RedisPublisher:
         """The Redis client and key prefix (made on first use: ticks and /kpis share it)."""
