@@ -19,9 +19,11 @@ composition of the heap only, never for the benchmark tables.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -74,6 +76,50 @@ def _by_type(out: Any, top: int = 25) -> None:
         out.write(f"{size / MIB:8.1f} MiB {counts[kind]:>10,} {kind}\n")
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]  # fmt: skip
+
+
+def _malloc(out: Any) -> None:
+    """glibc's own account (all threads' arenas): what is in use, what is free but kept
+    (fragmentation the trim could not return), and big blocks mmapped one by one."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Mallinfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return
+    out.write(f"--- glibc malloc (MiB): in use {info.uordblks / MIB:.1f}, free in arenas "
+              f"{info.fordblks / MIB:.1f} (arenas {info.arena / MIB:.1f}), mmapped "
+              f"{info.hblkhd / MIB:.1f} in {info.hblks} blocks\n")  # fmt: skip
+    fields = ("Rss", "Anonymous", "Private_Clean", "Shared_Clean")
+    with open("/proc/self/smaps_rollup") as rollup:
+        found = [" ".join(line.split()[:2]) for line in rollup if line.startswith(fields)]
+    out.write(f"--- smaps_rollup (kB): {' '.join(found)}\n")
+
+
+def _pymalloc(out: Any) -> None:
+    """Python's small-object allocator (objects up to 512 bytes: outside glibc's heap, in
+    arenas of its own): bytes in live blocks, and arena bytes it holds without them (an
+    arena goes back only when all of it is free)."""
+    with tempfile.TemporaryFile("w+") as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        stats = capture.read()
+    wanted = ("# bytes in allocated blocks", "# bytes in available blocks",
+              "# arenas allocated current", "Total")  # fmt: skip
+    lines = [" ".join(line.split()) for line in stats.splitlines() if line.startswith(wanted)]
+    out.write(f"--- pymalloc: {'; '.join(lines)}\n")
+
+
 def _rss() -> str:
     with open("/proc/self/status") as status:
         return " ".join(line.strip() for line in status if line.startswith(("VmRSS", "VmHWM")))
@@ -88,6 +134,8 @@ def _dump(path: str) -> None:
             out.write(f"--- traced {total / MIB:.1f} MiB in {len(stats)} sites\n")
             for stat in stats[:40]:
                 out.write(f"{stat.size / MIB:8.1f} MiB {stat.count:>10,} {stat.traceback}\n")
+        _malloc(out)
+        _pymalloc(out)
         _rocks(out)
         _by_type(out)
 

@@ -274,6 +274,13 @@ class Settings:
         "changelogs at every start: tests, tiny deployments)",
         v.choice("memory", "rocksdb", upper=False),
     )
+    rocksdb_memory_mb: int = setting(
+        "FUNNELPULSE_ROCKSDB_MEMORY_MB",
+        "32",
+        "with `rocksdb`: native memory all table databases share (one block cache; "
+        "memtables take at most half of it)",
+        v.integer(8, 1 << 20),
+    )
     log_level: str = setting(
         "FUNNELPULSE_LOG_LEVEL",
         "info",

@@ -81,7 +81,7 @@ class Metrics:
             registry=r,
         )
         self._unknown_channel_names: set[str] = set()
-        self.kpi_rows: dict[str, Sequence[tuple[str, Sequence[int]]]] = {}  # window → rows
+        self.kpi_rows: dict[str, Mapping[str, Sequence[int]]] = {}  # window → scope → counts
         self.campaign_channels: Mapping[str, str] = {}  # campaign → its gauges' channel
         r.register(_KpiCollector(self))
         self.processed = Counter(
@@ -181,11 +181,13 @@ class Metrics:
             family = self.revenue if kind == "revenue" else self.spend
             self._child(family, channel, campaign).inc(micros / MICROS)
 
-    def set_kpis(self, window: str, rows: Iterable[tuple[str, Sequence[int]]]) -> None:
-        """The (scope, counts) rows of ``window``; gauges are computed from them at scrape
-        time, so a tick costs nothing however many scopes there are, and a scope that is
-        gone from the rows is gone from the next scrape."""
-        self.kpi_rows[window] = list(rows)
+    def set_kpis(self, window: str, rows: Mapping[str, Sequence[int]]) -> None:
+        """Scope → counts of ``window``, kept as given (the publisher passes the mapping it
+        keeps current, and scrapes run on its event loop); gauges are computed from it at
+        scrape time, so a tick costs nothing however many scopes there are, and a scope
+        that is gone from it is gone from the next scrape. (A copy per tick was 16 % of a
+        busy 10,000-campaign worker's samples: py-spy, 50,000 tuples a second.)"""
+        self.kpi_rows[window] = rows
 
     def label_campaigns(self, channels: Mapping[str, str]) -> None:
         """Campaign id → the channel its KPI gauges carry (read at scrape time; a campaign
@@ -196,7 +198,7 @@ class Metrics:
     def shown_rows(self, window: str) -> tuple[list[tuple[str, Sequence[int]]], int]:
         """The rows with their own series (campaigns capped, most active first, the rest
         summed into ``campaign:(other)``), and how many campaigns were folded."""
-        rows = self.kpi_rows.get(window, ())
+        rows = list(self.kpi_rows.get(window, {}).items())
         campaigns = sorted(
             ((scope, counts) for scope, counts in rows if kind_of(scope) == "campaign"),
             key=lambda row: -sum(row[1][:6]),

@@ -50,6 +50,7 @@ from .peers import advertised_url
 from .progress import Progress
 from .publisher import Assignment, KpiPublisher, Outputs
 from .restore import RestoreProgress
+from .rocks_memory import MIB
 from .routing import HomePartitions
 from .stage import Stage
 from .tables import Tables, declare_tables
@@ -218,8 +219,9 @@ class FunnelPulse:
             "merged": later(lambda: self._on_merged_recovered),
         }
         s = self.settings
+        on_disk = s.rocksdb_memory_mb * MIB if s.store == "rocksdb" else None
         return declare_tables(
-            self.app, s.partitions, s.funnel_partitions, recovered, on_disk=s.store == "rocksdb"
+            self.app, s.partitions, s.funnel_partitions, recovered, rocksdb_memory=on_disk
         )
 
     def _counts(self, stage: Stage, partials: Any, dedup: Any, **extra: Any) -> PartialCounts:
@@ -286,6 +288,8 @@ class FunnelPulse:
             await asyncio.wait_for(asyncio.gather(*(s.settled() for s in stores)), REVOKE_WAIT)
         except TimeoutError:
             log.warning("changelog acks still awaited %.0f s after a revocation", REVOKE_WAIT)
+        for counts in (self.intake_counts, self.funnel_counts):
+            counts.release_indexes()
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         """Input topics' partition counts from the group's metadata, at every assignment;

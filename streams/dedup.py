@@ -2,12 +2,13 @@
 
 A dedup entry per event would cost a changelog message per event, the single largest
 cost of counting. Instead the identities first seen in a batch are written together,
-under the batch's first source position, and an in-memory ``IdIndex`` answers lookups.
-Records and index hold 64-bit digests of the identities with their packed markers, not
-the identities (~16 bytes an id in a record, ~32 in the index, instead of ~430 as
-Python strings and tuples). After a restart the index is rebuilt from the recovered
-table. Records older than the dedup horizon are swept away (with their index entries),
-which keeps the state bounded.
+under the batch's first source position, and an index answers lookups: in memory
+(``Dedup``: an ``IdIndex``) with the memory store, on disk beside the records with
+RocksDB (``streams/disk_index.py``). Records and index hold 64-bit digests of the
+identities with their packed markers, not the identities (~16 bytes an id in a record,
+~32 in the memory index, instead of ~430 as Python strings and tuples). After a restart
+the memory index is rebuilt from the recovered table. Records older than the dedup
+horizon are swept away (with their index entries), which keeps the state bounded.
 
 The sweep reads only the records it drops: ``RecordTimes`` keeps every record's first
 sighting, id count and key in write order, ~21 bytes a record in arrays. With a 7-day
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Iterator
 from typing import Any
@@ -114,9 +116,36 @@ class RecordTimes:
         return key
 
 
-class Dedup:
-    """A partition's dedup index: digest → packed marker, the attributions decided from
-    lead state (digest → (campaign, channel)), and when each record was written."""
+class DedupIndex(ABC):
+    """A partition's dedup index: digest → packed marker of the id's first sighting and
+    the attribution decided from lead state, if any; and when each record was written."""
+
+    times: RecordTimes
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Ids held."""
+
+    @abstractmethod
+    def get(self, digest: int) -> int | None:
+        """The packed marker of the identity's first sighting, or None."""
+
+    @abstractmethod
+    def attribution(self, digest: int) -> Attribution | None: ...
+
+    @abstractmethod
+    def add(self, digest: int, packed: int, attribution: Attribution | None) -> None:
+        """Holds ``digest`` at ``packed`` (replacing what it held)."""
+
+    @abstractmethod
+    def remove(self, digest: int, packed: int) -> bool:
+        """Forgets ``digest`` if it still holds ``packed`` (a newer record of the same id
+        keeps it); True if it did."""
+
+
+class Dedup(DedupIndex):
+    """The index in memory: an ``IdIndex`` and the attributions (digest → (campaign,
+    channel))."""
 
     def __init__(self) -> None:
         self.ids = IdIndex()
@@ -126,27 +155,42 @@ class Dedup:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def get(self, digest: int) -> int | None:
+        return self.ids.get(digest)
+
+    def attribution(self, digest: int) -> Attribution | None:
+        return self.attributions.get(digest)
+
+    def add(self, digest: int, packed: int, attribution: Attribution | None) -> None:
+        self.ids.put(digest, packed)
+        if attribution is not None:
+            self.attributions[digest] = attribution
+
+    def remove(self, digest: int, packed: int) -> bool:
+        if not self.ids.remove(digest, packed):
+            return False
+        self.attributions.pop(digest, None)
+        return True
+
 
 class MessageDedup:
     """The dedup view a batch is counted against; remembers what it added."""
 
-    def __init__(self, dedup: Dedup) -> None:
+    def __init__(self, dedup: DedupIndex) -> None:
         self._dedup = dedup
         self.new: list[tuple[int, int, Attribution | None]] = []
 
     def get(self, digest: int) -> int | None:
         """The packed marker of the identity's first sighting, or None."""
-        return self._dedup.ids.get(digest)
+        return self._dedup.get(digest)
 
     def add(self, digest: int, marker: Marker, attribution: Attribution | None) -> None:
         packed = pack_marker(marker)
-        self._dedup.ids.put(digest, packed)
-        if attribution is not None:
-            self._dedup.attributions[digest] = attribution
+        self._dedup.add(digest, packed, attribution)
         self.new.append((digest, packed, attribution))
 
     def attribution(self, digest: int) -> Attribution | None:
-        return self._dedup.attributions.get(digest)
+        return self._dedup.attribution(digest)
 
     @property
     def times(self) -> RecordTimes:
@@ -197,19 +241,23 @@ async def persist(state: PartitionState[Any], source: str, dedup: MessageDedup, 
 
 
 def rebuild(state: PartitionState[Any]) -> Dedup:
+    """The memory index of the records in ``state``."""
     dedup = Dedup()
-    heads = []
     for key in state:
-        raw = state[key]
-        heads.append((*record_head(raw), key))
-        for digest, packed, attribution in record_entries(raw):
-            if digest not in dedup.ids:  # the first record of an id wins
-                dedup.ids.put(digest, packed)
-                if attribution is not None:
-                    dedup.attributions[digest] = attribution
-    for seen, size, key in sorted(heads, key=lambda head: (head[0], head[2])):
-        dedup.times.add(seen, key, size)
+        for digest, packed, attribution in record_entries(state[key]):
+            if dedup.get(digest) is None:  # the first record of an id wins
+                dedup.add(digest, packed, attribution)
+    dedup.times = record_times(state)
     return dedup
+
+
+def record_times(state: PartitionState[Any]) -> RecordTimes:
+    """The ``RecordTimes`` of the records in ``state`` (their heads only)."""
+    heads = [(*record_head(state[key]), key) for key in state]
+    times = RecordTimes()
+    for seen, size, key in sorted(heads, key=lambda head: (head[0], head[2])):
+        times.add(seen, key, size)
+    return times
 
 
 def cutoff_for_cap(times: RecordTimes, index_size: int, cap: int, before: float) -> float:
@@ -226,7 +274,7 @@ def cutoff_for_cap(times: RecordTimes, index_size: int, cap: int, before: float)
     return before
 
 
-async def sweep(state: PartitionState[Any], dedup: Dedup, before: float) -> int:
+async def sweep(state: PartitionState[Any], dedup: DedupIndex, before: float) -> int:
     """Forgets message records first seen before ``before``; returns identities dropped.
     Reads the records due (``dedup.times``), not every record."""
     times = dedup.times
@@ -239,9 +287,7 @@ async def sweep(state: PartitionState[Any], dedup: Dedup, before: float) -> int:
         if raw is None or record_head(raw)[0] >= before:
             continue  # gone, or rewritten later by a replay (its own entry comes later)
         for digest, packed, _attribution in record_entries(raw):
-            if dedup.ids.remove(digest, packed):
-                dedup.attributions.pop(digest, None)
-                dropped += 1
+            dropped += dedup.remove(digest, packed)
         del state[key]
     await state.flush()
     return dropped

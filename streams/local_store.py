@@ -63,7 +63,7 @@ from collections.abc import (
     MutableMapping,
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from faust.types import TP
@@ -191,6 +191,17 @@ class MemoryStore(LocalStore):
         return {p: keys for p, keys in found.items() if partitions is None or p in partitions}
 
 
+class Derived(Protocol):
+    """State derived from a table's records and kept in the same databases
+    (``streams/disk_index.py``): its writes go into the batch of the records'."""
+
+    def derive(self, db: Any, batch: WriteBatch, writes: Writes, offset: int | None) -> Any:
+        """Adds to ``batch`` what ``writes`` (not written yet) imply; returns it."""
+
+    def landed(self, partition: int, derived: Any) -> None:
+        """``derived`` (``derive``'s answer) is on disk."""
+
+
 class _Flush(Ticket):
     """A RocksStore ticket: the records sent, and how many are not acked yet."""
 
@@ -240,6 +251,7 @@ class RocksStore(LocalStore):
         self.broken: set[int] = set()  # partitions whose writes stay off disk (a send failed)
         self.dropped = 0  # writes acked after Faust closed their partition: not stored
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.derived: Derived | None = None  # written with the records, in their batch
 
     def _db(self, partition: int) -> Any:
         """The partition's open database; opened only when it is assigned here."""
@@ -291,7 +303,11 @@ class RocksStore(LocalStore):
                 batch.put(orjson.dumps(key), record_value(value))
         if offset is not None:
             batch.put(OFFSET_KEY, str(offset).encode())
-        self._db(partition).write(batch)
+        db = self._db(partition)
+        derived = None if self.derived is None else self.derived.derive(db, batch, writes, offset)
+        db.write(batch)
+        if self.derived is not None:
+            self.derived.landed(partition, derived)
 
     @asynccontextmanager
     async def sending(self, partition: int) -> AsyncIterator[Ticket]:

@@ -28,8 +28,9 @@ from metrics.windows import oldest_kept
 from .batch import Batch, PartitionWork, count_group
 from .campaign_channels import ChannelTally
 from .counting import Stores
-from .dedup import Dedup, MessageDedup, cutoff_for_cap, rebuild, sweep
-from .local_store import assigned_here, local_store
+from .dedup import DedupIndex, MessageDedup, cutoff_for_cap, rebuild, sweep
+from .disk_index import DiskIndexes
+from .local_store import RocksStore, assigned_here, local_store
 from .pane_groups import (
     EVICT_EVERY,
     PARTIAL,
@@ -103,7 +104,12 @@ class PartialCounts:
         self.active = active or assigned_here(partials, standby=False)  # ours to snapshot?
         self.applied: dict[tuple[int, int], int] = {}  # (partition, topic) → offset
         self._applied_known: set[int] = set()  # partitions whose high waters were read
-        self.dedup_indexes: dict[int, Dedup] = {}
+        self.dedup_indexes: dict[int, DedupIndex] = {}
+        # with RocksDB, the index is on disk beside the records (streams/disk_index.py)
+        dedup_store = local_store(dedup)
+        self.disk_indexes = (
+            DiskIndexes(dedup_store) if isinstance(dedup_store, RocksStore) else None
+        )
         self._last_evict: dict[int, float] = {}
 
     # -- one batch ----------------------------------------------------------------------
@@ -241,15 +247,26 @@ class PartialCounts:
                 groups.update(split_group_key(full.partition("|")[2]) for full in fulls)
 
     # -- dedup --------------------------------------------------------------------------
-    def dedup_index(self, partition: int) -> Dedup:
+    def dedup_index(self, partition: int) -> DedupIndex:
         index = self.dedup_indexes.get(partition)
         if index is None:
-            index = rebuild(PartitionState(self.dedup, partition))
+            if self.disk_indexes is not None:
+                index = self.disk_indexes.index(partition)
+            else:
+                index = rebuild(PartitionState(self.dedup, partition))
             self.dedup_indexes[partition] = index
         return index
 
     async def on_dedup_recovered(self) -> None:
         self.dedup_indexes.clear()  # rebuilt from the recovered tables on first use
+        if self.disk_indexes is not None:
+            self.disk_indexes.clear()
+
+    def release_indexes(self) -> None:
+        """Drops the disk indexes' handles on their databases: Faust closes a revoked
+        partition's database by dropping the last reference (streams/disk_index.py)."""
+        if self.disk_indexes is not None:
+            self.disk_indexes.release()
 
     async def _maybe_evict(self, partition: int, state: PaneGroups[Any], now: float) -> None:
         if now - self._last_evict.get(partition, 0.0) < EVICT_EVERY:

@@ -34,6 +34,7 @@ from metrics.snapshots import build_snapshot, has_data, window_counts
 from metrics.windows import PANE_SIZES, WindowSpec, groups_read, oldest_kept
 
 from .campaign_channels import CampaignChannels
+from .group_set import GroupSet
 from .latest import WindowSnapshots
 from .local_store import local_store, prefix
 from .pane_groups import (
@@ -98,7 +99,7 @@ class KpiPublisher:
         self.actives, self.recovering = assignment.actives, assignment.recovering
         self.state_sizes = state_sizes
         # scope → (its merge partition, the (pane size, block start) of its pane groups)
-        self.index: dict[str, tuple[int, set[tuple[int, int]]]] = {}
+        self.index: dict[str, tuple[int, GroupSet]] = {}  # streams/group_set.py
         self.dirty: set[str] = set()
         self.due: dict[str, None] = {}  # dirty scopes in arrival order (a FIFO queue)
         self.backfill: dict[str, None] = {}  # scopes of gained partitions, not computed yet
@@ -129,7 +130,7 @@ class KpiPublisher:
         panes: list[list[Any]],
     ) -> None:
         """Keeps the newest partial per source; the caller flushes ``state`` once per batch."""
-        _, known = self.index.setdefault(scope, (partition, set()))
+        known = self._groups(scope, partition)
         for size, start, ver, counts in panes:
             key = (scope, size, start)
             merged = merge_partial(state.get(key), source, ver, counts)
@@ -137,6 +138,13 @@ class KpiPublisher:
                 state[key] = merged
                 known.add((size, block_of(size, start)))
                 self.dirty.add(scope)
+
+    def _groups(self, scope: str, partition: int) -> GroupSet:
+        """The scope's groups (none yet: made, in ``partition``)."""
+        found = self.index.get(scope)
+        if found is None:
+            found = self.index[scope] = (partition, GroupSet())
+        return found[1]
 
     def rebuild_index(self) -> None:
         self.index.clear()
@@ -150,7 +158,7 @@ class KpiPublisher:
         for partition, fulls in local_store(self.merged).keys_by_partition(partitions).items():
             for full in fulls:
                 scope, size, block = split_group_key(full.partition("|")[2])
-                self.index.setdefault(scope, (partition, set()))[1].add((size, block))
+                self._groups(scope, partition).add((size, block))
                 self.backfill[scope] = None
         self.campaign_channels.load(partitions)
 
@@ -305,7 +313,7 @@ class KpiPublisher:
 
     def _set_gauges(self) -> None:
         for window, by_scope in self.latest.items():
-            self.metrics.set_kpis(window, by_scope.counts.items())
+            self.metrics.set_kpis(window, by_scope.counts)
 
     def redis_target(self) -> RedisPublisher:
         """The Redis client and key prefix (made on first use: ticks and /kpis share it)."""
@@ -354,7 +362,7 @@ class KpiPublisher:
                 for size, block in groups
                 if group_last_start(size, block) < oldest[size]
             }
-            groups -= stale
+            groups.discard_all(stale)
             if stale:
                 state = self.merged_groups(partition)
                 for size, block in stale:

@@ -13,8 +13,9 @@ All but ``customers`` keep their records' bytes as they are (``pane_groups``,
 On disk (``FUNNELPULSE_STORE=rocksdb``) every table partition is its own RocksDB
 database, and Faust's defaults are sized for one big table per process: a 64 MiB write
 buffer (three of them) and a 2 GiB block cache *per database*. With eight tables, a
-dozen partitions each and standbys, that is gigabytes reserved; ``ROCKSDB_OPTIONS``
-keeps each database small (the operating system's page cache does the rest). No
+dozen partitions each and standbys, that is gigabytes reserved; every database here
+charges one process-wide budget instead (``streams/rocks_memory.py``,
+``FUNNELPULSE_ROCKSDB_MEMORY_MB``; the operating system's page cache does the rest). No
 ``ttl``: expiry is ours (eviction sends tombstones), a TTL would drop keys the
 changelog still holds.
 """
@@ -28,17 +29,12 @@ from typing import Any
 import faust
 
 from .local_store import local_store
+from .rocks_memory import budget, shared_memory
 from .topics import TABLE_PARTITIONS, table_name
 
 # Pane keys are overwritten all the time: let the broker compact them soon, so that a
 # restart replays live keys, not every write since the topic was made.
 CHANGELOG_CONFIG = {"segment.ms": str(10 * 60_000), "min.cleanable.dirty.ratio": "0.2"}
-MIB = 1024 * 1024
-ROCKSDB_OPTIONS = {
-    "write_buffer_size": 4 * MIB,
-    "max_write_buffer_number": 2,
-    "block_cache_size": 1 * MIB,
-}
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -70,23 +66,24 @@ def declare_tables(
     funnel_partitions: int,
     recovered: dict[str, Hook],
     *,
-    on_disk: bool = False,
+    rocksdb_memory: int | None = None,
 ) -> Tables:
-    """``recovered``: table → what to do once Faust has restored it; ``on_disk``: the app's
-    store is RocksDB."""
+    """``recovered``: table → what to do once Faust has restored it; ``rocksdb_memory``:
+    the app's store is RocksDB, its databases sharing this many bytes."""
 
     def table(name: str, **options: Any) -> Any:
         funnel = TABLE_PARTITIONS[name] == "funnel"
         if name in recovered:
             options["on_recover"] = recovered[name]
-        if on_disk:  # a copy each: Faust's store pops keys from the dict it is given
-            options["options"] = dict(ROCKSDB_OPTIONS)
-        return app.Table(
+        made = app.Table(
             table_name(name),
             partitions=funnel_partitions if funnel else partitions,
             extra_topic_configs=CHANGELOG_CONFIG,
             **options,
         )
+        if rocksdb_memory is not None:
+            budget(made.data, shared_memory(rocksdb_memory))
+        return made
 
     raw: dict[str, Any] = {"value_type": bytes}
     return Tables(

@@ -184,14 +184,15 @@ async def test_pane_groups_read_the_same_through_either_store(
 
 
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
-def test_the_store_setting_picks_faust_store_and_small_databases(
+def test_the_store_setting_picks_faust_store_and_one_shared_budget(
     store: str, tmp_path: Path
 ) -> None:
     from funnelpulse.settings import Settings
     from streams.app import create_app
-    from streams.tables import ROCKSDB_OPTIONS
+    from streams.rocks_memory import MIB, BudgetedOptions
 
-    env = {"FUNNELPULSE_STORE": store, "FUNNELPULSE_DATA_DIR": str(tmp_path)}
+    env = {"FUNNELPULSE_STORE": store, "FUNNELPULSE_DATA_DIR": str(tmp_path),
+           "FUNNELPULSE_ROCKSDB_MEMORY_MB": "24"}  # fmt: skip
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -199,15 +200,18 @@ def test_the_store_setting_picks_faust_store_and_small_databases(
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+    shared = set()
     for table in tables.values():
         if store == "memory":
             assert isinstance(local_store(table), MemoryStore)
             continue
         options = table.data.rocksdb_options
         assert isinstance(local_store(table), RocksStore)
-        assert options.write_buffer_size == ROCKSDB_OPTIONS["write_buffer_size"]
-        assert options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
+        assert isinstance(options, BudgetedOptions)
+        assert options.shared.total == 24 * MIB
+        shared.add(id(options.shared))
         assert not options.ttl
+    assert len(shared) == (store == "rocksdb")  # one budget for every table
 
 
 # -- partitions this worker does not hold ---------------------------------------------------

@@ -24,8 +24,8 @@ def series(registry: CollectorRegistry, name: str) -> list[dict[str, str]]:
 def test_labels_per_scope_kind_and_absent_kpis() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, max_campaigns=10)
-    metrics.set_kpis("5m", [("all", counts(100, 5)), ("channel:email", counts(50, 0)),
-                            ("campaign:spring", counts(10, 1, 2_000_000))])  # fmt: skip
+    metrics.set_kpis("5m", dict([("all", counts(100, 5)), ("channel:email", counts(50, 0)),
+                            ("campaign:spring", counts(10, 1, 2_000_000))]))  # fmt: skip
     get = registry.get_sample_value
     assert (
         get("marketing_ctr_ratio", {"window": "5m", "scope": "all", "channel": "", "campaign": ""})
@@ -59,7 +59,7 @@ def test_campaign_series_are_capped_and_folded() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, max_campaigns=5)
     rows = [(f"campaign:c{i:03d}", counts(1000 - i, 10)) for i in range(40)]
-    metrics.set_kpis("1h", rows)
+    metrics.set_kpis("1h", dict(rows))
     campaigns = {s["campaign"] for s in series(registry, "marketing_ctr_ratio")}
     assert campaigns == {"c000", "c001", "c002", "c003", "c004", "(other)"}
     assert registry.get_sample_value("marketing_campaigns_folded") == 35
@@ -73,11 +73,15 @@ def test_campaign_gauges_carry_the_channel_the_publisher_gives() -> None:
     metrics = Metrics(registry, max_campaigns=1)
     channels = {"spring": "email"}
     metrics.label_campaigns(channels)
-    metrics.set_kpis("1h", [("campaign:spring", counts(100, 4)), ("campaign:b", counts(1, 1))])
+    metrics.set_kpis(
+        "1h", dict([("campaign:spring", counts(100, 4)), ("campaign:b", counts(1, 1))])
+    )
     labels = {(s["campaign"], s["channel"]) for s in series(registry, "marketing_ctr_ratio")}
     assert labels == {("spring", "email"), ("(other)", "")}  # folded: many channels, none
     channels["spring"] = "paid_social"  # read at scrape time: the publisher's current label
-    metrics.set_kpis("1h", [("campaign:spring", counts(100, 4)), ("campaign:new", counts(9, 1))])
+    metrics.set_kpis(
+        "1h", dict([("campaign:spring", counts(100, 4)), ("campaign:new", counts(9, 1))])
+    )
     labels = {(s["campaign"], s["channel"]) for s in series(registry, "marketing_ctr_ratio")}
     assert ("spring", "paid_social") in labels and ("spring", "email") not in labels
 
@@ -85,8 +89,8 @@ def test_campaign_gauges_carry_the_channel_the_publisher_gives() -> None:
 def test_a_campaign_leaving_the_top_loses_its_series() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, max_campaigns=1)
-    metrics.set_kpis("1h", [("campaign:a", counts(100, 1)), ("campaign:b", counts(10, 1))])
-    metrics.set_kpis("1h", [("campaign:a", counts(100, 1)), ("campaign:b", counts(1000, 1))])
+    metrics.set_kpis("1h", dict([("campaign:a", counts(100, 1)), ("campaign:b", counts(10, 1))]))
+    metrics.set_kpis("1h", dict([("campaign:a", counts(100, 1)), ("campaign:b", counts(1000, 1))]))
     campaigns = {s["campaign"] for s in series(registry, "marketing_ctr_ratio")}
     assert campaigns == {"b", "(other)"}
 

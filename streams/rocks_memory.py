@@ -1,0 +1,93 @@
+"""One native-memory budget for every RocksDB database of the worker.
+
+With ``FUNNELPULSE_STORE=rocksdb`` every table partition is its own database (about 20 on
+one worker: eight tables, their partitions, standbys; the dedup table's databases have a
+second column family, ``streams/disk_index.py``). Faust's ``RocksDBOptions`` gives each
+database its own block cache and its own memtables, so the native memory grows with the
+number of databases, whatever they hold: with 4 MiB write buffers, 27.5 MiB of memtables
+were live after the 2,000-campaign memory benchmark, on top of one cache per database
+(``bench/memtrace.py`` reads RocksDB's own properties).
+
+Here every database of the process charges one LRU block cache, and its memtables one
+``WriteBufferManager`` charged to that same cache: once all memtables together pass
+their share, RocksDB flushes the largest. Index and filter blocks stay with the table
+readers, outside the cache (0.4 MiB in all at 2,000 campaigns,
+``rocksdb.estimate-table-readers-mem``): in a small cache the data blocks would evict
+them, and reads would fetch them again. That is Kafka Streams'
+bounded-memory ``RocksDBConfigSetter``, with rocksdict's objects. The operating system's
+page cache keeps the files' hot blocks for reads beyond the cache.
+
+The trap: the cache and the manager must be one per process, made once, and outlive every
+database using them. One made per store or per ``as_options()`` call (Faust's
+``RocksDBOptions.open`` calls it twice per database) is not a budget at all: it is the
+per-database memory again, with a new name.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from faust.stores.rocksdb import RocksDBOptions
+from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, WriteBufferManager
+
+MIB = 1024 * 1024
+# a memtable is flushed at this size at the latest; the shared manager flushes sooner
+WRITE_BUFFER = 4 * MIB
+WRITE_BUFFERS = 2  # per column family: one being written while the other is flushed
+
+
+class SharedMemory:
+    """The process's block cache and the write-buffer manager charged to it."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.cache = Cache(total)
+        # memtables may take half the budget; allow_stall=False: a write is never held
+        # up, the manager only makes RocksDB flush sooner (the consumer must not block)
+        self.write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
+            total // 2, False, self.cache
+        )
+
+    def usage(self) -> int:
+        """Bytes charged to the budget now (blocks cached and memtables)."""
+        return int(self.cache.get_usage())
+
+
+@cache
+def shared_memory(total: int) -> SharedMemory:
+    """The process's one budget of ``total`` bytes (made on first use, then kept)."""
+    return SharedMemory(total)
+
+
+class BudgetedOptions(RocksDBOptions):
+    """Faust's options for opening a table partition's database (it still chooses the
+    path, the driver and the access type), every database charging ``shared``."""
+
+    def __init__(self, shared: SharedMemory, **options: Any) -> None:
+        super().__init__(use_rocksdict=True, **options)
+        self.shared = shared
+
+    def as_options(self) -> Options:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        if self.max_open_files is not None:
+            options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(WRITE_BUFFER)
+        options.set_max_write_buffer_number(WRITE_BUFFERS)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(self.shared.write_buffers)
+        table = BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_cache(self.shared.cache)
+        table.set_index_type(BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        return options
+
+
+def budget(faust_store: Any, shared: SharedMemory) -> None:
+    """Makes ``faust_store`` (a Faust RocksDB store, no database opened yet) open its
+    databases within ``shared``."""
+    if faust_store._dbs:
+        raise RuntimeError(f"{faust_store.table.name}: databases already opened unbudgeted")
+    faust_store.rocksdb_options = BudgetedOptions(shared, **faust_store.options)
