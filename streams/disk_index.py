@@ -130,8 +130,10 @@ class DiskDedup(DedupIndex):
         entry = self._entry(digest)
         return None if entry is None else entry[1]
 
-    def add(self, digest: int, packed: int, attribution: Attribution | None) -> None:
-        if self._entry(digest) is None:
+    def add(
+        self, digest: int, packed: int, attribution: Attribution | None, new: bool = False
+    ) -> None:
+        if new or self._entry(digest) is None:  # a lookup on disk, unless just made
             self._count += 1
         self.overlay[digest] = (packed, attribution)
 
@@ -168,9 +170,12 @@ def _digest_keys(rdict: Rdict) -> Iterable[tuple[bytes, bytes]]:
             yield key, value
 
 
-def derive(ids: Rdict, old_records: Iterable[bytes | None], writes: Mapping[str, Any]) -> Changes:
-    """The index changes records written imply: ``old_records`` are the disk values of
-    the records ``writes`` deletes (``None``), ``ids`` the family before the batch."""
+def derive(
+    ids: Rdict, old_records: Iterable[bytes | None], writes: Mapping[str, Any]
+) -> tuple[Changes, int]:
+    """The index changes records written imply, and what they do to the id count:
+    ``old_records`` are the disk values of the records ``writes`` deletes (``None``),
+    ``ids`` the family before the batch (read once, in one multi-get)."""
     removed: dict[int, int] = {}  # digest → packed marker of a deleted record's entry
     for raw in old_records:
         if raw is not None:
@@ -183,28 +188,25 @@ def derive(ids: Rdict, old_records: Iterable[bytes | None], writes: Mapping[str,
                 put[digest] = (packed, attribution)
     digests = list(removed.keys() | put.keys())
     changes: Changes = {}
+    delta = 0
     for digest, raw in zip(digests, _get_many(ids, [_key(d) for d in digests]), strict=True):
         if digest in put:  # a record written wins over one deleted in the same batch
             changes[digest] = put[digest]
+            delta += raw is None
         elif raw is not None and _decode(raw)[0] == removed[digest]:
             changes[digest] = None
-    return changes
+            delta -= 1
+    return changes, delta
 
 
-def _write(batch: WriteBatch, handle: Any, ids: Rdict, changes: Changes) -> int:
-    """Adds ``changes`` to ``batch``; returns the family's new id count."""
-    digests = list(changes)
-    before = _get_many(ids, [_key(d) for d in digests])
-    count = int(ids.get(COUNT) or 0)
-    for digest, old in zip(digests, before, strict=True):
-        entry = changes[digest]
+def _write(batch: WriteBatch, handle: Any, ids: Rdict, changes: Changes, delta: int) -> None:
+    """Adds ``changes`` and the family's new id count to ``batch``."""
+    for digest, entry in changes.items():
         if entry is None:
             batch.delete(_key(digest), handle)
         else:
             batch.put(_key(digest), _encode(entry), handle)
-        count += (entry is not None) - (old is not None)
-    batch.put(COUNT, str(count).encode(), handle)
-    return count
+    batch.put(COUNT, str(int(ids.get(COUNT) or 0) + delta).encode(), handle)
 
 
 def rebuild(db: Rdict, options: Any) -> int:
@@ -304,8 +306,8 @@ class DiskIndexes:
             return {}
         deleted = [key for key, value in writes.items() if value is None]
         old = _get_many(db, [_record_key(k) for k in deleted])
-        changes = derive(ids, old, writes)
-        _write(batch, handle, ids, changes)
+        changes, delta = derive(ids, old, writes)
+        _write(batch, handle, ids, changes, delta)
         if offset is not None:
             batch.put(MARK, str(offset).encode(), handle)
         return changes
