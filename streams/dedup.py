@@ -141,6 +141,11 @@ class DedupIndex(ABC):
         has just found it absent (saves the index a lookup)."""
 
     @abstractmethod
+    def prefetch(self, digests: list[int]) -> None:
+        """``digests`` are about to be looked up (an index on disk reads them in one
+        call)."""
+
+    @abstractmethod
     def remove(self, digest: int, packed: int) -> bool:
         """Forgets ``digest`` if it still holds ``packed`` (a newer record of the same id
         keeps it); True if it did."""
@@ -171,6 +176,9 @@ class Dedup(DedupIndex):
         if attribution is not None:
             self.attributions[digest] = attribution
 
+    def prefetch(self, digests: list[int]) -> None:
+        """Nothing to read ahead in memory."""
+
     def remove(self, digest: int, packed: int) -> bool:
         if not self.ids.remove(digest, packed):
             return False
@@ -185,6 +193,9 @@ class MessageDedup:
         self._dedup = dedup
         self.new: list[tuple[int, int, Attribution | None]] = []
         self._missed: int | None = None  # the digest ``get`` last found absent
+
+    def prefetch(self, digests: list[int]) -> None:
+        self._dedup.prefetch(digests)
 
     def get(self, digest: int) -> int | None:
         """The packed marker of the identity's first sighting, or None."""

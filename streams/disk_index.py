@@ -100,6 +100,8 @@ class DiskDedup(DedupIndex):
         self._store, self._partition = store, partition
         self._count = count
         self._ids: Rdict | None = None
+        # the disk's answers for the digests of the last ``prefetch`` (until it changes)
+        self._read: dict[int, bytes | None] = {}
 
     def _family(self) -> Rdict:
         ids = self._ids
@@ -111,12 +113,23 @@ class DiskDedup(DedupIndex):
     def release(self) -> None:
         """Drops the handle on the database (taken again on the next lookup)."""
         self._ids = None
+        self._read = {}
+
+    def prefetch(self, digests: list[int]) -> None:
+        """Reads the digests not in the overlay in one multi-get: one call into RocksDB
+        per message instead of one per event (the lookups were 6.6 % of a rocksdb
+        worker's py-spy samples in the 150,000-event drain)."""
+        overlay = self.overlay
+        wanted = [d for d in digests if d not in overlay]
+        found = _get_many(self._family(), [_key(d) for d in wanted])
+        self._read = dict(zip(wanted, found, strict=True))
 
     def _entry(self, digest: int) -> Entry | None:
         overlay = self.overlay
         if digest in overlay:
             return overlay[digest]
-        raw = self._family().get(_key(digest))
+        read = self._read
+        raw = read[digest] if digest in read else self._family().get(_key(digest))
         return None if raw is None else _decode(raw)
 
     def __len__(self) -> int:
@@ -146,7 +159,9 @@ class DiskDedup(DedupIndex):
         return True
 
     def landed(self, changes: Changes) -> None:
-        """``changes`` are on disk: the overlay keeps only what differs from them."""
+        """``changes`` are on disk: the overlay keeps only what differs from them, and
+        what the last prefetch read is stale."""
+        self._read = {}
         overlay = self.overlay
         for digest, entry in changes.items():
             if digest in overlay and overlay[digest] == entry:

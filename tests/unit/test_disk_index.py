@@ -62,6 +62,7 @@ async def add_batch(table: Any, indexes: DiskIndexes, source: str, names: list[s
     """One counted batch: its new ids in the index, its record flushed (not acked)."""
     offset = int(source.split(":")[1])
     batch = MessageDedup(indexes.index(0))
+    batch.prefetch([digest(name) for name in names])  # as counting does, per message
     for i, name in enumerate(names):
         if batch.get(digest(name)) is None:
             batch.add(digest(name), (0, offset, i), attribution)
