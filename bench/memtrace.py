@@ -94,6 +94,9 @@ def _malloc(out: Any) -> None:
     out.write(f"--- glibc malloc (MiB): in use {info.uordblks / MIB:.1f}, free in arenas "
               f"{info.fordblks / MIB:.1f} (arenas {info.arena / MIB:.1f}), mmapped "
               f"{info.hblkhd / MIB:.1f} in {info.hblks} blocks\n")  # fmt: skip
+    before = _rss_kb()
+    libc.malloc_trim(0)  # after the bench's own readings: what a trim would give back now
+    out.write(f"--- malloc_trim(0) now: VmRSS {before} -> {_rss_kb()} kB\n")
     fields = ("Rss", "Anonymous", "Private_Clean", "Shared_Clean")
     with open("/proc/self/smaps_rollup") as rollup:
         found = [" ".join(line.split()[:2]) for line in rollup if line.startswith(fields)]
@@ -118,6 +121,11 @@ def _pymalloc(out: Any) -> None:
               "# arenas allocated current", "Total")  # fmt: skip
     lines = [" ".join(line.split()) for line in stats.splitlines() if line.startswith(wanted)]
     out.write(f"--- pymalloc: {'; '.join(lines)}\n")
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
 
 
 def _rss() -> str:

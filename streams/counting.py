@@ -106,8 +106,10 @@ def count_events(
     cells: dict[tuple[str, str, int], Counts] = {}
     cell_last: dict[tuple[str, str, int], int] = {}  # events come in offset order
     dedup = stores.dedup
-    for marker, event in events:
-        digest = identity_digest(identity(event))
+    events = list(events)
+    digests = [identity_digest(identity(event)) for _marker, event in events]
+    dedup.prefetch(digests)  # one read of the index for the message (on disk: a multi-get)
+    for (marker, event), digest in zip(events, digests, strict=True):
         known = dedup.get(digest)
         if known is None:
             campaign, channel = _attribute(event, stores)

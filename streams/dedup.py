@@ -134,8 +134,16 @@ class DedupIndex(ABC):
     def attribution(self, digest: int) -> Attribution | None: ...
 
     @abstractmethod
-    def add(self, digest: int, packed: int, attribution: Attribution | None) -> None:
-        """Holds ``digest`` at ``packed`` (replacing what it held)."""
+    def add(
+        self, digest: int, packed: int, attribution: Attribution | None, new: bool = False
+    ) -> None:
+        """Holds ``digest`` at ``packed`` (replacing what it held); ``new``: the caller
+        has just found it absent (saves the index a lookup)."""
+
+    @abstractmethod
+    def prefetch(self, digests: list[int]) -> None:
+        """``digests`` are about to be looked up (an index on disk reads them in one
+        call)."""
 
     @abstractmethod
     def remove(self, digest: int, packed: int) -> bool:
@@ -161,10 +169,15 @@ class Dedup(DedupIndex):
     def attribution(self, digest: int) -> Attribution | None:
         return self.attributions.get(digest)
 
-    def add(self, digest: int, packed: int, attribution: Attribution | None) -> None:
+    def add(
+        self, digest: int, packed: int, attribution: Attribution | None, new: bool = False
+    ) -> None:
         self.ids.put(digest, packed)
         if attribution is not None:
             self.attributions[digest] = attribution
+
+    def prefetch(self, digests: list[int]) -> None:
+        """Nothing to read ahead in memory."""
 
     def remove(self, digest: int, packed: int) -> bool:
         if not self.ids.remove(digest, packed):
@@ -179,14 +192,21 @@ class MessageDedup:
     def __init__(self, dedup: DedupIndex) -> None:
         self._dedup = dedup
         self.new: list[tuple[int, int, Attribution | None]] = []
+        self._missed: int | None = None  # the digest ``get`` last found absent
+
+    def prefetch(self, digests: list[int]) -> None:
+        self._dedup.prefetch(digests)
 
     def get(self, digest: int) -> int | None:
         """The packed marker of the identity's first sighting, or None."""
-        return self._dedup.get(digest)
+        found = self._dedup.get(digest)
+        self._missed = digest if found is None else None
+        return found
 
     def add(self, digest: int, marker: Marker, attribution: Attribution | None) -> None:
         packed = pack_marker(marker)
-        self._dedup.add(digest, packed, attribution)
+        self._dedup.add(digest, packed, attribution, new=digest == self._missed)
+        self._missed = None
         self.new.append((digest, packed, attribution))
 
     def attribution(self, digest: int) -> Attribution | None:

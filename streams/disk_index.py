@@ -100,6 +100,8 @@ class DiskDedup(DedupIndex):
         self._store, self._partition = store, partition
         self._count = count
         self._ids: Rdict | None = None
+        # the disk's answers for the digests of the last ``prefetch`` (until it changes)
+        self._read: dict[int, bytes | None] = {}
 
     def _family(self) -> Rdict:
         ids = self._ids
@@ -111,12 +113,23 @@ class DiskDedup(DedupIndex):
     def release(self) -> None:
         """Drops the handle on the database (taken again on the next lookup)."""
         self._ids = None
+        self._read = {}
+
+    def prefetch(self, digests: list[int]) -> None:
+        """Reads the digests not in the overlay in one multi-get: one call into RocksDB
+        per message instead of one per event (the lookups were 6.6 % of a rocksdb
+        worker's py-spy samples in the 150,000-event drain)."""
+        overlay = self.overlay
+        wanted = [d for d in digests if d not in overlay]
+        found = _get_many(self._family(), [_key(d) for d in wanted])
+        self._read = dict(zip(wanted, found, strict=True))
 
     def _entry(self, digest: int) -> Entry | None:
         overlay = self.overlay
         if digest in overlay:
             return overlay[digest]
-        raw = self._family().get(_key(digest))
+        read = self._read
+        raw = read[digest] if digest in read else self._family().get(_key(digest))
         return None if raw is None else _decode(raw)
 
     def __len__(self) -> int:
@@ -130,8 +143,10 @@ class DiskDedup(DedupIndex):
         entry = self._entry(digest)
         return None if entry is None else entry[1]
 
-    def add(self, digest: int, packed: int, attribution: Attribution | None) -> None:
-        if self._entry(digest) is None:
+    def add(
+        self, digest: int, packed: int, attribution: Attribution | None, new: bool = False
+    ) -> None:
+        if new or self._entry(digest) is None:  # a lookup on disk, unless just made
             self._count += 1
         self.overlay[digest] = (packed, attribution)
 
@@ -144,7 +159,9 @@ class DiskDedup(DedupIndex):
         return True
 
     def landed(self, changes: Changes) -> None:
-        """``changes`` are on disk: the overlay keeps only what differs from them."""
+        """``changes`` are on disk: the overlay keeps only what differs from them, and
+        what the last prefetch read is stale."""
+        self._read = {}
         overlay = self.overlay
         for digest, entry in changes.items():
             if digest in overlay and overlay[digest] == entry:
@@ -168,9 +185,12 @@ def _digest_keys(rdict: Rdict) -> Iterable[tuple[bytes, bytes]]:
             yield key, value
 
 
-def derive(ids: Rdict, old_records: Iterable[bytes | None], writes: Mapping[str, Any]) -> Changes:
-    """The index changes records written imply: ``old_records`` are the disk values of
-    the records ``writes`` deletes (``None``), ``ids`` the family before the batch."""
+def derive(
+    ids: Rdict, old_records: Iterable[bytes | None], writes: Mapping[str, Any]
+) -> tuple[Changes, int]:
+    """The index changes records written imply, and what they do to the id count:
+    ``old_records`` are the disk values of the records ``writes`` deletes (``None``),
+    ``ids`` the family before the batch (read once, in one multi-get)."""
     removed: dict[int, int] = {}  # digest → packed marker of a deleted record's entry
     for raw in old_records:
         if raw is not None:
@@ -183,28 +203,25 @@ def derive(ids: Rdict, old_records: Iterable[bytes | None], writes: Mapping[str,
                 put[digest] = (packed, attribution)
     digests = list(removed.keys() | put.keys())
     changes: Changes = {}
+    delta = 0
     for digest, raw in zip(digests, _get_many(ids, [_key(d) for d in digests]), strict=True):
         if digest in put:  # a record written wins over one deleted in the same batch
             changes[digest] = put[digest]
+            delta += raw is None
         elif raw is not None and _decode(raw)[0] == removed[digest]:
             changes[digest] = None
-    return changes
+            delta -= 1
+    return changes, delta
 
 
-def _write(batch: WriteBatch, handle: Any, ids: Rdict, changes: Changes) -> int:
-    """Adds ``changes`` to ``batch``; returns the family's new id count."""
-    digests = list(changes)
-    before = _get_many(ids, [_key(d) for d in digests])
-    count = int(ids.get(COUNT) or 0)
-    for digest, old in zip(digests, before, strict=True):
-        entry = changes[digest]
+def _write(batch: WriteBatch, handle: Any, ids: Rdict, changes: Changes, delta: int) -> None:
+    """Adds ``changes`` and the family's new id count to ``batch``."""
+    for digest, entry in changes.items():
         if entry is None:
             batch.delete(_key(digest), handle)
         else:
             batch.put(_key(digest), _encode(entry), handle)
-        count += (entry is not None) - (old is not None)
-    batch.put(COUNT, str(count).encode(), handle)
-    return count
+    batch.put(COUNT, str(int(ids.get(COUNT) or 0) + delta).encode(), handle)
 
 
 def rebuild(db: Rdict, options: Any) -> int:
@@ -304,8 +321,8 @@ class DiskIndexes:
             return {}
         deleted = [key for key, value in writes.items() if value is None]
         old = _get_many(db, [_record_key(k) for k in deleted])
-        changes = derive(ids, old, writes)
-        _write(batch, handle, ids, changes)
+        changes, delta = derive(ids, old, writes)
+        _write(batch, handle, ids, changes, delta)
         if offset is not None:
             batch.put(MARK, str(offset).encode(), handle)
         return changes

@@ -25,6 +25,11 @@ from metrics.counts import WIDTH, Counts
 from .table_state import PartitionView, compact_json
 
 GROUP_PANES = 16  # minute panes: 16-minute blocks; hourly panes: 16-hour blocks
+# Decoded groups a stage keeps between batches: the hot ones (``all``, the channels) are
+# a few dozen. A decoded group is up to ~16 KB of Python objects against ~0.6 KB of
+# record (16 panes, tracemalloc), and 9,734 were alive in the 10,000-campaign drain
+# (``bench/memtrace.py``) with 1,024 kept by each of the three stages' caches.
+CACHED_GROUPS = 256
 EVICT_EVERY = 60.0  # seconds between rounds that drop groups no window reads any more
 PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
 GroupKey = tuple[str, int, int]  # (scope, pane size, block start)
@@ -181,7 +186,7 @@ class GroupCache(Generic[V]):
     stale or half-changed group is never read. Compared by value, not identity: RocksDB
     returns new bytes at every read (equal bytes of the same object compare at once)."""
 
-    def __init__(self, limit: int = 1024) -> None:
+    def __init__(self, limit: int = CACHED_GROUPS) -> None:
         self.limit = limit
         self._entries: dict[str, tuple[bytes, _Group[V]]] = {}
 

@@ -62,6 +62,7 @@ async def add_batch(table: Any, indexes: DiskIndexes, source: str, names: list[s
     """One counted batch: its new ids in the index, its record flushed (not acked)."""
     offset = int(source.split(":")[1])
     batch = MessageDedup(indexes.index(0))
+    batch.prefetch([digest(name) for name in names])  # as counting does, per message
     for i, name in enumerate(names):
         if batch.get(digest(name)) is None:
             batch.add(digest(name), (0, offset, i), attribution)
@@ -365,3 +366,25 @@ async def test_the_disk_index_is_the_memory_index_of_the_records(
     changelog.ack()
     await settle()
     assert on_disk(dedup_table, 0) == memory_index(dedup_table, 0)
+
+
+def test_an_id_just_found_absent_is_added_without_a_second_lookup(
+    dedup_table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each new event looked itself up on disk twice (``get``, then ``add`` counting it);
+    the second is the first's answer."""
+    index = DiskIndexes(_store(dedup_table)).index(0)
+    lookups: list[int] = []
+    entry = type(index)._entry
+
+    def spy(self: Any, digest: int) -> Any:
+        lookups.append(digest)
+        return entry(self, digest)
+
+    monkeypatch.setattr(type(index), "_entry", spy)
+    batch = MessageDedup(index)
+    assert batch.get(digest("a")) is None
+    batch.add(digest("a"), (0, 1, 0), None)
+    assert lookups == [digest("a")] and len(index) == 1
+    batch.add(digest("b"), (0, 1, 1), None)  # not looked up first: counted by a lookup
+    assert len(index) == 2 and lookups[-1] == digest("b")
