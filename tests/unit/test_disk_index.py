@@ -74,6 +74,15 @@ def dedup_table(rocks_app: faust.App) -> Any:
     return rocks_table(rocks_app, "dedup", value_type=bytes)
 
 
+async def landed_a(dedup_table: Any, changelog: Changelog) -> DiskIndexes:
+    """The indexes of ``dedup_table`` with one record ("a" at 0:1) acked and on disk."""
+    indexes = DiskIndexes(_store(dedup_table))
+    await add_batch(dedup_table, indexes, "0:1", ["a"])
+    changelog.ack()
+    await settle()
+    return indexes
+
+
 async def test_ids_reach_the_disk_in_their_records_batch_once_acked(
     dedup_table: Any, changelog: Changelog
 ) -> None:
@@ -95,10 +104,7 @@ async def test_ids_reach_the_disk_in_their_records_batch_once_acked(
 async def test_a_duplicate_is_found_on_disk_and_in_the_overlay(
     dedup_table: Any, changelog: Changelog
 ) -> None:
-    indexes = DiskIndexes(_store(dedup_table))
-    await add_batch(dedup_table, indexes, "0:1", ["a"])
-    changelog.ack()
-    await settle()
+    indexes = await landed_a(dedup_table, changelog)
     await add_batch(dedup_table, indexes, "0:2", ["b"])
     batch = MessageDedup(indexes.index(0))
     assert batch.get(digest("a")) == pack_marker((0, 1, 0))  # disk
@@ -225,10 +231,7 @@ async def test_records_faust_recovers_after_a_kill_are_indexed_as_it_writes_them
     """kill -9: the disk had the first record; the changelog had a second, which Faust's
     recovery applies to the database on the restart. The index holds both, and opening
     it reads no record (no rebuild on the restart's path)."""
-    indexes = DiskIndexes(_store(dedup_table))
-    await add_batch(dedup_table, indexes, "0:1", ["a"])
-    changelog.ack()
-    await settle()
+    await landed_a(dedup_table, changelog)
     second = encode_record(20.0, [(digest("b"), pack_marker((0, 2, 0)), None)])
     restarted = DiskIndexes(_store(dedup_table))  # the new process
     faust_applies(dedup_table, 0, {"0:2": second}, offset=7)
@@ -244,10 +247,7 @@ async def test_records_faust_recovers_after_a_kill_are_indexed_as_it_writes_them
 async def test_records_written_around_the_index_are_indexed_on_opening(
     dedup_table: Any, changelog: Changelog
 ) -> None:
-    indexes = DiskIndexes(_store(dedup_table))
-    await add_batch(dedup_table, indexes, "0:1", ["a"])
-    changelog.ack()
-    await settle()
+    indexes = await landed_a(dedup_table, changelog)
     second = encode_record(20.0, [(digest("b"), pack_marker((0, 2, 0)), None)])
     bypass(dedup_table, 0, {"0:2": second, "0:1": None}, offset=7)
     indexes.clear()
@@ -259,10 +259,7 @@ async def test_records_written_around_the_index_are_indexed_on_opening(
 async def test_a_record_faust_deleted_takes_its_ids_away_on_opening(
     dedup_table: Any, changelog: Changelog
 ) -> None:
-    indexes = DiskIndexes(_store(dedup_table))
-    await add_batch(dedup_table, indexes, "0:1", ["a"])
-    changelog.ack()
-    await settle()
+    indexes = await landed_a(dedup_table, changelog)
     faust_applies(dedup_table, 0, {"0:1": None}, offset=3)  # a tombstone replicated
     indexes.clear()
     assert indexes.index(0).get(digest("a")) is None
@@ -307,10 +304,7 @@ async def test_writes_not_acked_before_the_index_opens_are_in_its_overlay(
     dedup_table: Any, changelog: Changelog
 ) -> None:
     """A recovery reopens the index while flushes are still unacked."""
-    indexes = DiskIndexes(_store(dedup_table))
-    await add_batch(dedup_table, indexes, "0:1", ["a"])
-    changelog.ack()
-    await settle()
+    indexes = await landed_a(dedup_table, changelog)
     await add_batch(dedup_table, indexes, "0:2", ["b"], now=30.0)
     await sweep(PartitionState(dedup_table, 0), indexes.index(0), before=20.0)  # drops 0:1
     indexes.clear()
