@@ -22,7 +22,7 @@ from streams.dedup import (
     rebuild,
     sweep,
 )
-from streams.disk_index import COUNT, MARK, STALE, DiskIndexes, family, store_options
+from streams.disk_index import COUNT, MARK, STALE, DiskDedup, DiskIndexes, family, store_options
 from streams.id_index import identity_digest, pack_marker
 from streams.local_store import OFFSET_KEY, RocksStore, local_store
 from streams.table_state import PartitionState
@@ -130,18 +130,24 @@ async def test_a_swept_record_takes_its_ids_off_the_disk_in_the_tombstone_batch(
     assert on_disk(dedup_table, 0) == memory_index(dedup_table, 0)
 
 
-async def test_an_id_swept_and_seen_again_in_one_batch_keeps_its_new_record(
-    dedup_table: Any, changelog: Changelog
-) -> None:
-    """The old record's tombstone and the new record of the same id land in one batch:
-    the record written wins over the record deleted, whatever their order in it."""
+async def landed_x(dedup_table: Any, changelog: Changelog) -> tuple[PartitionState[Any], DiskDedup]:
+    """Partition 0's state and disk index with one record (id "x", marker 11, at 0:1)
+    written, acked and on disk."""
     indexes = DiskIndexes(_store(dedup_table))
     state: PartitionState[Any] = PartitionState(dedup_table, 0)
     state["0:1"] = encode_record(1.0, [(digest("x"), 11, None)])
     await state.flush()
     changelog.ack()
     await settle()
-    index = indexes.index(0)
+    return state, indexes.index(0)
+
+
+async def test_an_id_swept_and_seen_again_in_one_batch_keeps_its_new_record(
+    dedup_table: Any, changelog: Changelog
+) -> None:
+    """The old record's tombstone and the new record of the same id land in one batch:
+    the record written wins over the record deleted, whatever their order in it."""
+    state, index = await landed_x(dedup_table, changelog)
     assert index.remove(digest("x"), 11)  # swept...
     index.add(digest("x"), 99, None)  # ... and seen again
     state["0:9"] = encode_record(9.0, [(digest("x"), 99, None)])
@@ -158,13 +164,7 @@ async def test_an_old_record_deleted_leaves_an_id_a_newer_record_holds(
 ) -> None:
     """A record deleted removes only the ids still at its marker (the id was seen again
     after its first record was lost: the memory index keeps it the same way)."""
-    indexes = DiskIndexes(_store(dedup_table))
-    state: PartitionState[Any] = PartitionState(dedup_table, 0)
-    state["0:1"] = encode_record(1.0, [(digest("x"), 11, None)])
-    await state.flush()
-    changelog.ack()
-    await settle()
-    index = indexes.index(0)
+    state, index = await landed_x(dedup_table, changelog)
     index.add(digest("x"), 22, None)  # a lost record's id, seen again
     assert await sweep(state, index, before=5.0) == 0
     changelog.ack()
