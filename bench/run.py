@@ -276,18 +276,19 @@ def describe_memory(spec: MemorySpec) -> str:
     coarse = per - spec.fine_minutes
     return (
         "N campaigns (channels round-robin), each with one event in every "
-        f"15-min pane of the last 24 h older than the last hour ({coarse}) and one in every "
-        f"minute of the last {spec.fine_minutes} min: {per} events per campaign, every pane "
-        "a 24 h history can hold is occupied with the fewest events that do it. Types: "
+        f"15 min of the last 24 h older than the last hour ({coarse}) and one in every "
+        f"minute of the last {spec.fine_minutes} min: {per} events per campaign, in every "
+        "hourly pane of the 24 h. Types: "
         "impression, click, open, sign-up, spend (no lead stages or purchases); batch "
         "messages of ≤ 100 events of one campaign and type, preloaded, then drained by a "
-        "fresh worker with the defaults but the table store named in the title (windows "
-        "1m–24h: minute panes for windows ≤ 1 h, 15-min panes for 24 h; retention 25 h; "
-        "dedup horizon 24 h, so every event_id of the phase is remembered up to the cap of "
-        "2,000,000 per partition: all of them at 10,000 campaigns). Peak RSS = VmHWM of the "
-        "worker after the drain and the settle period; steady RSS = VmRSS after it idled; "
-        "exact = counters by type and every scope's 24 h "
-        "Redis hash equal the recount."
+        "fresh worker with the defaults but the table store named in the title and "
+        "`7d` added to the windows (each event counts into its minute pane, kept 25 h, and "
+        "its hourly pane, kept 35 days; dedup horizon 7 days, so every event_id of the "
+        "phase is remembered; with `rocksdb` on disk). Peak RSS = VmHWM of the worker after the "
+        "drain and the settle period; steady RSS = VmRSS after it idled; exact = counters "
+        "by type and every scope's `7d` Redis hash equal the recount (the `24h` window "
+        "slides past the oldest preloaded minutes while the drain runs; `7d` holds them "
+        "all, so its sums are the recount whatever the clock)."
     )
 
 
