@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from bench.results import LatencyResult, MemoryResult, RestartRep, RestartResult
 from bench.spy import PARTS, PROFILE_METHOD, Profile
+from streams.app import SESSION_TIMEOUT
 
 FORM_TITLES = {
     "single": "Single-event messages",
@@ -622,8 +623,9 @@ RESTART_METHOD = (
     "data folder. The clock starts when that process is spawned and stops at the first "
     "poll (every 100 ms) at which Redis holds every probe campaign's clicks in its 24 h "
     "hash: every partition has been recovered, consumed, counted and published again "
-    "(*processing again*; it includes the ≤ 1 s publish tick and the group's rebalance, "
-    "which waits for the killed member's session, 10 s, to expire). *web up* = the first "
+    "(*processing again*; it includes the ≤ 1 s publish tick and the group's rebalance: "
+    "the new process keeps the killed one's static group membership, kept in the data "
+    "folder, so it does not wait for that member's session to expire). *web up* = the first "
     "poll at which the new process answered `/metrics`; *counted* = the first at which "
     "its `marketing_events_total` held every probe event. After each restart: every "
     "scope's 24 h hash equals the recount of the history plus all probes so far, and the "
@@ -645,9 +647,9 @@ TAKEOVER_METHOD = (
     "probe; *survivor owns all* = the first at which the survivor's `/healthz` lists "
     "every partition as published by it; *survivor counted* = the first at which the "
     "survivor's `marketing_events_total` has grown by every probe event since just before "
-    "the kill. This includes the broker's detection of the "
-    "dead member (session timeout 10 s). Then the exact check as for the restart, and "
-    "the victim is restarted (not measured) for the next repetition."
+    "the kill. This includes the broker's detection of the dead member (session timeout "
+    f"{SESSION_TIMEOUT:.0f} s). Then the exact check as for the restart, and the victim "
+    "is restarted (not measured) for the next repetition."
 )
 
 

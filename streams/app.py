@@ -45,7 +45,7 @@ from .local_store import rocks_stores
 from .merge import Merge
 from .pane_groups import PaneGroups
 from .partial_counts import PartialCounts
-from .partial_snapshots import PartialSnapshots
+from .partial_snapshots import PartialSnapshots, ResendPace
 from .peers import advertised_url
 from .progress import Progress
 from .publisher import Assignment, KpiPublisher, Outputs
@@ -61,8 +61,13 @@ log = logging.getLogger("funnelpulse")
 # A crashed worker's partitions wait for its group session to expire before they move
 # (Faust's default: 60 s). Heartbeats go from the consumer thread; a survivor learns that
 # the group is rebalancing only from a heartbeat's answer, so Faust's 3 s interval added
-# up to 3 s (1.5 on average) to every takeover after the session had expired.
-SESSION_TIMEOUT = 10.0
+# up to 3 s (1.5 on average) to every takeover after the session had expired. 6 s is the
+# broker's default floor (group.min.session.timeout.ms): 10 s held a takeover by a warm
+# standby at 14.1 s (13.4-16.9) against the 15 s target, 10 s of it waiting out the session.
+# The trap: heartbeats come from the consumer thread, so a main loop that holds the GIL
+# does not starve them, but a process stopped (SIGSTOP, a swapped-out host) for 6 s is
+# dropped from the group and rejoins.
+SESSION_TIMEOUT = 6.0
 HEARTBEAT_INTERVAL = 1.0
 REVOKE_WAIT = SESSION_TIMEOUT / 2  # a revocation waits this long for the batch under way
 METADATA_MAX_AGE_MS = 30_000  # how soon the group notices a new topic (Faust: 5 min)
@@ -137,7 +142,7 @@ class FunnelPulse:
         self.funnel = Funnel(self.funnel_counts, clock, self.progress)
         self.snapshots = PartialSnapshots(
             [self.intake_counts, self.funnel_counts], self.merge_topic, s.partitions,
-            self.channel_tally,
+            self.channel_tally, ResendPace(self._merged_through),
         )  # fmt: skip
         self.publisher = KpiPublisher(
             s,
@@ -313,6 +318,14 @@ class FunnelPulse:
 
     def _assigned(self) -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+
+    def _merged_through(self, partition: int) -> int | None:
+        """The last offset of merge partition ``partition`` the merge stage here has
+        processed (-1: none yet); None when another worker consumes it."""
+        key = (self.names.merge, partition)
+        if key not in self._assigned():
+            return None
+        return self.progress.processed.get(key, -1)
 
     # -- what the publisher and the web views read ------------------------------------
     def limits(self, now: float) -> Limits:

@@ -47,8 +47,9 @@ from .state import Lead
 from .table_state import PartitionState, compact_json
 
 log = logging.getLogger("funnelpulse")
-# groups of a recovered partition sent again per snapshot tick (100 ms), behind the new
-# changes: up to 16 panes each, so ~8,000 panes a tick, 12,000 groups in about 2.4 s
+# groups of a recovered partition sent again per share, behind the new changes: up to 16
+# panes each, so ~8,000 panes; the next share waits until the merge stage has taken this
+# one (partial_snapshots.ResendPace)
 RESEND_GROUPS = 500
 
 
@@ -189,12 +190,13 @@ class PartialCounts:
         cutoff = now - self.max_future
         return {size: oldest_kept(size, cutoff, self.horizon) for size in self.pane_sizes}
 
-    def take_changed(self) -> tuple[dict[int, set[PaneKey]], dict[int, set[GroupKey]]]:
+    def take_changed(
+        self, budget: int = RESEND_GROUPS
+    ) -> tuple[dict[int, set[PaneKey]], dict[int, set[GroupKey]]]:
         """The panes and whole groups changed since the last call, per partition, then up
-        to ``RESEND_GROUPS`` groups of the recovered partitions' re-send."""
+        to ``budget`` groups of the recovered partitions' re-send."""
         pending, self.pending = self.pending, defaultdict(set)
         groups, self.pending_groups = self.pending_groups, defaultdict(set)
-        budget = RESEND_GROUPS
         for partition in list(self.resend):
             waiting = self.resend[partition]
             if not self.active(partition):  # moved away (or a standby copy): not ours
@@ -269,7 +271,9 @@ class PartialCounts:
             self.disk_indexes.release()
 
     async def _maybe_evict(self, partition: int, state: PaneGroups[Any], now: float) -> None:
-        if now - self._last_evict.get(partition, 0.0) < EVICT_EVERY:
+        # not on a partition's first batch: a restart's first new counts would wait for a
+        # sweep of every stored id and group, which grows with the history
+        if now - self._last_evict.setdefault(partition, now) < EVICT_EVERY:
             return
         self._last_evict[partition] = now
         dedup_state: PartitionState[Any] = PartitionState(self.dedup, partition)

@@ -8,13 +8,18 @@ every stored partial is sent again (``PartialCounts.on_partials_recovered``), an
 merge stage keeps the newest version per source.
 
 The trap: a full re-send after recovery holds every pane of every scope, so messages
-are split at ``SNAPSHOT_PANES_PER_MESSAGE`` to stay far below Kafka's size limit.
+are split at ``SNAPSHOT_PANES_PER_MESSAGE`` to stay far below Kafka's size limit. And it
+is sent a share at a time, the next share only once the merge stage has taken the last
+(``ResendPace``): a merge partition is first in, first out, and a re-send sent at the
+timer's pace (8,000 panes every 100 ms) piled up there faster than the merge stage takes
+it, so a restart's first new counts queued behind a backlog that grew with the history.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -23,10 +28,36 @@ from .campaign_channels import ChannelTally
 from .codec import partition_for
 from .exactly_once.delivery import require_delivery
 from .pane_values import version
-from .partial_counts import PartialCounts
+from .partial_counts import RESEND_GROUPS, PartialCounts
 
 SNAPSHOT_PANES_PER_MESSAGE = 2000  # ~200 KB of JSON
 TALLIES_PER_MESSAGE = 5000  # campaigns' channel tallies, ~150 KB
+
+
+class ResendPace:
+    """Lets the next re-send share go once every message that carried the previous one
+    has been merged: ``merged_through(partition)`` is the last merge-topic offset the
+    merge stage here has processed, or None for a merge partition this worker does not
+    consume (then delivery is all it waits for)."""
+
+    def __init__(self, merged_through: Callable[[int], int | None]) -> None:
+        self.merged_through = merged_through
+        self.last_sent: dict[int, asyncio.Future[Any]] = {}  # merge partition → newest send
+
+    def budget(self) -> int:
+        """Groups the next share may hold: ``RESEND_GROUPS``, or 0 while one is in flight."""
+        for dest, sent in list(self.last_sent.items()):
+            if not sent.done():
+                return 0
+            if not sent.cancelled() and sent.exception() is None:
+                through = self.merged_through(dest)
+                if through is not None and through < sent.result().offset:
+                    return 0
+            del self.last_sent[dest]  # merged, or failed (require_delivery stops the worker)
+        return RESEND_GROUPS
+
+    def carried(self, dest: int, sent: Any) -> None:
+        self.last_sent[dest] = sent
 
 
 class PartialSnapshots:
@@ -36,15 +67,19 @@ class PartialSnapshots:
         merge_topic: Any,
         merge_partitions: int,
         channels: ChannelTally,
+        pace: ResendPace | None = None,
     ) -> None:
         self.sources, self.topic, self.partitions = sources, merge_topic, merge_partitions
         self.channels = channels
+        self.pace = pace if pace is not None else ResendPace(lambda _partition: None)
 
     async def send_changed(self) -> None:
         """Absolute partials of the panes changed since the last call, in a few messages:
         one per merge partition, split when large."""
+        budget = self.pace.budget()
         for counts in self.sources:
-            pending, groups = counts.take_changed()
+            resending = budget > 0 and counts.resending > 0
+            pending, groups = counts.take_changed(budget)
             for partition in {*pending, *groups}:
                 state = counts.groups(partition)
                 by_scope: dict[str, list[list[Any]]] = defaultdict(list)
@@ -56,7 +91,7 @@ class PartialSnapshots:
                     if value is not None:
                         by_scope[scope].append([size, start, version(value), value[0]])
                 state.close()
-                await self._send(counts.stage.source(partition), by_scope)
+                await self._send(counts.stage.source(partition), by_scope, resending)
         await self._send_channels()
 
     async def _send_channels(self) -> None:
@@ -68,20 +103,29 @@ class PartialSnapshots:
                 chunk = dict(campaigns[start : start + TALLIES_PER_MESSAGE])
                 await self._send_one("channels", dest, {}, channels=chunk)
 
-    async def _send(self, source: str, by_scope: dict[str, list[list[Any]]]) -> None:
+    async def _send(
+        self, source: str, by_scope: dict[str, list[list[Any]]], resending: bool
+    ) -> None:
+        """``resending``: the panes include a re-send share, which ``pace`` follows."""
         outgoing: dict[int, dict[str, list[list[Any]]]] = defaultdict(dict)
         sizes: dict[int, int] = defaultdict(int)
+        last: dict[int, Any] = {}
         for scope, panes in by_scope.items():
             dest = partition_for(scope, self.partitions)
             outgoing[dest][scope] = panes
             sizes[dest] += len(panes)
             if sizes[dest] >= SNAPSHOT_PANES_PER_MESSAGE:
-                await self._send_one(source, dest, outgoing.pop(dest))
+                last[dest] = await self._send_one(source, dest, outgoing.pop(dest))
                 sizes[dest] = 0
         for dest, scopes in outgoing.items():
-            await self._send_one(source, dest, scopes)
+            last[dest] = await self._send_one(source, dest, scopes)
+        if resending:
+            for dest, sent in last.items():
+                self.pace.carried(dest, sent)
 
-    async def _send_one(self, source: str, dest: int, scopes: dict[str, Any], **extra: Any) -> None:
+    async def _send_one(self, source: str, dest: int, scopes: dict[str, Any], **extra: Any) -> Any:
+        """Sends one message; returns the send's future (require_delivery checks it)."""
         body = orjson.dumps({"src": source, "scopes": scopes, **extra})
         sent = await self.topic.send(value=body, partition=dest)
         require_delivery(sent, f"a snapshot of {source} to merge partition {dest}")
+        return sent

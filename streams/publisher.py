@@ -154,6 +154,7 @@ class KpiPublisher:
 
     def rebuild_index(self) -> None:
         self.index.clear()
+        self._last_evict = self.clock()  # not on the first tick after a recovery (tick)
         self._owned = self._owned_partitions()
         self._index_partitions(self._owned)
 
@@ -192,22 +193,36 @@ class KpiPublisher:
         started = time.monotonic()
         self.lag = await self.progress.measure_lag()
         now = self.clock()
+        self.due.update(dict.fromkeys(self.dirty))
+        interval = self.settings.publish_interval
+        self.due.update(dict.fromkeys(stale_scopes(self.computed_at, now, interval, REFRESH_EVERY)))
+        self.dirty = set()
+        share = refresh_share(len(self.index), interval, BACKFILL_EVERY)
+        fresh, restored = take_scopes(self.due, self.backfill, MAX_SCOPES_PER_TICK, share)
+        self._follow_ownership()
+        # new counts reach Redis before the republished scopes are even read from the store
+        if not await self._publish(fresh, now) or (
+            restored and not await self._publish(restored, now)
+        ):
+            return
+        for alert in self._evaluate_alerts(fresh | restored, now):
+            await self._announce(alert)
+        self._set_gauges()
+        # housekeeping last: it walks the whole index, which grows with the history
         if now - self._last_evict >= EVICT_EVERY:
             self._last_evict = now
             await self._evict(now)
         if now - self._last_trim >= TRIM_EVERY:
             self._last_trim = now
             trim()  # hand what batches, evictions and bursts freed back (funnelpulse/malloc.py)
-        self.due.update(dict.fromkeys(self.dirty))
-        interval = self.settings.publish_interval
-        self.due.update(dict.fromkeys(stale_scopes(self.computed_at, now, interval, REFRESH_EVERY)))
-        self.dirty = set()
-        share = refresh_share(len(self.index), interval, BACKFILL_EVERY)
-        scopes = take_scopes(self.due, self.backfill, MAX_SCOPES_PER_TICK, share)
-        self._follow_ownership()
+        self.last_tick = time.time()
+        self._health_metrics()
+        self.metrics.publish_seconds.observe(time.monotonic() - started)
+
+    async def _publish(self, scopes: set[str], now: float) -> bool:
+        """Computes ``scopes``' snapshots and writes them to Redis (and whatever Redis
+        missed while it was down) and to the kpis topic; False once the producer stopped."""
         snapshots = self._snapshots(scopes, now)
-        alert_events = self._evaluate_alerts(scopes, now)
-        self._set_gauges()
         await self._to_redis(scopes, snapshots, now)
         try:
             for snap in snapshots:
@@ -215,12 +230,8 @@ class KpiPublisher:
                 await self.kpis_topic.send(key=key, value=orjson.dumps(snap))
         except NotReady:  # SIGTERM stopped the producer mid-tick: a restart republishes all
             log.info("stopping: %d snapshots not sent to the kpis topic", len(snapshots))
-            return
-        for alert in alert_events:
-            await self._announce(alert)
-        self.last_tick = time.time()
-        self._health_metrics()
-        self.metrics.publish_seconds.observe(time.monotonic() - started)
+            return False
+        return True
 
     def _health_metrics(self) -> None:
         metrics = self.metrics

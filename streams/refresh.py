@@ -39,18 +39,19 @@ def stale_scopes(
 
 def take_scopes(
     due: MutableMapping[str, None], backfill: Mapping[str, None], limit: int, share: int
-) -> set[str]:
-    """One tick's scopes: the due ones first, oldest first, up to ``limit`` (taken out of
-    ``due``), then up to ``share`` scopes waiting to be republished (left in ``backfill``:
-    the caller drops each once computed, whichever way it came).
+) -> tuple[set[str], set[str]]:
+    """One tick's scopes, in two parts: the due ones, oldest first, up to ``limit`` (taken
+    out of ``due``), then up to ``share`` scopes waiting to be republished (left in
+    ``backfill``: the caller drops each once computed, whichever way it came), within
+    what ``limit`` leaves. The parts are disjoint.
 
     The trap: the scopes of a restored partition are queued before the first new events
     are merged; in one FIFO they would go first, and a restart's first new counts would
-    wait for every campaign to be republished.
+    wait for every campaign to be republished. Two parts, so that the caller also
+    *writes* the new counts before it computes the republished ones.
     """
-    scopes = set(islice(due, limit))
-    for scope in scopes:
+    fresh = set(islice(due, limit))
+    for scope in fresh:
         del due[scope]
-    room = min(limit - len(scopes), share)
-    scopes.update(islice((s for s in backfill if s not in scopes), max(room, 0)))
-    return scopes
+    room = min(limit - len(fresh), share)
+    return fresh, set(islice((s for s in backfill if s not in fresh), max(room, 0)))

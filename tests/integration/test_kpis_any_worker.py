@@ -139,7 +139,7 @@ async def test_every_scope_from_either_worker(
 
         before = listing(second, "24h")["scopes"]
         assert second.proc is not None
-        second.proc.kill()  # SIGKILL: its partitions stay put for the session timeout (10 s)
+        second.proc.kill()  # SIGKILL: its partitions stay put for SESSION_TIMEOUT
         second.proc.wait()
         after = listing(first, "24h")
         assert set(after["scopes"]) == set(before) and after["unavailable_partitions"] == []

@@ -53,9 +53,9 @@ def test_scopes_with_new_events_go_before_the_republishing_of_restored_ones() ->
     """A restart queues its 2,000 restored scopes before the first new event is merged."""
     backfill = dict.fromkeys(f"campaign:{i}" for i in range(2_000))
     due = {"campaign:probe": None}
-    first = take_scopes(due, backfill, limit=2_000, share=201)
-    assert "campaign:probe" in first and len(first) == 202 and not due
-    assert first - {"campaign:probe"} == set(list(backfill)[:201])  # oldest first
+    fresh, restored = take_scopes(due, backfill, limit=2_000, share=201)
+    assert fresh == {"campaign:probe"} and not due
+    assert restored == set(list(backfill)[:201])  # oldest first
 
 
 @given(
@@ -69,7 +69,10 @@ def test_a_tick_takes_due_first_and_at_most_limit(
 ) -> None:
     queue = dict.fromkeys(map(str, due))
     waiting = dict.fromkeys(map(str, backfill))
-    taken = take_scopes(queue, waiting, limit, share)
+    fresh, restored = take_scopes(queue, waiting, limit, share)
+    assert not fresh & restored
+    taken = fresh | restored
+    assert fresh == set(map(str, due[:limit]))
     assert len(taken) <= limit
     assert set(map(str, due[:limit])) <= taken  # every due scope that fits goes first
     assert list(queue) == [str(s) for s in due[limit:]]  # the rest stay, in order
