@@ -165,6 +165,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     add("--restart-campaigns", type=int, default=2_000)
     add("--restart-reps", type=int, default=3, help="kills per store and history (and takeovers)")
+    add(
+        "--memory-spacing",
+        type=int,
+        default=MemorySpec.coarse_s,
+        help="seconds between a campaign's events over the 24 h (3600: one per hourly pane, "
+        "a cheaper load for 100,000 campaigns)",
+    )
+    add(
+        "--memory-fine-minutes",
+        type=int,
+        default=MemorySpec.fine_minutes,
+        help="the last minutes given one event each on top (0: none)",
+    )
     add("--memory-settle", type=float, default=30.0, help="idle seconds before steady RSS")
     add(
         "--memory-budget",
@@ -271,14 +284,20 @@ def describe_data(args: argparse.Namespace, spec: DataSpec, truth: GroundTruth) 
     }
 
 
+def memory_spec(args: argparse.Namespace, campaigns: int) -> MemorySpec:
+    return MemorySpec(
+        campaigns=campaigns, coarse_s=args.memory_spacing, fine_minutes=args.memory_fine_minutes
+    )
+
+
 def describe_memory(spec: MemorySpec) -> str:
     per = spec.events_per_campaign
     coarse = per - spec.fine_minutes
     return (
         "N campaigns (channels round-robin), each with one event in every "
-        f"15 min of the last 24 h older than the last hour ({coarse}) and one in every "
-        f"minute of the last {spec.fine_minutes} min: {per} events per campaign, in every "
-        "hourly pane of the 24 h. Types: "
+        f"{spec.coarse_s // 60} min of the last 24 h older than the last "
+        f"{spec.fine_minutes} min ({coarse}) and one in every minute of those: {per} events "
+        "per campaign, in every hourly pane of the 24 h. Types: "
         "impression, click, open, sign-up, spend (no lead stages or purchases); batch "
         "messages of ≤ 100 events of one campaign and type, preloaded, then drained by a "
         "fresh worker with the defaults but the table store named in the title and "
@@ -405,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                 for store in args.stores:
                     started = time.monotonic()
                     log.info("memory: %d campaigns, store %s ...", campaigns, store)
-                    memory = run_memory(env, MemorySpec(campaigns=campaigns), args.memory_settle,
+                    memory = run_memory(env, memory_spec(args, campaigns), args.memory_settle,
                                         args.memory_budget, store)  # fmt: skip
                     log.info("  -> %s", json.dumps(memory.to_json(), default=str))
                     memories.append(memory)
@@ -445,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 latency=latency,
                 latency_seconds=args.latency_seconds,
                 memories=memories,
-                memory_data=describe_memory(MemorySpec()) if memories else "",
+                memory_data=describe_memory(memory_spec(args, 0)) if memories else "",
                 default_store=Settings().store,
                 restarts=restarts,
                 takeovers=takeovers,

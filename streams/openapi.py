@@ -183,7 +183,8 @@ def health() -> Json:
                 "minimum": 0,
                 "description": "groups of partial panes of recovered partitions not sent "
                 "to the merge stage again yet (a crash may have lost their last snapshot): "
-                "behind the new changes, ~5,000 a second",
+                "behind the new changes, 500 at a time, the next share once the merge stage "
+                "has taken the last",
             },
             "partitions": {"type": "object"},
             "restore": restore(),
