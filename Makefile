@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d'
 PY := $(VENV)/bin/python
 export PYTHON := $(abspath $(PY))
 
-.PHONY: help venv lock test-latest up down status demo test test-unit test-integration test-faults lint fmt typecheck bench bench-memory bench-state profile compose-check clean
+.PHONY: help venv lock test-latest up down status demo test test-unit test-integration test-faults lint fmt typecheck bench bench-memory bench-state profile tools compose-check clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -125,8 +125,21 @@ bench-state: up  ## issue 16's benchmarks only (state on disk vs memory); rewrit
 bench-memory: up  ## the memory phase alone at full size (10,000 campaigns drained to the end, each store); rewrites docs/BENCHMARKS-memory.md
 	$(PY) -m bench.run --systems funnelpulse --inputs batch --reps 0 --phases memory --memory-campaigns 10000 --memory-budget 1200 --output docs/BENCHMARKS-memory.md $(BENCH_ARGS)
 
-profile: up  ## funnelpulse and the bare Faust agent drained under py-spy (~3 min); rewrites docs/PROFILES.md (where the time goes)
-	$(PY) -m bench.run --systems faust-bare,funnelpulse --reps 1 --phases "" --profile build/profiles --output docs/PROFILES.md $(BENCH_ARGS)
+# Tools the benchmarks run beside the worker, not dependencies of it: their own venv, from
+# their own hashed pins (requirements/tools.txt; refresh with uv pip compile, as above).
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell cat requirements/tools.txt | cksum | cut -d' ' -f1)
+
+$(TOOLS_STAMP): requirements/tools.txt
+	rm -rf $(TOOLS)
+	$(BOOT_PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/tools.txt
+	touch $@
+
+tools: $(TOOLS_STAMP)  ## install the benchmarks' tools (py-spy) into .venv-tools (idempotent)
+
+profile: up tools  ## funnelpulse and the bare Faust agent drained under py-spy (~3 min); rewrites docs/PROFILES.md (where the time goes)
+	BENCH_PY_SPY=$(abspath $(TOOLS))/bin/py-spy $(PY) -m bench.run --systems faust-bare,funnelpulse --reps 1 --phases "" --profile build/profiles --output docs/PROFILES.md $(BENCH_ARGS)
 
 clean: down  ## stop the stack and remove local state (.stack/), keeping the Kafka jar cache
 	rm -rf .stack
