@@ -200,12 +200,17 @@ class KpiPublisher:
         share = refresh_share(len(self.index), interval, BACKFILL_EVERY)
         fresh, restored = take_scopes(self.due, self.backfill, MAX_SCOPES_PER_TICK, share)
         self._follow_ownership()
-        # new counts reach Redis before the republished scopes are even read from the store
-        if not await self._publish(fresh, now) or (
-            restored and not await self._publish(restored, now)
-        ):
+        # new counts reach Redis before the republished scopes are even read from the store;
+        # with Redis down (the first pass failed) the restored ones wait in ``backfill``
+        # for the next tick: a second pass would only meet the same failure again
+        if not await self._publish(fresh, now):
             return
-        for alert in self._evaluate_alerts(fresh | restored, now):
+        computed = fresh
+        if restored and self.redis_ok:
+            if not await self._publish(restored, now):
+                return
+            computed = fresh | restored
+        for alert in self._evaluate_alerts(computed, now):
             await self._announce(alert)
         self._set_gauges()
         # housekeeping last: it walks the whole index, which grows with the history
