@@ -40,6 +40,20 @@ async def list_topics(bootstrap: str, keep: Callable[[str], bool]) -> list[str]:
         await admin.close()
 
 
+async def census(bootstrap: str) -> tuple[int, int]:
+    """(topics, partitions) on the broker: other tenants' topics cost every client that
+    reads all topics' metadata (an admin client, a producer before its first send) at each
+    refresh, so a broker left full of old test topics is part of what a run measured."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        topics = metadata.topics()
+        return len(topics), sum(len(metadata.partitions_for_topic(t) or ()) for t in topics)
+    finally:
+        await consumer.stop()
+
+
 async def end_offsets_sum(bootstrap: str, topics: list[str]) -> int:
     """Sum of the end offsets of every partition of ``topics`` (messages ever written)."""
     if not topics:

@@ -62,6 +62,20 @@ def _rocks(out: Any) -> None:
     out.write(f"{'total':60} dbs={totals['databases']:3} {cells}\n")
 
 
+def _kafka_metadata(out: Any) -> None:
+    """Topics and partitions each aiokafka client of the worker keeps metadata for: a
+    client that never named its topics reads all of the broker's at every refresh."""
+    from aiokafka.cluster import ClusterMetadata
+
+    out.write("--- aiokafka cluster metadata held (topics, partitions):")
+    for obj in gc.get_objects():
+        if isinstance(obj, ClusterMetadata):
+            topics = obj.topics()
+            parts = sum(len(obj.partitions_for_topic(t) or ()) for t in topics)
+            out.write(f" ({len(topics)}, {parts})")
+    out.write("\n")
+
+
 def _by_type(out: Any, top: int = 25) -> None:
     sizes: Counter[str] = Counter()
     counts: Counter[str] = Counter()
@@ -145,6 +159,7 @@ def _dump(path: str) -> None:
         _malloc(out)
         _pymalloc(out)
         _rocks(out)
+        _kafka_metadata(out)
         _by_type(out)
 
 

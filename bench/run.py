@@ -27,7 +27,7 @@ from pathlib import Path
 import redis
 
 from bench.generator import FORMS, DataSpec, GroundTruth, MemorySpec, preload, topic_names
-from bench.kafka_admin import create_topics, delete_groups, delete_topics, list_topics
+from bench.kafka_admin import census, create_topics, delete_groups, delete_topics, list_topics
 from bench.measure import ROOT, broker_pid, machine, versions
 from bench.phases import Env, run_latency, run_memory
 from bench.quixenv import ensure_quix_venv
@@ -368,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         reps=args.restart_reps,
     )
     failed = False
+    topics_before, partitions_before = asyncio.run(census(args.bootstrap))
     try:
         names = [t for f in args.inputs for t in topic_names(f"{ns}.", f).values()]
         asyncio.run(create_topics(args.bootstrap, names, spec.partitions))
@@ -454,7 +455,11 @@ def main(argv: list[str] | None = None) -> int:
             Report(
                 command=command,
                 generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                machine=machine(),
+                machine={
+                    **machine(),
+                    "broker at the start": f"{topics_before:,} topics, "
+                    f"{partitions_before:,} partitions (other runs' and tests')",
+                },
                 versions=versions(quix_python),
                 data=describe_data(args, spec, truth),
                 systems=args.systems,
