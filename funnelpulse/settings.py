@@ -276,7 +276,7 @@ class Settings:
     )
     rocksdb_memory_mb: int = setting(
         "FUNNELPULSE_ROCKSDB_MEMORY_MB",
-        "32",
+        "16",
         "with `rocksdb`: native memory all table databases share (one block cache; "
         "memtables take at most half of it)",
         v.integer(8, 1 << 20),

@@ -35,7 +35,7 @@ from metrics.windows import PANE_SIZES, WindowSpec, groups_read, oldest_kept
 
 from .campaign_channels import CampaignChannels
 from .group_set import GroupSet
-from .latest import WindowSnapshots
+from .latest import LatestSnapshots
 from .local_store import local_store, prefix
 from .pane_groups import (
     EVICT_EVERY,
@@ -70,6 +70,12 @@ REFRESH_EVERY = 60.0  # a quiet scope's windows are recomputed about this often
 # would otherwise make one tick compute, write and send every snapshot at once, blocking
 # the event loop for tens of seconds; the rest wait their turn, oldest first.
 MAX_SCOPES_PER_TICK = 2_000
+# Scopes computed, written to Redis and sent together within a tick. All of a tick's at
+# once were up to 12,000 snapshot dicts (2,000 scopes in six windows), their Redis
+# commands and kpis messages: a transient heap of tens of MiB at every tick of a
+# 10,000-campaign drain, with the window counts each scope keeps (``latest``) allocated
+# in between — long-lived objects that pinned that heap's pages once it was freed.
+PUBLISH_CHUNK = 200
 BACKFILL_EVERY = 20.0  # the scopes of gained partitions are republished within about half this
 # glibc keeps what a drain's batches freed (funnelpulse/malloc.py): a trim in the middle of
 # the 10,000-campaign drain took the worker from 353 to 309 MB (bench/memtrace.py); one
@@ -109,7 +115,7 @@ class KpiPublisher:
         self.due: dict[str, None] = {}  # dirty scopes in arrival order (a FIFO queue)
         self.backfill: dict[str, None] = {}  # scopes of gained partitions, not computed yet
         # window → scope → the snapshot last published (kept as counts: streams/latest.py)
-        self.latest = {spec.name: WindowSnapshots(spec) for spec in specs}
+        self.latest = LatestSnapshots(specs)
         self.redis: RedisPublisher | None = None
         self.redis_ok = False
         self.redis_error: str | None = None  # the failure last logged, until Redis works
@@ -226,16 +232,25 @@ class KpiPublisher:
 
     async def _publish(self, scopes: set[str], now: float) -> bool:
         """Computes ``scopes``' snapshots and writes them to Redis (and whatever Redis
-        missed while it was down) and to the kpis topic; False once the producer stopped."""
-        snapshots = self._snapshots(scopes, now)
-        await self._to_redis(scopes, snapshots, now)
-        try:
-            for snap in snapshots:
-                key = f"{snap['window']}:{snap['scope']}".encode()
-                await self.kpis_topic.send(key=key, value=orjson.dumps(snap))
-        except NotReady:  # SIGTERM stopped the producer mid-tick: a restart republishes all
-            log.info("stopping: %d snapshots not sent to the kpis topic", len(snapshots))
-            return False
+        missed while it was down) and to the kpis topic, ``PUBLISH_CHUNK`` scopes at a
+        time; False once the producer stopped. Once Redis failed in this pass, the
+        remaining chunks wait in the backlog instead of meeting the failure again."""
+        order = list(scopes)
+        for first in range(0, len(order), PUBLISH_CHUNK):
+            chunk = set(order[first : first + PUBLISH_CHUNK])
+            snapshots = self._snapshots(chunk, now)
+            if first == 0 or self.redis_ok:
+                await self._to_redis(chunk, snapshots, now)
+            else:
+                self.redis_backlog |= chunk
+            try:
+                for snap in snapshots:
+                    key = f"{snap['window']}:{snap['scope']}".encode()
+                    await self.kpis_topic.send(key=key, value=orjson.dumps(snap))
+            except NotReady:  # SIGTERM stopped the producer mid-tick: a restart republishes
+                log.info("stopping: snapshots of %d scopes not sent to the kpis topic",
+                         len(order) - first)  # fmt: skip
+                return False
         return True
 
     def _health_metrics(self) -> None:
@@ -271,8 +286,7 @@ class KpiPublisher:
             for scope in [s for s, (partition, _) in self.index.items() if partition in lost]:
                 del self.index[scope]
                 self.computed_at.pop(scope, None)
-                for snaps in self.latest.values():
-                    snaps.forget(scope)
+                self.latest.forget(scope)
         gained = owned - self._owned
         if gained and not self.recovering():
             self._owned |= gained
