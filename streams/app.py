@@ -77,6 +77,7 @@ METADATA_MAX_AGE_MS = 30_000  # how soon the group notices a new topic (Faust: 5
 # drain's peak from 250 to 231 MB with the 16 MiB RocksDB budget, at the same drain rate
 # (3,908 vs 4,105 events/s): a fetch round trip is a few ms while records wait.
 CONSUMER_FETCH_BYTES = 64 * 1024
+STREAM_BUFFER = 100  # messages fetched ahead per agent (below)
 
 
 class FunnelPulse:
@@ -189,9 +190,11 @@ class FunnelPulse:
             producer_max_request_size=DEAD_LETTER_MAX_BYTES,  # a 1 MiB message + headers
             broker_credentials=faust_credentials(s),  # TLS context built by us, never implied
             stream_wait_empty=False,
-            # messages an agent may have fetched ahead: a full batch. Faust's 4,096 let a
-            # lagging merge stage hold ~4,000 snapshot messages (~16 KB each) in memory
-            stream_buffer_maxsize=s.batch_max_messages,
+            # messages an agent may have fetched ahead of its batch. Faust's 4,096 let a
+            # lagging merge stage hold ~4,000 snapshot messages (~16 KB each) in memory;
+            # a full batch (1,000) still held ~15 MB of 100-event messages per stage
+            # during a drain: 100 took the 2,000-campaign drain's peak from 221 to 190 MB
+            stream_buffer_maxsize=STREAM_BUFFER,
             # records one fetch hands to Faust: Faust's None decoded every record fetched
             # ahead (13,000-17,000, 16-18 MiB, in the 10,000-campaign drain, tracemalloc),
             # held while Faust fed them one by one into the agents' full buffers
