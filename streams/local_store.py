@@ -110,6 +110,11 @@ class LocalStore(ABC):
     def keys(self, partition: int) -> list[str]:
         """The partition's keys, read now (a scan of the partition)."""
 
+    def iter_keys(self, partition: int) -> Iterator[str]:
+        """The partition's keys one at a time (consume it before awaiting): a walk of a
+        partition with hundreds of thousands of groups, without a list of them all."""
+        return iter(self.keys(partition))
+
     @abstractmethod
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
         """The partition's keys and values (consume it before awaiting)."""
@@ -274,11 +279,17 @@ class RocksStore(LocalStore):
         return None if raw is None else self._decode(raw)
 
     def keys(self, partition: int) -> list[str]:
-        overlay = self.overlay.get(partition, {})
+        return list(self.iter_keys(partition))
+
+    def iter_keys(self, partition: int) -> Iterator[str]:
+        overlay = dict(self.overlay.get(partition, {}))
         db = self._db(partition)  # an Rdict: iter(db) is not its keys in raw mode
-        stored = [orjson.loads(k) for k in db.keys() if k != OFFSET_KEY]  # noqa: SIM118
-        kept = [k for k in stored if k not in overlay]
-        return kept + [k for k, v in overlay.items() if v is not None]
+        for raw_key in db.keys():  # noqa: SIM118
+            if raw_key != OFFSET_KEY:
+                key = orjson.loads(raw_key)
+                if key not in overlay:
+                    yield key
+        yield from (k for k, v in overlay.items() if v is not None)
 
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
         overlay = dict(self.overlay.get(partition, {}))

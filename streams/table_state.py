@@ -57,6 +57,10 @@ class PartitionView:
         """This partition's keys in the store, whole (a scan of the partition)."""
         return self._store.keys(self._partition)
 
+    def _iter_stored_keys(self) -> Iterator[str]:
+        """The same, one at a time (consume it before awaiting)."""
+        return self._store.iter_keys(self._partition)
+
     def _stored(self, full: str) -> Any:
         return self._store.get(self._partition, full)
 

@@ -95,6 +95,25 @@ async def test_the_offset_never_passes_a_record_not_on_disk(
     assert sorted(local_store(table).keys(0)) == ["0|a", "0|b", "0|c"]
 
 
+async def test_keys_one_at_a_time_are_the_keys_with_the_overlay_over_the_disk(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    """``iter_keys`` (the eviction walk's) reads what ``keys`` does: records on disk, but
+    for those the overlay has deleted, and the overlay's new keys."""
+    table = rocks_table(rocks_app, value_type=bytes)
+    first: PartitionState[bytes] = PartitionState(table, 0)
+    first["a"], first["b"] = b"1", b"2"
+    await first.flush()
+    changelog.ack()
+    await settle()
+    second: PartitionState[bytes] = PartitionState(table, 0)
+    del second["a"]
+    second["c"] = b"3"
+    await second.flush()  # not acked: both changes wait in the overlay
+    store = local_store(table)
+    assert sorted(store.iter_keys(0)) == sorted(store.keys(0)) == ["0|b", "0|c"]
+
+
 async def test_a_newer_write_stays_in_the_overlay_when_an_older_one_is_acked(
     rocks_app: faust.App, changelog: Changelog
 ) -> None:
