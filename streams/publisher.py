@@ -236,7 +236,9 @@ class KpiPublisher:
         time; False once the producer stopped. Once Redis failed in this pass, the
         remaining chunks wait in the backlog instead of meeting the failure again."""
         order = list(scopes)
-        for first in range(0, len(order), PUBLISH_CHUNK):
+        # no scope due still makes one pass: ``_to_redis`` then asks Redis (a PING), so
+        # that "Redis is up" is known, and said, without any scope to publish
+        for first in range(0, max(len(order), 1), PUBLISH_CHUNK):
             chunk = set(order[first : first + PUBLISH_CHUNK])
             snapshots = self._snapshots(chunk, now)
             if first == 0 or self.redis_ok:
