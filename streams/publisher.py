@@ -217,7 +217,12 @@ class KpiPublisher:
                 return
             computed = fresh | restored
         for alert in self._evaluate_alerts(computed, now):
-            await self._announce(alert)
+            try:
+                await self._announce(alert)
+            except NotReady:  # SIGTERM stopped the producer mid-tick (as in ``_publish``):
+                # the alert state lives in memory, so a restarted worker announces it again
+                log.info("stopping: alert %s for %s not sent", alert["alert"], alert["scope"])
+                return
         self._set_gauges()
         # housekeeping last: it walks the whole index, which grows with the history
         if now - self._last_evict >= EVICT_EVERY:
