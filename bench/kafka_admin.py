@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -40,28 +41,31 @@ async def list_topics(bootstrap: str, keep: Callable[[str], bool]) -> list[str]:
         await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def _cluster(bootstrap: str) -> AsyncIterator[tuple[AIOKafkaConsumer, Any]]:
+    """A group-less consumer and the metadata of every topic on the broker."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        yield consumer, await consumer._client.fetch_all_metadata()
+    finally:
+        await consumer.stop()
+
+
 async def census(bootstrap: str) -> tuple[int, int]:
     """(topics, partitions) on the broker: other tenants' topics cost every client that
     reads all topics' metadata (an admin client, a producer before its first send) at each
     refresh, so a broker left full of old test topics is part of what a run measured."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        metadata = await consumer._client.fetch_all_metadata()
+    async with _cluster(bootstrap) as (_, metadata):
         topics = metadata.topics()
         return len(topics), sum(len(metadata.partitions_for_topic(t) or ()) for t in topics)
-    finally:
-        await consumer.stop()
 
 
 async def end_offsets_sum(bootstrap: str, topics: list[str]) -> int:
     """Sum of the end offsets of every partition of ``topics`` (messages ever written)."""
     if not topics:
         return 0
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        metadata = await consumer._client.fetch_all_metadata()
+    async with _cluster(bootstrap) as (consumer, metadata):
         tps = [
             TopicPartition(topic, p)
             for topic in topics
@@ -69,8 +73,6 @@ async def end_offsets_sum(bootstrap: str, topics: list[str]) -> int:
         ]
         offsets = await consumer.end_offsets(tps) if tps else {}
         return int(sum(offsets.values()))
-    finally:
-        await consumer.stop()
 
 
 async def delete_topics(bootstrap: str, names: list[str]) -> None:

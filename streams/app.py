@@ -192,8 +192,9 @@ class FunnelPulse:
             stream_wait_empty=False,
             # messages an agent may have fetched ahead of its batch. Faust's 4,096 let a
             # lagging merge stage hold ~4,000 snapshot messages (~16 KB each) in memory;
-            # a full batch (1,000) still held ~15 MB of 100-event messages per stage
-            # during a drain: 100 took the 2,000-campaign drain's peak from 221 to 190 MB
+            # a full batch (1,000) could hold ~15 MB of 100-event messages per stage
+            # (estimated: ~15 KB a message). Measured: 100 took the 2,000-campaign
+            # drain's peak from 221 to 190 MB, at the same drain rate (bench, 3 runs)
             stream_buffer_maxsize=STREAM_BUFFER,
             # records one fetch hands to Faust: Faust's None decoded every record fetched
             # ahead (13,000-17,000, 16-18 MiB, in the 10,000-campaign drain, tracemalloc),
