@@ -137,6 +137,66 @@ def _pymalloc(out: Any) -> None:
     out.write(f"--- pymalloc: {'; '.join(lines)}\n")
 
 
+SMALL = 512  # pymalloc's largest block; bigger objects come from glibc
+ARENA_BITS = 20  # pymalloc's arenas are 1 MiB mmaps (3.10+): one spans at most two buckets
+
+
+def _live_objects() -> dict[int, Any]:
+    """Every object reachable from a gc-tracked one, by address: the containers and what
+    they hold directly (strings, ints, floats and bytes are not tracked themselves)."""
+    found: dict[int, Any] = {}
+    for obj in gc.get_objects():
+        found[id(obj)] = obj
+        for ref in gc.get_referents(obj):
+            found.setdefault(id(ref), ref)
+    return found
+
+
+def _sparse_arenas(out: Any, top: int = 30) -> None:
+    """Who pins pymalloc's arenas: small objects bucketed by 1 MiB of address, and, in
+    the buckets that are mostly empty, what lives there by type and allocation site
+    (tracemalloc's, when it is on). An arena goes back only when all of it is free, so a
+    few long-lived objects in each of many arenas keep them all."""
+    live = _live_objects()
+    used: Counter[int] = Counter()
+    for address, obj in live.items():
+        size = sys.getsizeof(obj, 0)
+        if size <= SMALL:
+            used[address >> ARENA_BITS] += size
+    sparse = {bucket for bucket, size in used.items() if size < (1 << ARENA_BITS) // 4}
+    sizes = sorted(used.values())
+    out.write(f"--- small objects in {len(used)} 1-MiB buckets, live MiB per bucket "
+              f"quartiles {[round(sizes[len(sizes) * q // 4] / MIB, 2) for q in (1, 2, 3)]}; "
+              f"{len(sparse)} under a quarter full, holding "
+              f"{sum(used[b] for b in sparse) / MIB:.1f} MiB:\n")  # fmt: skip
+    by_site: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    for address, obj in live.items():
+        if address >> ARENA_BITS in sparse and sys.getsizeof(obj, 0) <= SMALL:
+            trace = tracemalloc.get_object_traceback(obj) if tracemalloc.is_tracing() else None
+            site = f"{type(obj).__name__} {trace[0] if trace else '?'}"
+            by_site[site] += sys.getsizeof(obj, 0)
+            count[site] += 1
+    for site, size in by_site.most_common(top):
+        out.write(f"{size / MIB:8.2f} MiB {count[site]:>9,} {site}\n")
+    del live
+
+
+def _flush_rocks(out: Any) -> None:
+    """What flushing every database's memtables, then a trim, gives back (changes state:
+    the last section of a dump)."""
+    from faust.stores.rocksdb import Store
+
+    before = _rss_kb()
+    for obj in gc.get_objects():
+        if isinstance(obj, Store):
+            for db in list(obj._dbs.values()):
+                db.flush()
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    out.write(f"--- RocksDB memtables flushed, trim: VmRSS {before} -> {_rss_kb()} kB\n")
+
+
 def _rss_kb() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
@@ -161,6 +221,10 @@ def _dump(path: str) -> None:
         _rocks(out)
         _kafka_metadata(out)
         _by_type(out)
+        if os.environ.get("BENCH_WORKER_MEMTRACE_ARENAS") == "1":
+            _sparse_arenas(out)
+        if os.environ.get("BENCH_WORKER_MEMTRACE_FLUSH") == "1":
+            _flush_rocks(out)
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ Each stage is its own module with a narrow input (README "How it works"):
    alerts; ``web`` serves ``/kpis``, ``/alerts``, ``/healthz``, ``/metrics``.
 
 Between Faust and the stages sits the exactly-once plumbing (``exactly_once``);
-``progress`` measures what the stages processed against the log ends.
+``progress`` measures what the stages processed against the log ends; ``idle_release``
+hands back what a burst left in memory once it is over.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from .exactly_once.batches import BatchLimits
 from .exactly_once.order import KafkaRecords, OffsetGuard
 from .exactly_once.ownership import Ownership
 from .funnel import Funnel
+from .idle_release import CHECK_EVERY as IDLE_CHECK_EVERY
+from .idle_release import IdleRelease
 from .intake import Forwarder, Intake
 from .local_store import rocks_stores
 from .merge import Merge
@@ -165,6 +168,11 @@ class FunnelPulse:
         )
         self.merge = Merge(self.tables.merged, self.publisher.merge, self.metrics, self.progress,
                            self.campaign_channels)  # fmt: skip
+        self.idle_release = IdleRelease(
+            lambda: self.progress.messages_done,
+            lambda: self.recovering,
+            lambda: rocks_stores(self.tables.by_name().values()),
+        )
         self._register()
 
     # -- wiring -----------------------------------------------------------------------
@@ -259,6 +267,7 @@ class FunnelPulse:
             self.snapshots.send_changed
         )
         self.app.timer(self.settings.publish_interval, name="publish")(self.publisher.tick)
+        self.app.timer(IDLE_CHECK_EVERY, name="release-idle-memory")(self.idle_release.check)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_rebalance_complete.connect(self._on_restored)
