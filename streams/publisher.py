@@ -110,8 +110,8 @@ class KpiPublisher:
         self.campaign_channels, self.progress = campaign_channels, progress
         self.actives, self.recovering = assignment.actives, assignment.recovering
         self.state_sizes = state_sizes
-        # scope → (its merge partition, the (pane size, block start) of its pane groups)
-        self.index: dict[str, tuple[int, GroupSet]] = {}  # streams/group_set.py
+        # scope → the (pane size, block start) of its pane groups, and its merge partition
+        self.index: dict[str, GroupSet] = {}  # streams/group_set.py
         self.dirty: set[str] = set()
         self.due: dict[str, None] = {}  # dirty scopes in arrival order (a FIFO queue)
         self.backfill: dict[str, None] = {}  # scopes of gained partitions, not computed yet
@@ -156,8 +156,8 @@ class KpiPublisher:
         """The scope's groups (none yet: made, in ``partition``)."""
         found = self.index.get(scope)
         if found is None:
-            found = self.index[scope] = (partition, GroupSet())
-        return found[1]
+            found = self.index[scope] = GroupSet(partition)
+        return found
 
     def rebuild_index(self) -> None:
         self.index.clear()
@@ -183,7 +183,8 @@ class KpiPublisher:
         ``wanted`` (``metrics.windows.groups_read``) only the groups holding a pane some
         window sums are read: 35 days of hourly panes are decoded only when a window
         reaches back that far, and of 25 h of minute panes only those at the edges."""
-        partition, groups = self.index[scope]
+        groups = self.index[scope]
+        partition = groups.partition
         store = local_store(self.merged)
         totals = {}
         for size, block in groups:
@@ -291,7 +292,7 @@ class KpiPublisher:
         if lost:
             self._owned -= lost
             self.campaign_channels.forget(lost)
-            for scope in [s for s, (partition, _) in self.index.items() if partition in lost]:
+            for scope in [s for s, groups in self.index.items() if groups.partition in lost]:
                 del self.index[scope]
                 self.computed_at.pop(scope, None)
                 self.latest.forget(scope)
@@ -402,7 +403,10 @@ class KpiPublisher:
     async def _evict(self, now: float) -> None:
         horizon = self.settings.horizon
         oldest = {size: oldest_kept(size, now, horizon) for size in self.pane_sizes}
-        for scope, (partition, groups) in list(self.index.items()):
+        for scope in list(self.index):  # not its items: 100,000 fresh tuples every minute
+            groups = self.index.get(scope)
+            if groups is None:  # forgotten over an await below (a revocation)
+                continue
             stale = {
                 (size, block)
                 for size, block in groups
@@ -410,7 +414,7 @@ class KpiPublisher:
             }
             groups.discard_all(stale)
             if stale:
-                state = self.merged_groups(partition)
+                state = self.merged_groups(groups.partition)
                 for size, block in stale:
                     state.drop_group(scope, size, block)
                 await state.flush()

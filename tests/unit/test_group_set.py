@@ -19,7 +19,7 @@ groups = st.tuples(st.sampled_from(PANE_SIZES), starts).map(lambda g: (g[0], blo
 
 @given(st.lists(groups, max_size=60), st.lists(groups, max_size=20), st.lists(groups, max_size=5))
 def test_a_group_set_is_a_set_of_groups(added: list, gone: list, probes: list) -> None:
-    model, compact = set(added), GroupSet(added)
+    model, compact = set(added), GroupSet(3, added)
     assert sorted(compact) == sorted(model) and len(compact) == len(model)
     model -= set(gone)
     compact.discard_all(gone)
@@ -30,16 +30,28 @@ def test_a_group_set_is_a_set_of_groups(added: list, gone: list, probes: list) -
 
 def test_sizes_that_share_a_block_start_stay_apart() -> None:
     block = 3600 * GROUP_PANES * 1000  # a block start of every pane size
-    compact = GroupSet([(size, block) for size in PANE_SIZES])
+    compact = GroupSet(0, [(size, block) for size in PANE_SIZES])
     assert sorted(compact) == sorted((size, block) for size in PANE_SIZES)
 
 
 def test_a_start_that_is_not_a_block_is_refused() -> None:
     with pytest.raises(ValueError, match="not a multiple"):
-        GroupSet([(PANE_SIZES[0], 1_800_000_001)])
+        GroupSet(0, [(PANE_SIZES[0], 1_800_000_001)])
 
 
-def test_a_group_costs_a_word() -> None:
-    compact = GroupSet((60, block_of(60, 1_800_000_000 + 960 * i)) for i in range(95))
-    assert isinstance(compact._words, array) and len(compact) == 95
-    assert sys.getsizeof(compact._words) < 95 * 8 * 1.2 + 100
+@pytest.mark.parametrize("block", [-960, 960 << 29])
+def test_a_start_outside_32_bits_is_refused_not_wrapped(block: int) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        GroupSet(0, [(PANE_SIZES[0], block)])
+
+
+def test_the_farthest_start_round_trips() -> None:
+    size = min(PANE_SIZES)
+    block = ((1 << 29) - 1) * size * GROUP_PANES  # year ~18,000
+    assert list(GroupSet(0, [(size, block)])) == [(size, block)]
+
+
+def test_a_group_costs_four_bytes() -> None:
+    compact = GroupSet(1, ((60, block_of(60, 1_800_000_000 + 960 * i)) for i in range(95)))
+    assert isinstance(compact._words, array) and len(compact) == 95 and compact.partition == 1
+    assert sys.getsizeof(compact._words) < 95 * 4 * 1.2 + 100
