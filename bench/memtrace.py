@@ -183,18 +183,17 @@ def _sparse_arenas(out: Any, top: int = 30) -> None:
 
 
 def _flush_rocks(out: Any) -> None:
-    """What flushing every database's memtables, then a trim, gives back (changes state:
-    the last section of a dump)."""
-    from faust.stores.rocksdb import Store
+    """What the worker's idle release (``streams/idle_release.py``: every column family's
+    memtables flushed, a collection, a trim) gives back now (changes state: the last
+    section of a dump)."""
+    from streams.idle_release import IdleRelease
+    from streams.local_store import RocksStore
 
+    stores = [obj for obj in gc.get_objects() if isinstance(obj, RocksStore)]
     before = _rss_kb()
-    for obj in gc.get_objects():
-        if isinstance(obj, Store):
-            for db in list(obj._dbs.values()):
-                db.flush()
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    out.write(f"--- RocksDB memtables flushed, trim: VmRSS {before} -> {_rss_kb()} kB\n")
+    flushed = IdleRelease(lambda: 0, lambda: False, lambda: stores).release()
+    out.write(f"--- idle release ({flushed / MIB:.1f} MiB of memtables): VmRSS {before} -> "
+              f"{_rss_kb()} kB\n")  # fmt: skip
 
 
 def _rss_kb() -> int:
