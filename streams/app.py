@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import faust
@@ -149,7 +150,7 @@ class FunnelPulse:
         self.funnel = Funnel(self.funnel_counts, clock, self.progress)
         self.snapshots = PartialSnapshots(
             [self.intake_counts, self.funnel_counts], self.merge_topic, s.partitions,
-            self.channel_tally, ResendPace(self._merged_through),
+            self.channel_tally, ResendPace(self._merged_through), self._durable_state,
         )  # fmt: skip
         self.publisher = KpiPublisher(
             s,
@@ -290,7 +291,7 @@ class FunnelPulse:
         self.progress.streams.append(stream)
         limits = BatchLimits(s.batch_max_messages, s.batch_max_bytes, self._linger)
         batches = message_batches(stream, limits)
-        return self.ownership.gate(self.guard.in_order(batches))
+        return self.ownership.gate(batches, self.guard)
 
     def _linger(self) -> float:
         """How long the next batch may wait to fill (``exactly_once/batches.py``)."""
@@ -328,6 +329,14 @@ class FunnelPulse:
 
     async def _on_restored(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         self.restore.on_restored()
+
+    @asynccontextmanager
+    async def _durable_state(self) -> AsyncIterator[None]:
+        """Inside, the tables hold only what whole batches wrote and the broker has: the
+        batches paused (``Ownership.paused``), every record sent so far acknowledged."""
+        async with self.ownership.paused():
+            await self.app.producer.flush()
+            yield
 
     async def _on_merged_recovered(self) -> None:
         self.publisher.rebuild_index()

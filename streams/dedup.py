@@ -246,18 +246,30 @@ def record_entries(raw: bytes) -> Iterator[tuple[int, int, Attribution | None]]:
         yield digest, pairs[j + 1], attributed.get(digest)
 
 
-async def persist(state: PartitionState[Any], source: str, dedup: MessageDedup, now: float) -> None:
+async def persist(
+    state: PartitionState[Any], source: str, dedup: MessageDedup, now: float
+) -> list[Any]:
     """Writes the batch's new identities in records keyed by its first source position
-    (``source``, then ``source/1``, ``source/2``... for more than ``IDS_PER_RECORD``)."""
+    (``source``, then ``source/1``, ``source/2``... for more than ``IDS_PER_RECORD``);
+    returns the sends' futures.
+
+    The trap: a key already held is never written over. A batch replayed after a crash
+    or a rebalance is not the batch first read: it starts at the same position but holds
+    more or fewer messages, so its new identities are another set, and writing its
+    record over the first one's dropped the first one's identities from the changelog
+    (and, on disk, from the index): a later copy of one of those events was then counted
+    again. Such a batch takes the next free chunk number instead."""
     new = dedup.new
-    for chunk, start in enumerate(range(0, len(new), IDS_PER_RECORD)):
+    chunk = 0
+    for start in range(0, len(new), IDS_PER_RECORD):
+        while record_key(source, chunk) in state:
+            chunk += 1
         key = record_key(source, chunk)
         entries = new[start : start + IDS_PER_RECORD]
-        if key not in state:  # a replayed batch rewrites its record: one entry per record
-            dedup.times.add(now, key, len(entries))
+        dedup.times.add(now, key, len(entries))
         state[key] = encode_record(now, entries)
-    if new:
-        await state.flush()
+        chunk += 1
+    return await state.flush() if new else []
 
 
 def rebuild(state: PartitionState[Any]) -> Dedup:

@@ -332,8 +332,9 @@ class PaneGroups(PartitionView, MutableMapping[PaneKey, V]):
         self._open.clear()
         self._read.clear()
 
-    async def flush(self) -> int:
-        """Sends every dirty group's record (or a tombstone) to the changelog."""
+    async def flush(self) -> list[Any]:
+        """Sends every dirty group's record (or a tombstone) to the changelog; returns the
+        sends' futures."""
         self.write_through()
         unsent, self._unsent = self._unsent, set()
         return await self._send(unsent)

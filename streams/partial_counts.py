@@ -30,6 +30,7 @@ from .campaign_channels import ChannelTally
 from .counting import Stores
 from .dedup import DedupIndex, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .disk_index import DiskIndexes
+from .exactly_once.delivery import delivered
 from .local_store import RocksStore, assigned_here, local_store
 from .pane_groups import (
     EVICT_EVERY,
@@ -154,9 +155,13 @@ class PartialCounts:
     async def finish(self, batch: Batch, processed: Mapping[str, int]) -> None:
         """Writes what the batch changed, then the metrics; the offsets are acked after.
         ``processed``: messages per stage label of ``funnelpulse_messages_processed``."""
+        firsts: list[Any] = []
+        for work in batch.parts.values():
+            firsts += await work.send_firsts(batch.now)
+        await delivered(firsts)  # before any pane record: ``PartitionWork.send_firsts``
         for partition, work in batch.parts.items():
             await self._maybe_evict(partition, work.partials, batch.now)
-            await work.flush(batch.now)
+            await work.send_panes()
             # looked up now: the snapshot timer swaps ``pending`` while a batch awaits
             self.pending[partition] |= work.touched
         self._record(batch)

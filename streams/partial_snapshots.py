@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import orjson
@@ -68,14 +69,30 @@ class PartialSnapshots:
         merge_partitions: int,
         channels: ChannelTally,
         pace: ResendPace | None = None,
+        durable: Callable[[], AbstractAsyncContextManager[None]] = nullcontext,
     ) -> None:
+        """``durable``: a context inside which the stores hold only state whose changelog
+        records the broker has (``app``: the batches paused, the producer flushed)."""
         self.sources, self.topic, self.partitions = sources, merge_topic, merge_partitions
         self.channels = channels
         self.pace = pace if pace is not None else ResendPace(lambda _partition: None)
+        self.durable = durable
 
     async def send_changed(self) -> None:
         """Absolute partials of the panes changed since the last call, in a few messages:
-        one per merge partition, split when large."""
+        one per merge partition, split when large.
+
+        The trap: a snapshot of a pane whose changelog record is not on the broker yet.
+        If the worker dies then, the record is lost but the merge stage keeps the
+        snapshot's version; the next owner counts the replayed messages again, but when
+        their first sightings fall in another order its marks, and so its versions, may
+        stay below that snapshot's, and the merge stage ignores the pane's later counts
+        (an old hourly pane, rarely touched again, stays short). So panes are read only
+        where every record of every batch so far is acknowledged (``durable``)."""
+        async with self.durable():
+            await self._send_changed()
+
+    async def _send_changed(self) -> None:
         budget = self.pace.budget()
         for counts in self.sources:
             resending = budget > 0 and counts.resending > 0

@@ -71,13 +71,16 @@ class PartitionView:
     def dirty(self) -> int:
         return len(self._dirty)
 
-    async def _send(self, fulls: set[str]) -> int:
+    async def _send(self, fulls: set[str]) -> list[Any]:
+        """Sends the records; returns their sends' futures (``delivery.delivered``)."""
+        sends = []
         async with self._store.sending(self._partition) as ticket:
             for full in fulls:
                 value = self._stored(full)
                 sent = await send_changelog(self._table, self._partition, full, value)
                 ticket.add(full, value, sent)
-        return len(fulls)
+                sends.append(sent)
+        return sends
 
 
 class PartitionState(PartitionView, MutableMapping[str, V], Generic[V]):
@@ -148,8 +151,9 @@ class PartitionState(PartitionView, MutableMapping[str, V], Generic[V]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    async def flush(self) -> int:
-        """Sends every dirty key's current value (or a tombstone) to the changelog."""
+    async def flush(self) -> list[Any]:
+        """Sends every dirty key's current value (or a tombstone) to the changelog; returns
+        the sends' futures."""
         dirty, self._dirty = self._dirty, set()
         cut = len(self._prefix)
         if self._objects is not None:

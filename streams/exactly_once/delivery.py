@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -50,3 +50,11 @@ def _checked(what: str, exit_now: Callable[[int], Any], future: asyncio.Future[A
     for handler in logging.getLogger().handlers:
         handler.flush()
     exit_now(EXIT_UNDELIVERED)
+
+
+async def delivered(sends: Iterable[Awaitable[Any]]) -> None:
+    """Returns once every send of ``sends`` is acknowledged by the broker (a failed one
+    stops the worker through ``require_delivery``: its error is not raised here too)."""
+    pending = list(sends)
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

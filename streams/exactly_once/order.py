@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -80,13 +80,22 @@ class OffsetGuard:
         self.filled = 0  # records read to fill holes
         self.holes = 0
         self.queued = 0  # silent partitions found waiting in Faust's buffers, not stuck
+        self.revocations = 0  # revocations seen (``forget``): the gate re-orders across one
 
-    async def in_order(self, batches: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
-        async for messages in batches:
-            ordered, holes = await self.order(messages)
-            if ordered:
-                yield ordered  # the handler is done with them when we get control back
-            await self.release(holes)
+    def positions(self, tps: Iterable[TP]) -> dict[TP, int | None]:
+        """The next expected offset of each partition (None: not started yet)."""
+        return {tp: self.next.get(tp) for tp in tps}
+
+    def restore(self, positions: Mapping[TP, int | None]) -> None:
+        """Puts back what an ordering pass moved, for partitions not forgotten since (a
+        forgotten one starts again from its committed offset)."""
+        for tp, position in positions.items():
+            if tp not in self.next:
+                continue
+            if position is None:
+                del self.next[tp]
+            else:
+                self.next[tp] = position
 
     async def order(self, messages: Sequence[Any]) -> tuple[list[Any], list[Hole]]:
         unknown = {(m.topic, m.partition) for m in messages} - self.next.keys()
@@ -181,6 +190,7 @@ class OffsetGuard:
 
     def forget(self, tps: Iterable[Any]) -> None:
         """Revoked partitions start again from the committed offset when they come back."""
+        self.revocations += 1
         revoked = {(tp.topic, tp.partition) for tp in tps}
         log.info("revoked at %s", {tp: self.next.get(tp) for tp in revoked & self.next.keys()})
         for tp in tps:

@@ -268,23 +268,28 @@ async def test_the_sweep_reads_only_the_records_due(
     assert len(dedup) == 990 and len(dedup.times) == 990
 
 
-async def test_a_replayed_record_is_swept_by_its_new_time(sent: list[tuple[str, Any]]) -> None:
-    """A batch replayed after a crash rewrites its record (same key, later time): the
-    old entry must not drop the rewritten record, nor must the record get two entries."""
+async def test_a_replayed_batch_never_writes_over_the_first_record(
+    sent: list[tuple[str, Any]],
+) -> None:
+    """A batch replayed after a crash starts at the same position but holds other
+    messages: its new ids go into a record of their own. Written over the first record
+    (as once), e1 vanished from the changelog and a later copy of it counted again."""
     state: PartitionState[Any] = PartitionState(FakeTable(), 0)
     dedup = Dedup()
     first = MessageDedup(dedup)
     first.add(digest("e1"), (0, 7, 0), None)
     await persist(state, "0:7", first, now=10.0)
-    again = MessageDedup(dedup)
-    again.add(digest("e1"), (0, 7, 0), None)
+    again = MessageDedup(dedup)  # the replay: e1 is a replay, e2 (a later message) is new
+    again.add(digest("e2"), (0, 8, 0), None)
     await persist(state, "0:7", again, now=50.0)
-    assert [(seen, key) for seen, _, key in dedup.times.oldest()] == [(10.0, "0:7")]
-    assert await sweep(state, dedup, before=20.0) == 0  # the record is from 50 now
-    assert "0:7" in state and dedup.ids.get(digest("e1")) is not None
-    rebuilt = rebuild(state)  # after a restart the entry carries the record's own time
-    assert [(seen, key) for seen, _, key in rebuilt.times.oldest()] == [(50.0, "0:7")]
-    assert await sweep(state, rebuilt, before=60.0) == 1
+    assert [key for key, _ in sent] == ["0|0:7", "0|0:7/1"]
+    rebuilt = rebuild(state)  # what a restart or a new standby reads from the changelog
+    assert rebuilt.ids.get(digest("e1")) == pack_marker((0, 7, 0))
+    assert rebuilt.ids.get(digest("e2")) == pack_marker((0, 8, 0))
+    want = [(10.0, 1, "0:7"), (50.0, 1, "0:7/1")]
+    assert list(dedup.times.oldest()) == want == list(rebuilt.times.oldest())
+    assert await sweep(state, dedup, before=20.0) == 1  # each record goes at its own time
+    assert "0:7" not in state and "0:7/1" in state
 
 
 async def test_persist_and_rebuild_agree_on_record_times(sent: list[tuple[str, Any]]) -> None:

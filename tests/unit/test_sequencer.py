@@ -4,7 +4,7 @@ the holes Faust leaves around a rebalance from a source of its own."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import given
@@ -87,16 +87,20 @@ async def test_revoked_partitions_restart_from_their_committed_offset() -> None:
     assert offsets(out) == [9] and log.fetches == []
 
 
-async def test_in_order_wraps_a_batch_stream() -> None:
-    guard = OffsetGuard(Log({}, {("t", 0): 0}, set()), FaustConsumer())
-
-    async def batches() -> AsyncIterator[list[Any]]:
-        yield msgs("t", 0, 0, 2)
-        yield msgs("t", 0, 1, 2)  # all seen already: nothing handed over
-        yield msgs("t", 0, 3)
-
-    seen = [offsets(b) async for b in guard.in_order(batches())]
-    assert seen == [[0, 1, 2], [3]]
+async def test_positions_moved_by_an_ordering_pass_can_be_put_back() -> None:
+    """What the gate needs to order a batch again (``ownership.Ownership.gate``): every
+    position back, except a forgotten partition's, which starts from its commit again."""
+    guard = OffsetGuard(Log({}, {("t", 0): 0, ("t", 1): 4}, set()), FaustConsumer())
+    await guard.order(msgs("t", 0, 0))
+    before = guard.positions([("t", 0), ("t", 1)])
+    assert before == {("t", 0): 1, ("t", 1): None}
+    await guard.order([*msgs("t", 0, 1, 2), *msgs("t", 1, 4)])
+    guard.restore(before)
+    assert guard.positions([("t", 0), ("t", 1)]) == before
+    await guard.order(msgs("t", 0, 1))
+    guard.forget([type("TP", (), {"topic": "t", "partition": 0})()])
+    guard.restore(before)
+    assert guard.positions([("t", 0)]) == {("t", 0): None} and guard.revocations == 1
 
 
 @given(
