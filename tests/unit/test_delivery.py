@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 
-from streams.exactly_once.delivery import EXIT_UNDELIVERED, require_delivery
+from streams.exactly_once.delivery import EXIT_UNDELIVERED, delivered, require_delivery
 
 
 async def _outcome(settle: str) -> list[int]:
@@ -47,3 +47,16 @@ def test_only_a_future_can_be_watched() -> None:
     with pytest.raises(TypeError, match="expected the send's future"):
         require_delivery(coroutine, "a dead letter")
     coroutine.close()
+
+
+async def test_delivered_waits_for_every_send_and_leaves_failures_to_require_delivery() -> None:
+    loop = asyncio.get_running_loop()
+    sends: list[asyncio.Future[object]] = [loop.create_future() for _ in range(3)]
+    waiting = asyncio.create_task(delivered(sends))
+    sends[0].set_result(object())
+    sends[2].set_exception(MessageSizeTooLargeError())  # require_delivery stops the worker
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # one send still unacknowledged
+    sends[1].set_result(object())
+    await asyncio.wait_for(waiting, 1)
+    await delivered([])  # nothing to wait for
