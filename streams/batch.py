@@ -5,9 +5,9 @@ matter (ARCHITECTURE.md); a message of one event paid both in full. Here the mes
 stream hands over together (``streams/take.py``, which acks them only after this batch
 is done) are counted message by message — every replay mark still names its own source
 offset — but each touched pane, lead and dedup record is written to the changelog once
-per batch. Since the offsets are acked after ``flush`` has handed every record to the
-producer, and Faust flushes the producer before it commits, a committed offset never
-runs ahead of the state it produced.
+per batch. Since the offsets are acked after ``send_firsts`` and ``send_panes`` have
+handed every record to the producer, and Faust flushes the producer before it commits, a
+committed offset never runs ahead of the state it produced.
 """
 
 from __future__ import annotations
@@ -76,11 +76,10 @@ class PartitionWork:
             sends += await persist(self.dedup_table, self.first_source, self.dedup, now)
         return sends
 
-    async def send_panes(self) -> list[Any]:
+    async def send_panes(self) -> None:
         """Sends the batch's pane records (after ``send_firsts``' are delivered)."""
-        sends = await self.partials.flush()
+        await self.partials.flush()
         self.partials.close()
-        return sends
 
 
 GroupItem = tuple[int, list[tuple[int, Any]], Any]  # offset, (index, event) pairs, message

@@ -317,7 +317,7 @@ async def sweep(state: PartitionState[Any], dedup: DedupIndex, before: float) ->
     for key in due:
         raw = state.get(key)
         if raw is None or record_head(raw)[0] >= before:
-            continue  # gone, or rewritten later by a replay (its own entry comes later)
+            continue  # gone, or rewritten later (replays did before d0cbfce: old stores)
         for digest, packed, _attribution in record_entries(raw):
             dropped += dedup.remove(digest, packed)
         del state[key]

@@ -214,6 +214,11 @@ class PartialCounts:
         return pending, groups
 
     @property
+    def changed(self) -> bool:
+        """Whether a snapshot would send anything: panes or groups changed, or a re-send."""
+        return any(self.pending.values()) or any(self.pending_groups.values()) or bool(self.resend)
+
+    @property
     def resending(self) -> int:
         """Groups of recovered partitions not sent again yet."""
         return sum(map(len, self.resend.values()))

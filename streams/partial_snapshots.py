@@ -88,9 +88,14 @@ class PartialSnapshots:
         their first sightings fall in another order its marks, and so its versions, may
         stay below that snapshot's, and the merge stage ignores the pane's later counts
         (an old hourly pane, rarely touched again, stays short). So panes are read only
-        where every record of every batch so far is acknowledged (``durable``)."""
-        async with self.durable():
-            await self._send_changed()
+        where every record of every batch so far is acknowledged (``durable``), and the
+        batches are paused for that only when a pane waits to be sent: an idle worker's
+        tick costs no producer flush."""
+        if any(counts.changed for counts in self.sources):
+            async with self.durable():
+                await self._send_changed()
+        else:
+            await self._send_channels()
 
     async def _send_changed(self) -> None:
         budget = self.pace.budget()

@@ -73,8 +73,7 @@ def withhold(message: Any) -> None:
     """Keeps a message the agents did not handle out of Faust's acked offsets: it is read
     again from the committed offset, by this worker or the new owner. (Faust's ``ack``
     does nothing for a message marked acked.)"""
-    if hasattr(message, "acked"):
-        message.acked = True
+    message.acked = True
 
 
 class Ownership:

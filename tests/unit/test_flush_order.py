@@ -81,3 +81,21 @@ async def test_snapshots_are_read_inside_the_durable_context() -> None:
     snapshots = PartialSnapshots([partial], Topic(), 4, ChannelTally(), durable=durable)
     await snapshots.send_changed()
     assert inside == [True] and not state["durable"]
+
+
+async def test_an_idle_tick_neither_pauses_the_batches_nor_flushes() -> None:
+    """Nothing changed, nothing to re-send: the durable context (a pause of every batch
+    and a producer flush) is not entered on the snapshot timer's 100 ms ticks."""
+    partial = counts()
+    entered: list[str] = []
+
+    @asynccontextmanager
+    async def durable() -> Any:
+        entered.append("durable")
+        yield
+
+    snapshots = PartialSnapshots([partial], None, 4, ChannelTally(), durable=durable)
+    await snapshots.send_changed()
+    assert entered == [] and not partial.changed
+    partial.pending[0].add(("all", 60, 0))
+    assert partial.changed

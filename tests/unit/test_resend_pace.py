@@ -55,7 +55,7 @@ async def test_a_failed_or_cancelled_send_does_not_hold_the_resend_forever() -> 
 
 
 class FakeCounts:
-    """The two calls PartialSnapshots makes of a counting stage, and the groups it reads."""
+    """The calls PartialSnapshots makes of a counting stage, and the groups it reads."""
 
     def __init__(self, resend: set[tuple[str, int, int]]) -> None:
         self.resend, self.budgets = set(resend), []
@@ -64,6 +64,10 @@ class FakeCounts:
     @property
     def resending(self) -> int:
         return len(self.resend)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.resend)
 
     def take_changed(self, budget: int) -> tuple[dict[int, Any], dict[int, Any]]:
         self.budgets.append(budget)
