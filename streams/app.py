@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, cast
 
 import faust
@@ -39,9 +39,11 @@ from .campaign_channels import CampaignChannels, ChannelTally
 from .dead_letters import DeadLetters
 from .events import Limits
 from .exactly_once.batches import BatchLimits
+from .exactly_once.delivery import exit_uncommitted
 from .exactly_once.order import KafkaRecords, OffsetGuard
 from .exactly_once.ownership import Ownership
 from .funnel import Funnel
+from .graceful_stop import GracefulApp
 from .idle_release import CHECK_EVERY as IDLE_CHECK_EVERY
 from .idle_release import IdleRelease
 from .intake import Forwarder, Intake
@@ -74,6 +76,7 @@ log = logging.getLogger("funnelpulse")
 SESSION_TIMEOUT = 6.0
 HEARTBEAT_INTERVAL = 1.0
 REVOKE_WAIT = SESSION_TIMEOUT / 2  # a revocation waits this long for the batch under way
+STOP_WAIT = 20.0  # a stop waits this long for the batch under way (k8s grace period: 90 s)
 METADATA_MAX_AGE_MS = 30_000  # how soon the group notices a new topic (Faust: 5 min)
 # bytes fetched ahead per partition and held by aiokafka until Faust takes them: Faust's
 # 1 MiB × ~36 partitions was 10-32 MiB of a 10,000-campaign worker's heap (tracemalloc),
@@ -179,7 +182,7 @@ class FunnelPulse:
     # -- wiring -----------------------------------------------------------------------
     def _make_app(self) -> faust.App:
         s = self.settings
-        return faust.App(
+        app = GracefulApp(
             s.app_id,
             broker=f"kafka://{s.kafka_bootstrap_servers.replace(',', ';kafka://')}",
             store=f"{s.store}://",  # memory or rocksdb (streams/local_store.py)
@@ -216,6 +219,13 @@ class FunnelPulse:
             consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
             loghandlers=[],
         )
+        app.before_stop = self._finish_batch
+        return app
+
+    async def _finish_batch(self) -> None:
+        """Before Faust closes the tables on a stop (``graceful_stop.py``)."""
+        if not await self.ownership.stop(STOP_WAIT):
+            log.warning("a batch was still under way %.0f s after the stop began", STOP_WAIT)
 
     def _declare_topics(self) -> None:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -280,12 +290,22 @@ class FunnelPulse:
         self, handle: Callable[[Sequence[Any]], Awaitable[None]]
     ) -> Callable[[faust.StreamT[bytes]], Awaitable[None]]:
         async def agent(stream: faust.StreamT[bytes]) -> None:
-            async for messages in self._batches(stream):
-                await handle(messages)
+            # closed however the loop ends: a batch given up on is then neither under way
+            # nor acked (``exactly_once/ownership.py``)
+            async with aclosing(self._batches(stream)) as batches:
+                async for messages in batches:
+                    try:
+                        await handle(messages)
+                    except Exception as exc:
+                        # Its state may be half-written and its messages are not acked:
+                        # restarted by Faust, the agent would never see them again and
+                        # Faust's commit would stall at them (or step over a single one).
+                        # A restart of the process reads them again, as after kill -9.
+                        exit_uncommitted("a batch failed", exc)
 
         return agent
 
-    def _batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[list[Any]]:
+    def _batches(self, stream: faust.StreamT[bytes]) -> AsyncGenerator[list[Any], None]:
         s = self.settings
         self.guard.consumer = self.app.consumer
         self.progress.streams.append(stream)

@@ -13,7 +13,8 @@ committed offset never runs ahead of the state it produced.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,8 +169,9 @@ class Batch:
         self.messages += 1
 
 
-async def message_batches(stream: Any, limits: BatchLimits) -> AsyncIterator[list[Any]]:
-    """The stream's messages a batch at a time (``streams/take.py``); Faust acks a batch's
-    messages when the consumer asks for the next batch."""
-    async for events in take_batches(stream, limits):
-        yield [event.message for event in events]
+async def message_batches(stream: Any, limits: BatchLimits) -> AsyncGenerator[list[Any], None]:
+    """The stream's messages a batch at a time (``exactly_once/batches.py``); Faust acks a
+    batch's messages when the consumer asks for the next batch, never when it gives up."""
+    async with aclosing(take_batches(stream, limits)) as batches:
+        async for events in batches:
+            yield [event.message for event in events]

@@ -15,6 +15,13 @@ would build batches of 100,000 events and their decoded objects at once.
 
 The messages are acked only when the consumer asks for the next batch, as with
 ``take_events``: a committed offset never runs ahead of the state its batch produced.
+
+The trap: a generator is also resumed when it is *closed* — the agent crashed on the
+batch, or was cancelled while stopping — and an ack in a ``finally`` then acked a batch
+whose counts never reached the changelog. Faust committed those offsets at shutdown and
+the restarted worker never read them again (the SIGTERM fault test, 1,149 USD of spend
+short after a batch failed under Faust's closing stores). Only the consumer's coming
+back for the next batch acks.
 """
 
 from __future__ import annotations
@@ -67,15 +74,13 @@ async def take_batches(stream: Any, limits: BatchLimits) -> AsyncGenerator[list[
                 continue
             room.clear()
             batch = list(events)
-            try:
-                yield batch
-            finally:
-                events.clear()
-                size = 0
-                for event in batch:
-                    await stream.ack(event)
-                closed.clear()
-                room.set()
+            yield batch  # closed here: the batch is left unacked, for the restart
+            events.clear()
+            size = 0
+            for event in batch:
+                await stream.ack(event)
+            closed.clear()
+            room.set()
     finally:
         stream.enable_acks = acks_were_enabled
         stream._processors.remove(collect)

@@ -40,12 +40,21 @@ def _checked(what: str, exit_now: Callable[[int], Any], future: asyncio.Future[A
     error = future.exception()
     if error is None:
         return
+    exit_uncommitted(f"{what} was not delivered", error, exit_now)
+
+
+def exit_uncommitted(
+    what: str, error: BaseException, exit_now: Callable[[int], Any] = os._exit
+) -> None:
+    """Stops the process at once, without a commit: the restarted worker reads again
+    every input whose state may be missing or half-written (as after ``kill -9``)."""
     log.critical(
-        "%s was not delivered (%s: %s); exiting now without committing, so that the "
-        "restarted worker reads this input again",
+        "%s (%s: %s); exiting now without committing, so that the restarted worker "
+        "reads this input again",
         what,
         type(error).__name__,
         error,
+        exc_info=error,
     )
     for handler in logging.getLogger().handlers:
         handler.flush()

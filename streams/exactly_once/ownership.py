@@ -33,14 +33,21 @@ revocation, an offset went into Faust's acked list of that partition, which outl
 the revocation, and Faust's commit steps over a hole of one message
 (``Consumer._new_offset`` tests ``min(acked) - committed > 1``) — a stale offset right
 after the committed one would have committed a message no one handled.
+
+And a stop lets the batch under way finish before Faust closes the tables (``stop``):
+Faust's ``App.on_stop`` closes every table's store *before* it stops the agents, and a
+batch that read a store after that failed on a database Faust had let go (the SIGTERM
+fault test: the intake crashed with RocksDB's "lock hold by current process").
+Closing the gate closes its source with it, so a batch given up on (its handler raised,
+or was cancelled) is never acked (``batches.py``) and no longer counts as under way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, Protocol
 
 log = logging.getLogger("funnelpulse.ownership")
@@ -90,24 +97,30 @@ class Ownership:
         self.reordered = 0  # batches ordered again: a revocation overtook their ordering
         self._going = asyncio.Event()  # cleared while ``paused``: no batch is handed over
         self._going.set()
+        self.stopping = False  # ``stop``: no batch is handed over any more
 
     async def gate(
-        self, batches: AsyncIterator[list[Any]], ordering: Ordering
-    ) -> AsyncIterator[list[Any]]:
-        async for messages in batches:
-            mine = await self._ordered(messages, ordering)
-            if mine is None:
-                continue
-            ordered, holes = mine
-            self.busy += 1
-            self._idle.clear()
-            try:
-                yield ordered  # handled when control comes back
-            finally:
-                self.busy -= 1
-                if not self.busy:
-                    self._idle.set()
-            await ordering.release(holes)
+        self, batches: AsyncGenerator[list[Any], None], ordering: Ordering
+    ) -> AsyncGenerator[list[Any], None]:
+        """The batches to handle. Close it (``contextlib.aclosing``) when the handler gives
+        up: a batch stays "under way" until control comes back here."""
+        async with aclosing(batches):
+            async for messages in batches:
+                mine = await self._ordered(messages, ordering)
+                if mine is None:
+                    continue
+                ordered, holes = mine
+                self.busy += 1
+                self._idle.clear()
+                try:
+                    yield ordered  # handled when control comes back
+                    await ordering.release(holes)
+                finally:
+                    self.busy -= 1
+                    if not self.busy:
+                        self._idle.set()
+                # no await from here to the source's acks (it acks as it is asked for
+                # the next batch): ``idle`` then means "done and acked" (``stop``)
 
     async def _ordered(
         self, messages: list[Any], ordering: Ordering
@@ -161,4 +174,17 @@ class Ownership:
             await self.idle()
             yield
         finally:
-            self._going.set()
+            if not self.stopping:
+                self._going.set()
+
+    async def stop(self, patience: float) -> bool:
+        """From now on no batch is handed over; returns once the batch under way is done
+        and acked (True), or after ``patience`` seconds (False: it is still under way).
+        Held batches stay held, unacked: the commit made on stopping stops before them."""
+        self.stopping = True
+        self._going.clear()
+        try:
+            await asyncio.wait_for(self.idle(), patience)
+        except TimeoutError:
+            return False
+        return True

@@ -22,7 +22,7 @@ from streams.topics import ensure_topics
 from .conftest import Stack
 from .recount import check_everything, counter_total, produce_phases, wait_for_counts
 from .scenario import build
-from .worker import Worker
+from .worker import Worker, explained
 
 pytestmark = [pytest.mark.integration, pytest.mark.seconds(60)]
 PARTITIONS = 4
@@ -80,7 +80,8 @@ async def test_one_event_on_every_partition_counts_once(
         copies["click"] = await send_everywhere(producer, f"{ns}.clicks", click, fillers["clicks"])
         copies["spend"] = await send_everywhere(producer, f"{ns}.spend", spend, fillers["spend"])
         copies["signup"] = await send_everywhere(producer, f"{ns}.signups", signup, [])
-        await wait_for_counts(redis, f"{ns}:kpi:1h:campaign:solo", {"signups": 1}, 60)
+        with explained(worker):
+            await wait_for_counts(redis, f"{ns}:kpi:1h:campaign:solo", {"signups": 1}, 60)
         copies["lead_stage"] = await send_everywhere(producer, f"{ns}.lead-stages", stage, [])
         copies["purchase"] = await send_everywhere(producer, f"{ns}.purchases", purchase, [])
     finally:
@@ -88,9 +89,12 @@ async def test_one_event_on_every_partition_counts_once(
     try:
         want = {"clicks": 1, "spend": 12_500_000, "signups": 1, "mql": 1, "purchases": 1,
                 "new_customers": 1, "revenue": 99_000_000}  # fmt: skip
-        await wait_for_counts(redis, f"{namespace}:kpi:1h:campaign:solo", want, 90)
-        fillers_total = 3 * PARTITIONS
-        await wait_for_counts(redis, f"{namespace}:kpi:1h:all", {"clicks": 1 + fillers_total}, 30)
+        with explained(worker):
+            await wait_for_counts(redis, f"{namespace}:kpi:1h:campaign:solo", want, 90)
+            fillers_total = 3 * PARTITIONS
+            await wait_for_counts(
+                redis, f"{namespace}:kpi:1h:all", {"clicks": 1 + fillers_total}, 30
+            )
         duplicates = sum(copies.values()) - len(copies)
         assert counter_total(worker.url, "marketing_events_duplicate_total") == duplicates
     finally:

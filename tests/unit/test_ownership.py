@@ -5,7 +5,8 @@ wait for the batch under way (streams/exactly_once/ownership.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,7 +27,7 @@ def revoke(offsets: OffsetGuard, *tps: TP) -> None:
     offsets.forget([SimpleNamespace(topic=t, partition=p) for t, p in tps])
 
 
-async def feed(*batches: list[Any]) -> AsyncIterator[list[Any]]:
+async def feed(*batches: list[Any]) -> AsyncGenerator[list[Any], None]:
     for batch in batches:
         yield batch
 
@@ -118,7 +119,7 @@ async def test_a_batch_held_over_a_revocation_is_ordered_from_the_committed_offs
     handed: list[int] = []
     arrived = asyncio.Event()
 
-    async def batches() -> AsyncIterator[list[Any]]:
+    async def batches() -> AsyncGenerator[list[Any], None]:
         yield [msg("t", 0, o) for o in range(5, 10)]
         world.is_whole = False  # the rebalance: the next batch waits in the gate
         arrived.set()
@@ -194,3 +195,97 @@ async def test_no_batch_is_handed_over_while_paused() -> None:
     release.set()
     await asyncio.wait_for(asyncio.gather(task, pausing), 2)
     assert events == ["batch 1", "paused", "resumed", "batch 2"]
+
+
+class AckingSource:
+    """Batches acked the way ``exactly_once/batches.py`` acks them: when the consumer
+    asks for the next one, never when it gives up on one."""
+
+    def __init__(self, *batches: list[Any]) -> None:
+        self.batches = batches
+        self.acked: list[int] = []
+        self.closed = False
+
+    async def __call__(self) -> AsyncGenerator[list[Any], None]:
+        try:
+            for batch in self.batches:
+                yield batch
+                self.acked += [m.offset for m in batch]
+            await asyncio.Event().wait()  # a quiet stream: no more batches
+        finally:
+            self.closed = True
+
+
+async def test_a_batch_whose_handler_raised_is_no_longer_under_way_and_not_acked() -> None:
+    """The agent closes the gate when its handler raises: a batch stuck "under way" made
+    every later snapshot wait for it (paused) and nothing was published any more."""
+    ownership = World().ownership()
+    source = AckingSource([msg("t", 0, 1)], [msg("t", 0, 2)])
+
+    async def agent() -> None:
+        async with contextlib.aclosing(ownership.gate(source(), guard({("t", 0): 1}))) as gate:
+            async for _batch in gate:
+                raise RuntimeError("the handler failed")
+
+    with contextlib.suppress(RuntimeError):
+        await asyncio.wait_for(agent(), 2)
+    assert ownership.busy == 0 and source.closed and source.acked == []
+    await asyncio.wait_for(ownership.idle(), 1)
+    async with ownership.paused():
+        pass
+
+
+class SlowGaps(FaustConsumer):
+    async def _add_gap(self, tp: Any, start: int, end: int) -> None:
+        await asyncio.sleep(0.05)  # Faust merges the gaps' intervals, sleeping in between
+        await super()._add_gap(tp, start, end)
+
+
+async def test_a_stop_waits_for_the_batch_under_way_and_its_acks_then_hands_over_nothing() -> None:
+    """What Faust commits on stopping is what finished: the batch under way ends and its
+    offsets are acked (even with a filled hole, whose release awaits) before ``stop``
+    returns, and the next batch is never handed over."""
+    ownership = World().ownership()
+    offsets = OffsetGuard(Log({}, {("t", 0): 1}, set()), SlowGaps())
+    source = AckingSource([msg("t", 0, 1), msg("t", 0, 3)], [msg("t", 0, 4)])  # 2: a hole
+    release = asyncio.Event()
+    handled: list[list[int]] = []
+
+    async def agent() -> None:
+        async with contextlib.aclosing(ownership.gate(source(), offsets)) as gate:
+            async for batch in gate:
+                await release.wait()
+                handled.append([m.offset for m in batch])
+
+    task = asyncio.create_task(agent())
+    await asyncio.sleep(0.05)
+    stopping = asyncio.create_task(ownership.stop(2))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # the batch is under way
+    release.set()
+    assert await asyncio.wait_for(stopping, 2) is True
+    assert handled == [[1, 2, 3]] and source.acked == [1, 3]
+    async with ownership.paused():  # a snapshot tick while stopping does not reopen the gate
+        pass
+    await asyncio.sleep(0.1)
+    assert handled == [[1, 2, 3]] and source.acked == [1, 3]  # offset 4: held, unacked
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert source.closed and source.acked == [1, 3]
+
+
+async def test_a_stop_gives_up_waiting_after_its_patience() -> None:
+    ownership = World().ownership()
+    never = asyncio.Event()
+
+    async def agent() -> None:
+        async for _batch in ownership.gate(feed([msg("t", 0, 1)]), guard({("t", 0): 1})):
+            await never.wait()
+
+    task = asyncio.create_task(agent())
+    await asyncio.sleep(0.05)
+    assert await ownership.stop(0.1) is False
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -41,6 +41,7 @@ class FaustConsumer:
 
     async def _add_gap(self, tp: Any, start: int, end: int) -> None:
         self.gaps.append((tuple(tp), start, end))
+        await asyncio.sleep(0)  # as Faust's does: other tasks run in between
 
 
 def msgs(topic: str, partition: int, *offsets: int) -> list[Fetched]:

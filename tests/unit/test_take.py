@@ -112,3 +112,25 @@ async def test_messages_arriving_during_a_batch_wait_for_the_next_one() -> None:
     assert stream.acked == [b"a"]
     await batches.aclose()
     assert stream.enable_acks and stream._processors == []  # the stream as it was
+
+
+async def test_a_batch_its_consumer_gave_up_on_is_not_acked() -> None:
+    """Closed on a batch (the agent crashed on it, or was cancelled while stopping), the
+    generator acks none of its events: their offsets stay uncommitted, for the restart."""
+    stream = PlayedStream()
+    batches = take_batches(stream, BatchLimits(1000, 1 << 20, lambda: 0.05))
+    stream.send(b"a", b"b")
+    assert values(await anext(batches)) == [b"a", b"b"]
+    await batches.aclose()
+    assert stream.acked == []
+    assert stream.enable_acks and stream._processors == []
+
+
+async def test_a_batch_whose_handling_raised_is_not_acked() -> None:
+    stream = PlayedStream()
+    batches = take_batches(stream, BatchLimits(1000, 1 << 20, lambda: 0.05))
+    stream.send(b"a")
+    await anext(batches)
+    with contextlib.suppress(RuntimeError):
+        await batches.athrow(RuntimeError("the handler failed"))
+    assert stream.acked == []
