@@ -322,9 +322,7 @@ class FunnelPulse:
         """The rebalance goes on once the batch under way is done and its changelog
         records are on the broker (``exactly_once/ownership.py``)."""
         self.guard.forget(args[0])  # the revoked partitions
-        try:
-            await asyncio.wait_for(self.ownership.idle(), REVOKE_WAIT)
-        except TimeoutError:
+        if not await self.ownership.finished(REVOKE_WAIT):
             log.warning("a batch was still under way %.0f s after a revocation", REVOKE_WAIT)
         await self.app.producer.flush()
         # the acks just received reach the disk before Faust closes revoked partitions'

@@ -8,6 +8,8 @@ over the size limit that way). The producer retries transient errors by itself, 
 failure that reaches the future is one it gave up on. The worker then exits at once —
 like ``kill -9``, which the fault tests prove exact — without committing: the restarted
 worker reads the input again from the committed offsets and sends everything again.
+A batch whose handler raised leaves the worker the same way (``exit_uncommitted``, from
+the agents in ``app``): its state may be half-written and its messages are not acked.
 """
 
 from __future__ import annotations

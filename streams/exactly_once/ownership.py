@@ -165,6 +165,15 @@ class Ownership:
         """Returns once no batch is being handled."""
         await self._idle.wait()
 
+    async def finished(self, patience: float) -> bool:
+        """True once no batch is being handled; False if one still is after ``patience``
+        seconds (a revocation and a stop go on then, and say so)."""
+        try:
+            await asyncio.wait_for(self.idle(), patience)
+        except TimeoutError:
+            return False
+        return True
+
     @asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
         """Inside, no batch is being handled and none is handed over: the state is what
@@ -183,8 +192,4 @@ class Ownership:
         Held batches stay held, unacked: the commit made on stopping stops before them."""
         self.stopping = True
         self._going.clear()
-        try:
-            await asyncio.wait_for(self.idle(), patience)
-        except TimeoutError:
-            return False
-        return True
+        return await self.finished(patience)
