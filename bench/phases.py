@@ -5,6 +5,7 @@ campaigns and 24 h of panes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -199,6 +200,7 @@ def run_memory(
                 rss_max = max(rss_max, proc_rss_mb(worker.pid) or 0.0)
             result.settle_s = time.monotonic() - settled_from
             result.steady_rss_mb = proc_rss_mb(worker.pid)
+            result.disk_mb = tree_bytes(data_dir) / 1e6
             _memtrace_dump(name)
         result.peak_rss_mb = proc_peak_rss_mb(worker.pid)
         result.drain_rss_max_mb = rss_max
@@ -213,6 +215,17 @@ def run_memory(
         worker.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     return result
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of the files under ``root`` (their sizes, as ``du --apparent-size``); a file
+    RocksDB deletes meanwhile (a compaction's inputs) counts nothing."""
+    total = 0
+    for path in root.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total
 
 
 def _memtrace_dump(name: str, patience: float = 180.0) -> None:

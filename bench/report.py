@@ -338,6 +338,9 @@ def _memory(report: Report, m: MemoryResult) -> list[str]:
     else:
         rows.append((f"steady RSS (VmRSS after {m.settle_s:.0f} s idle)",
                      f"{_fmt(m.steady_rss_mb, '.0f')} MB"))  # fmt: skip
+        if m.disk_mb is not None:
+            rows.append(("state on disk after settling (the data dir)",
+                         f"{_fmt(m.disk_mb, '.1f')} MB"))  # fmt: skip
     rows.append(("exact", m.exact + (f" ({m.note})" if m.note else "")))
     lines += ["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
     if m.state_keys:

@@ -46,6 +46,7 @@ class MemoryResult:
     drain_rss_max_mb: float | None = None  # largest VmRSS sampled while draining
     steady_rss_mb: float | None = None  # VmRSS after the settle period
     settle_s: float = 0.0
+    disk_mb: float | None = None  # bytes under the worker's data dir after the settle period
     state_keys: dict[str, float] = field(default_factory=dict)
     exact: str = "n/a"
     note: str = ""
