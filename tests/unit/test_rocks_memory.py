@@ -4,6 +4,8 @@ charged to it, so their native memory no longer grows with the number of databas
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 import pytest
 
@@ -41,3 +43,14 @@ def test_a_store_whose_databases_are_open_is_not_budgeted_after_the_fact(
     table.data._db_for_partition(0)
     with pytest.raises(RuntimeError, match="already opened"):
         budget(table.data, SharedMemory(8 * MIB))
+
+
+def test_databases_compact_universal_and_uncompressed(rocks_app: faust.App) -> None:
+    """The choice in streams/rocks_memory.py, as RocksDB wrote it in the database's own
+    OPTIONS file (what it runs with, not what we asked for)."""
+    table = rocks_table(rocks_app)
+    budget(table.data, SharedMemory(8 * MIB))
+    db = table.data._db_for_partition(0)
+    written = max(Path(db.path()).glob("OPTIONS-*")).read_text()
+    assert "compaction_style=kCompactionStyleUniversal" in written
+    assert "compression=kLZ4Compression" in written
