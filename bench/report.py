@@ -586,20 +586,21 @@ def issue16_checks(report: Report) -> list[Check]:
     for m in report.memories:
         if m.store != "rocksdb":
             continue
+        bounds: list[tuple[str, float | None, float]]
         bounds = [("steady RSS", m.steady_rss_mb, STEADY_TARGET_MB), ("peak RSS", m.peak_rss_mb,
                   PEAK_TARGET_MB)] if m.campaigns <= MEMORY_TARGET_CAMPAIGNS else [
                   ("peak RSS", m.peak_rss_mb, PEAK_100K_TARGET_MB)]  # fmt: skip
-        for what, value, bound_mb in bounds:
+        for what, measured, bound_mb in bounds:
             label = f"{what}, {m.campaigns:,} campaigns × 24 h, rocksdb"
             bound = f"≤ {bound_mb:g} MB"
-            if m.error or m.partial or value is None:
+            if m.error or m.partial or measured is None:
                 why = m.error or ("partial: time budget" if m.partial else "no value")
                 out.append(Check(label, f"not measured: {why}", bound, None))
                 continue
-            met, noise = verdict([value], bound_mb)
+            met, noise = verdict([measured], bound_mb)
             if m.exact == "NO":
                 met, noise = False, False
-            out.append(Check(label, f"{value:.0f} MB", bound, met,
+            out.append(Check(label, f"{measured:.0f} MB", bound, met,
                              "" if m.exact == "yes" else f"exact: {m.exact}", noise))  # fmt: skip
     pairs = _store_pair(report)
     label = "batch drain, rocksdb / memory store"

@@ -72,7 +72,7 @@ class RestartSpec:
 
 def probe_campaigns(tag: str, partitions: int) -> list[str]:
     """One campaign name per partition (Kafka's default partitioner, as the keys are)."""
-    partitioner, found = DefaultPartitioner(), {}
+    partitioner, found = DefaultPartitioner(), dict[int, str]()
     i = 0
     while len(found) < partitions:
         name = f"probe-{tag}-{i}"
