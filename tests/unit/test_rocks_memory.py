@@ -45,7 +45,7 @@ def test_a_store_whose_databases_are_open_is_not_budgeted_after_the_fact(
         budget(table.data, SharedMemory(8 * MIB))
 
 
-def test_databases_compact_universal_and_uncompressed(rocks_app: faust.App) -> None:
+def test_databases_compact_universal_with_lz4(rocks_app: faust.App) -> None:
     """The choice in streams/rocks_memory.py, as RocksDB wrote it in the database's own
     OPTIONS file (what it runs with, not what we asked for)."""
     table = rocks_table(rocks_app)
