@@ -23,14 +23,17 @@ from typing import Any
 
 from rocksdict import Options, Rdict
 
+from funnelpulse.settings import Settings
 from streams.rocks_memory import MIB, BudgetedOptions, shared_memory
 
 ROUND = 100
 
 
 def worker_options(ratio: float) -> Options:
-    """The worker's options (``BudgetedOptions``), the memtable filter set to ``ratio``."""
-    options = BudgetedOptions(shared_memory(16 * MIB)).as_options()
+    """The worker's options (``BudgetedOptions``, the default memory budget), the memtable
+    filter set to ``ratio``."""
+    budget = Settings().rocksdb_memory_mb * MIB
+    options = BudgetedOptions(shared_memory(budget)).as_options()
     options.set_memtable_prefix_bloom_ratio(ratio)
     options.set_memtable_whole_key_filtering(ratio > 0)
     return options
