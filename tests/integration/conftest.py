@@ -152,6 +152,9 @@ def _local_stack_env(bootstrap: str, redis_url: str) -> dict[str, str]:
 
 # every figure line ever measured; tests/conftest.py prints the lines of this run at its end
 REPORT = ROOT / ".stack" / "test-figures.txt"
+# The log tails of failed tests' processes, printed at the very end of the run: CI keeps
+# only the run's output (and only its first and last lines), never the logs themselves.
+FAILURE_LOGS = ROOT / ".stack" / "test-failure-logs.txt"
 
 
 class Figures:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -14,11 +15,34 @@ from pathlib import Path
 
 import httpx
 
+# Ports for the services tests start (workers, Prometheus, private brokers and Redis): a
+# block per test process, below the kernel's ephemeral range (32768-60999 by default).
+PORT_BASE = 20_000
+PORT_BLOCK = 1_000
+_port_cursor = [random.randrange(PORT_BLOCK)]
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port that no other test process of the run is handed.
+
+    The trap it avoids: "bind port 0, close, pass the number on" hands the same number to
+    another test process (or to any outgoing connection) in the seconds before the child
+    binds it. A worker started on a port another test's worker already listens on dies
+    (address in use), but its readiness check is answered by the other worker, and the
+    test fails later on "connection refused" once that one stops. Here each xdist process
+    (``gwN``) walks its own block, outside the ephemeral range, skipping ports in use."""
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    first = PORT_BASE + (index % 10) * PORT_BLOCK
+    for _ in range(PORT_BLOCK):
+        port = first + _port_cursor[0] % PORT_BLOCK
+        _port_cursor[0] += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {first}-{first + PORT_BLOCK - 1}")
 
 
 PR_SET_PDEATHSIG = 1
@@ -53,7 +77,7 @@ class ServiceProcess:
     def wait_http(self, url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._assert_alive()
+            self.assert_alive()
             try:
                 if httpx.get(url, timeout=2).status_code < 500:
                     return
@@ -78,7 +102,7 @@ class ServiceProcess:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def _assert_alive(self) -> None:
+    def assert_alive(self) -> None:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"process exited with {self.proc.returncode}; log:\n{self.tail()}")

@@ -284,9 +284,15 @@ async def _produce_faults(bootstrap: str, namespace: str) -> None:
 
 
 def _wait_metric(worker: Worker, name: str, timeout: float) -> None:
+    """Waits for a series on the worker's /metrics; a worker that died says so, with its
+    exit code and log, instead of a bare "connection refused"."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = httpx.get(f"{worker.url}/metrics", timeout=5).text
+        worker.assert_alive()
+        try:
+            text = httpx.get(f"{worker.url}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            text = ""
         if any(line.startswith(name) for line in text.splitlines()):
             return
         time.sleep(0.3)
