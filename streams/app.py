@@ -22,7 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Sequence,
+)
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, cast
 
@@ -34,6 +41,7 @@ from funnelpulse.settings import Settings
 from metrics.prometheus import Metrics
 from metrics.windows import PANE_SIZES, window_specs
 
+from .assignment import AssignmentCheck
 from .batch import message_batches
 from .campaign_channels import CampaignChannels, ChannelTally
 from .dead_letters import DeadLetters
@@ -60,7 +68,7 @@ from .rocks_memory import MIB
 from .routing import HomePartitions
 from .stage import Stage
 from .tables import Tables, declare_tables
-from .topics import DEAD_LETTER_MAX_BYTES, TopicNames
+from .topics import DEAD_LETTER_MAX_BYTES, TABLE_PARTITIONS, TopicNames
 
 log = logging.getLogger("funnelpulse")
 
@@ -117,6 +125,9 @@ class FunnelPulse:
         self.campaign_channels = CampaignChannels(self.tables.channels, s.partitions)
         self.metrics.label_campaigns(self.campaign_channels.label)
         self.guard = OffsetGuard(KafkaRecords(kafka_client_kwargs(s), s.app_id))
+        self.assignment = AssignmentCheck(
+            self._fed_by(), self._assigned, self._assigned_actives, self._rejoin_once_known
+        )
         self.ownership = Ownership(self._state_whole, self._assigned)
         self.restore = RestoreProgress(  # /healthz: how far the tables' restore has got
             lambda: cast(Any, self.app.tables).recovery, lambda: not self._state_whole(), s.store
@@ -338,6 +349,7 @@ class FunnelPulse:
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         """Input topics' partition counts from the group's metadata, at every assignment;
         and the stores forget what they kept of the partitions Faust has just closed."""
+        self.assignment.on_assigned()  # whole, or batches wait (streams/assignment.py)
         for store in rocks_stores(self.tables.by_name().values()):
             store.forget_revoked()
         self.restore.on_assigned()  # Faust has registered the partitions to restore
@@ -357,14 +369,51 @@ class FunnelPulse:
             yield
 
     async def _on_merged_recovered(self) -> None:
+        if not self.assignment.complete:  # indexed at the whole assignment's recovery
+            log.info("index not rebuilt: the assignment lacks %s", self.assignment.describe())
+            return
         self.publisher.rebuild_index()
 
     def _state_whole(self) -> bool:
-        """Neither rebalancing nor restoring tables: state is whole and ours to change."""
-        return not (self.app.rebalancing or self.app.in_recovery)
+        """Neither rebalancing nor restoring tables, and every table partition the stages
+        need held here: state is whole and ours to change."""
+        return not (self.app.rebalancing or self.app.in_recovery) and self.assignment.complete
 
     def _assigned(self) -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+
+    def _assigned_actives(self) -> set[tuple[str, int]]:
+        """Active partitions by Faust's assignor, the tables' changelogs among them."""
+        return {(tp.topic, tp.partition) for tp in self.app.assignor.assigned_actives()}
+
+    def _fed_by(self) -> dict[str, set[str]]:
+        """Each table's changelog topic → the internal topics co-partitioned with it: a
+        worker reading partition p of one of them needs the table's partition p."""
+        n = self.names
+        feeders = {"input": {n.merge, n.route}, "funnel": {n.funnel}}
+        return {
+            table.changelog_topic.get_topic_name(): feeders[
+                TABLE_PARTITIONS[name.replace("_", "-")]
+            ]
+            for name, table in self.tables.by_name().items()
+        }
+
+    async def _rejoin_once_known(self, topics: Collection[str]) -> bool:
+        """Refreshes the consumer's metadata; once it has every topic of ``topics``, asks
+        the group for a new assignment (True). Faust has no call for this: its aiokafka
+        consumer lives in Faust's consumer thread, where its client and group coordinator
+        must be called (private attributes of Faust 0.15.3 and aiokafka 0.14)."""
+        thread = cast(Any, self.app.consumer)._thread
+        consumer = thread._ensure_consumer()
+
+        async def refresh() -> bool:
+            await consumer._client.force_metadata_update()
+            if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
+                consumer._coordinator.request_rejoin()
+                return True
+            return False
+
+        return bool(await thread.call_thread(refresh))
 
     def _merged_through(self, partition: int) -> int | None:
         """The last offset of merge partition ``partition`` the merge stage here has

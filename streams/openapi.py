@@ -188,6 +188,15 @@ def health() -> Json:
             },
             "partitions": {"type": "object"},
             "restore": restore(),
+            "assignment_missing": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "table partitions (changelog[partition]) the group's "
+                "assignment left out although this worker reads their input (the metadata "
+                "lacked the topic when the group assigned, e.g. right after a broker "
+                "restart): batches wait until a whole assignment, which the worker asks for "
+                "once the topic is known; empty normally",
+            },
         },
         "required": ["status", "redis"],
     }

@@ -201,6 +201,9 @@ def health(fp: WorkerView) -> dict[str, Any]:
         "resending": fp.resending,  # recovered partial groups, behind the new changes too
         "partitions": _partitions(fp),
         "restore": restore,
+        # table partitions the group's assignment left out (streams/assignment.py): while
+        # any is, batches wait for a whole assignment
+        "assignment_missing": fp.assignment.describe(),
     }
 
 

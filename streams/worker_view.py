@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from funnelpulse.settings import Settings
 from metrics.windows import WindowSpec
 
+from .assignment import AssignmentCheck
 from .events import Limits
 from .publisher import KpiPublisher
 from .restore import RestoreProgress
@@ -31,6 +32,7 @@ class WorkerView(Protocol):
     registry: CollectorRegistry
     publisher: KpiPublisher
     restore: RestoreProgress
+    assignment: AssignmentCheck
 
     def clock(self) -> float: ...
 
