@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
@@ -35,18 +34,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.seconds(90)]
 PARTITIONS = 3  # the Worker helper's FUNNELPULSE_PARTITIONS
 
 
-async def health(worker: Worker) -> dict[str, Any]:
-    worker.assert_alive()
-    async with httpx.AsyncClient(timeout=10) as http:
-        body: dict[str, Any] = (await http.get(f"{worker.url}/healthz")).json()
-    return body
-
-
 async def wait_health(worker: Worker, want: str, test: Any, patience: float) -> dict[str, Any]:
     deadline = time.monotonic() + patience
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        body = await health(worker)
+        body = await worker.healthz()
         if test(body):
             return body
         await asyncio.sleep(0.5)
@@ -82,7 +74,7 @@ async def test_a_table_left_out_of_the_assignment_holds_batches_until_it_is_back
             await produce(stack.bootstrap, namespace, [m for m in sc.messages if m.phase == 2])
             await asyncio.sleep(5)
             assert float((await redis.hget(key, "purchases")) or 0) == before
-            assert (await health(worker))["assignment_missing"], "the gap closed by itself"
+            assert (await worker.healthz())["assignment_missing"], "the gap closed by itself"
 
             compacted = {"cleanup.policy": "compact"}
             await admin.create_topics([NewTopic(channels, PARTITIONS, 1, topic_configs=compacted)])

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -39,18 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.seconds(150)]
 ROCKSDB = {"FUNNELPULSE_STORE": "rocksdb"}
 
 
-async def health(worker: Worker) -> dict[str, Any]:
-    """The worker's /healthz; on a loaded machine it may answer late: ask again."""
-    for _ in range(5):
-        try:
-            async with httpx.AsyncClient(timeout=10) as http:
-                body: dict[str, Any] = (await http.get(f"{worker.url}/healthz")).json()
-            return body
-        except httpx.TimeoutException:
-            await asyncio.sleep(1)
-    raise AssertionError(f"{worker.url}/healthz never answered")
-
-
 async def settled(workers: list[Worker], patience: float = 180) -> list[dict[str, Any]]:
     """Every worker's /healthz once the group is stable: each worker ok with a restore
     done, and every changelog partition active on one worker and (with two or more)
@@ -58,7 +45,7 @@ async def settled(workers: list[Worker], patience: float = 180) -> list[dict[str
     deadline = time.monotonic() + patience
     bodies: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        bodies = [await health(w) for w in workers]
+        bodies = [await w.healthz() for w in workers]
         parts = [b["partitions"] for b in bodies]
         actives = sum(p["active"] for p in parts)
         standbys = sum(p["standby"] for p in parts)
@@ -68,7 +55,7 @@ async def settled(workers: list[Worker], patience: float = 180) -> list[dict[str
             and standbys == (actives if len(workers) > 1 else 0)
         ):
             await asyncio.sleep(2)  # the same a moment later: not between two rebalances
-            again = [await health(w) for w in workers]
+            again = [await w.healthz() for w in workers]
             if [b["partitions"] for b in again] == parts:
                 return again
         await asyncio.sleep(0.5)

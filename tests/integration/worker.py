@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,6 +43,19 @@ class Worker(ServiceProcess):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    async def healthz(self) -> dict[str, Any]:
+        """The worker's /healthz; on a loaded machine it may answer late: ask again. A
+        worker that died says so (exit code, log) instead of "connection refused"."""
+        for _ in range(5):
+            self.assert_alive()
+            try:
+                async with httpx.AsyncClient(timeout=10) as http:
+                    body: dict[str, Any] = (await http.get(f"{self.url}/healthz")).json()
+                return body
+            except httpx.TimeoutException:
+                await asyncio.sleep(1)
+        raise AssertionError(f"{self.url}/healthz never answered")
 
     def start_ready(self) -> Worker:
         self.start()
