@@ -391,12 +391,11 @@ class FunnelPulse:
         worker reading partition p of one of them needs the table's partition p."""
         n = self.names
         feeders = {"input": {n.merge, n.route}, "funnel": {n.funnel}}
-        return {
-            table.changelog_topic.get_topic_name(): feeders[
-                TABLE_PARTITIONS[name.replace("_", "-")]
-            ]
-            for name, table in self.tables.by_name().items()
-        }
+        fed_by = {}
+        for field, table in self.tables.by_name().items():
+            kind = TABLE_PARTITIONS[field.replace("_", "-")]  # "input" or "funnel"
+            fed_by[table.changelog_topic.get_topic_name()] = feeders[kind]
+        return fed_by
 
     async def _rejoin_once_known(self, topics: Collection[str]) -> bool:
         """Refreshes the consumer's metadata; once it has every topic of ``topics``, asks
