@@ -235,6 +235,7 @@ class FunnelPulse:
 
     async def _finish_batch(self) -> None:
         """Before Faust closes the tables on a stop (``graceful_stop.py``)."""
+        self.assignment.cancel()  # no more asking the group for a new assignment
         if not await self.ownership.stop(STOP_WAIT):
             log.warning("a batch was still under way %.0f s after the stop began", STOP_WAIT)
 

@@ -16,7 +16,8 @@ So an incomplete assignment counts as a rebalance still under way: the ownership
 holds batches (``exactly_once/ownership.py``), nothing reads or writes the stores, and
 ``/healthz`` names the missing partitions. The consumer asks the group for a new
 assignment once its refreshed metadata has every missing topic (aiokafka would notice the
-topic by itself only at its next metadata refresh, up to ``metadata_max_age`` later).
+topic by itself only at its next metadata refresh, up to ``METADATA_MAX_AGE_MS`` later,
+``app.py``).
 """
 
 from __future__ import annotations
