@@ -13,16 +13,23 @@ ROOT = Path(__file__).resolve().parent.parent
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid: int | None) -> float | None:
-    """user + system CPU seconds of a live process (all threads), or None."""
-    if pid is None:
-        return None
+def stat_cpu(path: Path) -> tuple[str, float] | None:
+    """(command name, user + system CPU seconds) from a ``/proc/<pid>[/task/<tid>]/stat``
+    file, or None once the process or thread is gone. The name is between the first "("
+    and the last ")": it may itself hold spaces and parentheses."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = path.read_text()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 1 :].split()
+    return name, (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+
+
+def proc_cpu(pid: int | None) -> float | None:
+    """user + system CPU seconds of a live process (all threads), or None."""
+    found = None if pid is None else stat_cpu(Path(f"/proc/{pid}/stat"))
+    return None if found is None else found[1]
 
 
 def _status_mb(pid: int, field: str) -> float | None:

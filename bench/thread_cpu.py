@@ -21,8 +21,9 @@ import os
 import time
 from pathlib import Path
 
+from .measure import stat_cpu
+
 POLL = 0.5
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def workers() -> dict[int, str]:
@@ -44,21 +45,17 @@ def workers() -> dict[int, str]:
     return found
 
 
-def thread_ticks(pid: int) -> dict[str, tuple[str, int]] | None:
-    """thread id → (name, user+system clock ticks); None once the process is gone."""
+def thread_cpu(pid: int) -> dict[str, tuple[str, float]] | None:
+    """thread id → (name, user+system CPU seconds); None once the process is gone."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return None
     out = {}
     for tid in tids:
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[tid] = (name, int(fields[11]) + int(fields[12]))  # utime, stime
+        found = stat_cpu(Path(f"/proc/{pid}/task/{tid}/stat"))
+        if found is not None:
+            out[tid] = found
     return out or None
 
 
@@ -67,19 +64,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=900.0, help="how long to watch")
     args = parser.parse_args()
     end = time.monotonic() + args.seconds
-    last: dict[int, dict[str, tuple[str, int]]] = {}
+    last: dict[int, dict[str, tuple[str, float]]] = {}
     stores: dict[int, str] = {}
     while time.monotonic() < end:
         running = workers()
         stores.update(running)
         for pid in set(running) | set(last):
-            ticks = thread_ticks(pid)
-            if ticks is not None:
-                last.setdefault(pid, {}).update(ticks)
+            threads = thread_cpu(pid)
+            if threads is not None:
+                last.setdefault(pid, {}).update(threads)
             elif pid in last:
                 by_name: dict[str, float] = {}
                 for name, used in last.pop(pid).values():
-                    by_name[name] = by_name.get(name, 0.0) + used / TICKS
+                    by_name[name] = by_name.get(name, 0.0) + used
                 ranked = sorted(by_name.items(), key=lambda item: -item[1])
                 cells = ", ".join(f"{name} {cpu:.2f} s" for name, cpu in ranked)
                 print(f"worker {pid} (store {stores.get(pid, '?')}): {cells}", flush=True)
