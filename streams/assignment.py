@@ -65,7 +65,6 @@ class AssignmentCheck:
         self.actives = actives  # the assignor's active partitions, changelogs included
         self.rejoin_once_known = rejoin_once_known  # True: every topic known, rejoin asked
         self.missing: dict[str, set[int]] = {}
-        self.incomplete_assignments = 0
         self._retry: asyncio.Task[None] | None = None
 
     @property
@@ -78,7 +77,6 @@ class AssignmentCheck:
         if self.complete:
             self.cancel()
             return
-        self.incomplete_assignments += 1
         log.warning("the assignment lacks table partitions this worker needs (%s): holding "
                     "every batch until a whole assignment comes", self.describe())  # fmt: skip
         if self._retry is None or self._retry.done():
