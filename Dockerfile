@@ -2,6 +2,9 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
+# jemalloc: the worker re-executes itself under it (funnelpulse/malloc.py, FUNNELPULSE_ALLOCATOR)
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 \
+ && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md LICENSE requirements/runtime.txt ./
 COPY funnelpulse ./funnelpulse
 COPY streams ./streams

@@ -114,15 +114,18 @@ schema: venv  ## regenerate docs/schema/*.json, docs/openapi.json and the README
 	$(PY) -m funnelpulse.docs README.md
 
 bench: up  ## every benchmark (hours at full size): side-by-side drains, both stores, 2 workers, latency, memory, restart, takeover; rewrites docs/BENCHMARKS.md
+	@scripts/ensure-tools.sh  # libjemalloc2: the allocator the worker runs on
 	$(PY) -m bench.run $(BENCH_ARGS)  # BENCH_ARGS="--help" lists the knobs
 
 # Issue 16 alone: the batch drain with each table store, memory per store, restart after
 # kill -9 at 1x/4x/16x history and the warm-standby takeover, both stores in the same run.
 # Scale with BENCH_ARGS, e.g. "--restart-history 50000 --memory-campaigns 10000 --events 250000".
 bench-state: up  ## issue 16's benchmarks only (state on disk vs memory); rewrites docs/BENCHMARKS.md
+	@scripts/ensure-tools.sh  # libjemalloc2: the allocator the worker runs on
 	$(PY) -m bench.run --systems funnelpulse-memory,funnelpulse-rocksdb --inputs batch --reps 3 --phases memory,restart,takeover $(BENCH_ARGS)
 
 bench-memory: up  ## the memory phase alone at full size (10,000 campaigns drained to the end, each store); rewrites docs/BENCHMARKS-memory.md
+	@scripts/ensure-tools.sh  # libjemalloc2: the allocator the worker runs on
 	$(PY) -m bench.run --systems funnelpulse --inputs batch --reps 0 --phases memory --memory-campaigns 10000 --memory-budget 1200 --output docs/BENCHMARKS-memory.md $(BENCH_ARGS)
 
 # Tools the benchmarks run beside the worker, not dependencies of it: their own venv, from

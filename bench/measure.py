@@ -82,6 +82,15 @@ def machine() -> dict[str, str]:
     if match:
         facts["Memory"] = f"{int(match.group(1)) / 1024 / 1024:.1f} GiB"
     facts["Kernel"] = platform.release()
+    from funnelpulse.malloc import find_jemalloc
+
+    choice = os.environ.get("FUNNELPULSE_ALLOCATOR", "jemalloc")
+    library = find_jemalloc()
+    facts["Worker allocator"] = (
+        f"jemalloc ({library}, funnelpulse/malloc.py)"
+        if choice == "jemalloc" and library
+        else f"system (FUNNELPULSE_ALLOCATOR={choice}, libjemalloc {library or 'missing'})"
+    )
     return facts
 
 

@@ -117,6 +117,21 @@ def _malloc(out: Any) -> None:
     out.write(f"--- smaps_rollup (kB): {' '.join(found)}\n")
 
 
+def _jemalloc(out: Any) -> None:
+    """jemalloc's own account, when the worker runs on it (``funnelpulse/malloc.py``):
+    allocated (live), active (in pages with a live object), resident, mapped, retained
+    (mapped, given back), metadata."""
+    from funnelpulse.malloc import jemalloc_stats
+
+    stats = jemalloc_stats()
+    if stats:
+        out.write(
+            "--- jemalloc (MiB): "
+            + ", ".join(f"{k} {v / MIB:.1f}" for k, v in stats.items())
+            + "\n"
+        )
+
+
 def _pymalloc(out: Any) -> None:
     """Python's small-object allocator (objects up to 512 bytes: outside glibc's heap, in
     arenas of its own): bytes in live blocks, and arena bytes it holds without them (an
@@ -182,6 +197,81 @@ def _sparse_arenas(out: Any, top: int = 30) -> None:
     del live
 
 
+def _arenas() -> int:
+    """pymalloc's arenas now (``sys._debugmallocstats``' count)."""
+    with tempfile.TemporaryFile("w+") as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        for line in capture:
+            if line.startswith("# arenas allocated current"):
+                return int(line.split("=")[1].replace(",", ""))
+    return -1
+
+
+def _drop_owners(out: Any) -> None:
+    """What each owner of long-lived objects pins: the owners are emptied one after the
+    other (cumulative), each followed by a collection, and the arenas and resident size
+    read after each. Destroys the worker's state: the last section of a dump, for an
+    upper bound on what a rewrite of that owner could give back, never for a figure."""
+    from streams.pane_groups import GroupCache
+    from streams.publisher import KpiPublisher
+
+    found = [obj for obj in gc.get_objects() if isinstance(obj, KpiPublisher | GroupCache)]
+    publishers = [p for p in found if isinstance(p, KpiPublisher)]
+    caches = [c for c in found if isinstance(c, GroupCache)]
+
+    def index() -> None:
+        for p in publishers:
+            p.index.clear()
+
+    def per_scope() -> None:
+        for p in publishers:
+            p.computed_at.clear()
+            p.due.clear()
+            p.backfill.clear()
+            p.dirty.clear()
+            p.latest = type(p.latest)(p.specs)
+            p.metrics.kpi_rows.clear()
+
+    def channels() -> None:
+        for p in publishers:
+            p.campaign_channels.label.clear()
+
+    def alerts() -> None:
+        for p in publishers:
+            p.alerts.active.clear()
+            p.alerts.pending.clear()
+
+    def prometheus() -> None:
+        for p in publishers:
+            m = p.metrics
+            m._children.clear()
+            m._known_campaigns.clear()
+            for family in vars(m).values():
+                if hasattr(family, "_metrics"):
+                    family._metrics.clear()
+
+    def group_caches() -> None:
+        for c in caches:
+            c._entries.clear()
+
+    out.write(f"--- owners emptied in turn (arenas, VmRSS kB): start {_arenas()}, {_rss_kb()}\n")
+    steps = [("publisher index", index), ("computed_at/latest/queues", per_scope),
+             ("campaign labels", channels), ("alerts", alerts),
+             ("prometheus children", prometheus), ("stage group caches", group_caches)]  # fmt: skip
+    for name, step in steps:
+        step()
+        gc.collect()
+        out.write(f"    {name:28} {_arenas():5} {_rss_kb():8}\n")
+    _sparse_arenas(out)
+
+
 def _flush_rocks(out: Any) -> None:
     """What the worker's idle release (``streams/idle_release.py``: every column family's
     memtables flushed, a collection, a trim) gives back now (changes state: the last
@@ -216,6 +306,7 @@ def _dump(path: str) -> None:
             for stat in stats[:40]:
                 out.write(f"{stat.size / MIB:8.1f} MiB {stat.count:>10,} {stat.traceback}\n")
         _malloc(out)
+        _jemalloc(out)
         _pymalloc(out)
         _rocks(out)
         _kafka_metadata(out)
@@ -224,6 +315,8 @@ def _dump(path: str) -> None:
             _sparse_arenas(out)
         if os.environ.get("BENCH_WORKER_MEMTRACE_FLUSH") == "1":
             _flush_rocks(out)
+        if os.environ.get("BENCH_WORKER_MEMTRACE_DROP") == "1":
+            _drop_owners(out)
 
 
 def main() -> None:

@@ -263,9 +263,13 @@ def funnelpulse_env(
     *, app_id: str, topic_prefix: str, redis_prefix: str, web_port: int, data_dir: Path,
     bootstrap: str, redis_url: str, **extra: str,
 ) -> dict[str, str]:  # fmt: skip
-    """The worker's environment: product defaults except names, ports and the data dir."""
-    return {**os.environ, "FUNNELPULSE_APP_ID": app_id, "FUNNELPULSE_TOPIC_PREFIX": topic_prefix,
-            "FUNNELPULSE_REDIS_PREFIX": redis_prefix, "FUNNELPULSE_PARTITIONS": "4",
+    """The worker's environment: product defaults except names, ports and the data dir;
+    ``BENCH_WORKER_ENV`` (a JSON object) adds variables for a diagnostic run, an allocator
+    preloaded for example."""
+    added = json.loads(os.environ.get("BENCH_WORKER_ENV", "{}"))
+    return {**os.environ, **added, "FUNNELPULSE_APP_ID": app_id,
+            "FUNNELPULSE_TOPIC_PREFIX": topic_prefix, "FUNNELPULSE_REDIS_PREFIX": redis_prefix,
+            "FUNNELPULSE_PARTITIONS": "4",
             "FUNNELPULSE_WEB_PORT": str(web_port),
             "FUNNELPULSE_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "warn"),
             "FUNNELPULSE_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": bootstrap,

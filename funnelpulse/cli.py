@@ -170,8 +170,14 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from .malloc import reexec_env
     from .worker import run_worker
 
+    env = reexec_env(settings.allocator, os.environ)
+    if env is not None:  # the allocator is chosen at exec: once more, the same command
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, sys.orig_argv, env)
     return run_worker(settings)
 
 

@@ -281,6 +281,14 @@ class Settings:
         "memtables take at most half of it)",
         v.integer(8, 1 << 20),
     )
+    allocator: str = setting(
+        "FUNNELPULSE_ALLOCATOR",
+        "jemalloc",
+        "the worker's memory allocator: `jemalloc` (the worker restarts itself once under "
+        "it, if `libjemalloc.so.2` is installed: after a backlog the resident size follows "
+        "what is in use) or `system` (glibc and Python's own; the size keeps a drain's peak)",
+        v.choice("jemalloc", "system", upper=False),
+    )
     log_level: str = setting(
         "FUNNELPULSE_LOG_LEVEL",
         "info",

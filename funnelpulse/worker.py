@@ -40,7 +40,7 @@ def run_worker(settings: Settings) -> int:
     from streams.topics import TopicLayoutError, ensure_topics
 
     from .data_dir import DataDirInUse, claim_data_dir
-    from .malloc import limit_arenas
+    from .malloc import limit_arenas, running_on
 
     try:
         url = advertised_url(settings.web_url, settings.web_host, settings.web_port)
@@ -49,6 +49,7 @@ def run_worker(settings: Settings) -> int:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     limit_arenas()  # before Faust starts its consumer thread (funnelpulse/malloc.py)
+    print(f"worker: allocator {running_on()}", file=sys.stderr)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

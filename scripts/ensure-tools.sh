@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, the tools the test suite runs for real and that a
 # fresh machine lacks: redis-server, promtool (prometheus), amtool (prometheus-alertmanager),
-# docker-compose (only to validate docker-compose.yml). Idempotent; installs only what's missing.
+# docker-compose (only to validate docker-compose.yml), and libjemalloc2, the allocator the
+# worker runs on (funnelpulse/malloc.py). Idempotent; installs only what's missing.
 set -euo pipefail
 declare -A package_of=(
   [redis-server]=redis-server
@@ -13,6 +14,7 @@ missing=()
 for tool in "${!package_of[@]}"; do
   command -v "$tool" >/dev/null || missing+=("${package_of[$tool]}")
 done
+ldconfig -p 2>/dev/null | grep -q 'libjemalloc\.so\.2 ' || missing+=(libjemalloc2)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "ensure-tools: missing Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})" >&2

@@ -30,6 +30,10 @@ async def test_every_kpi_equals_an_independent_recount(
     assert sc.far_events > 0  # 31-34.5 days old: counted, in no window
     worker = Worker(stack, namespace, tmp_path).start_ready()
     try:
+        assert (
+            worker.proc is not None
+            and "libjemalloc" in Path(f"/proc/{worker.proc.pid}/maps").read_text()
+        ), "the worker re-executes itself under jemalloc (funnelpulse/malloc.py)"
         await produce_phases(stack.bootstrap, namespace, redis, sc)
         await check_everything(redis, namespace, worker, sc)
 
