@@ -1,15 +1,24 @@
-"""The allocator switch: when the worker re-executes itself under jemalloc, and that the
-environment it builds really runs Python on jemalloc (a child process, not a mock)."""
+"""The allocator: when the worker re-executes itself under jemalloc, that the environment it
+builds really runs Python on jemalloc (a child process, not a mock), and glibc's settings
+where the system allocator runs."""
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 
 import pytest
 
 from funnelpulse import malloc
-from funnelpulse.malloc import JEMALLOC_CONF, REEXEC_MARK, find_jemalloc, reexec_env
+from funnelpulse.malloc import (
+    JEMALLOC_CONF,
+    REEXEC_MARK,
+    find_jemalloc,
+    limit_arenas,
+    reexec_env,
+    trim,
+)
 
 LIBRARY = "/lib/libjemalloc.so.2"
 
@@ -57,3 +66,12 @@ def test_the_built_environment_runs_python_on_jemalloc() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()  # fmt: skip
     assert out == ["jemalloc", "True", "True", "None"]  # and no second re-exec from there
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_glibc_takes_the_arena_limit_and_trims() -> None:
+    """With the system allocator (``FUNNELPULSE_ALLOCATOR=system``; the tests run on it)."""
+    assert limit_arenas(2) is True
+    blocks = [bytearray(256 * 1024) for _ in range(64)]  # 16 MB, then freed
+    del blocks
+    assert isinstance(trim(), bool)
