@@ -15,6 +15,12 @@ had_kafka=0; had_redis=0
 [ -f "$state/kafka.pid" ] && kill -0 "$(cat "$state/kafka.pid")" 2>/dev/null && had_kafka=1
 [ -f "$state/redis.pid" ] && kill -0 "$(cat "$state/redis.pid")" 2>/dev/null && had_redis=1
 scripts/stack.sh up
+# the worker's allocator (funnelpulse/malloc.py); without it the worker runs on glibc's
+if ! ldconfig -p 2>/dev/null | grep -q 'libjemalloc\.so\.2 ' && [ "$(id -u)" = 0 ]; then
+  echo "demo: installing Debian's libjemalloc2"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 >>"$state/apt.log" 2>&1 \
+    || echo "demo: libjemalloc2 not installed (see $state/apt.log); the worker runs on glibc" >&2
+fi
 
 pids=()
 cleanup() {
