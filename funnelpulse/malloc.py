@@ -10,14 +10,15 @@ emptied, a settled 10,000-campaign worker still held every one of its 104 arenas
 futures and strings made over its lifetime sit in each). jemalloc serves small objects
 from page-sized slabs and hands whole free pages back after ``dirty_decay_ms``, so the
 resident size follows what is in use. With ``PYTHONMALLOC=malloc`` every Python object
-goes through it. Measured (10,000 campaigns × 24 h, memory benchmark): steady 197–208 MB
-with pymalloc and glibc, 168 MB with jemalloc, the drain as fast (docs/RELIABILITY.md,
-eighth round).
+goes through it. Measured (10,000 campaigns × 24 h, memory benchmark): steady 197–209 MB
+with pymalloc and glibc, 169–171 MB with jemalloc, peak and drain no worse
+(docs/RELIABILITY.md, eighth round).
 
 The trap: an allocator is chosen before the process starts (``LD_PRELOAD``), so the
-worker command re-executes itself once with it (``reexec_args``), unless
-``FUNNELPULSE_ALLOCATOR=system`` or the library is not found (then it says so and runs on
-glibc). The container image sets the variables itself and is not re-executed.
+worker command re-executes itself once with it (``reexec_env``; the container image
+installs the library and goes the same way), unless ``FUNNELPULSE_ALLOCATOR=system`` or
+the library is not found (then it says so and runs on glibc). A preload that fails is
+not tried twice (``REEXEC_MARK``).
 
 glibc's side (when it is the allocator): the worker allocates and frees from two threads
 (Faust runs aiokafka's consumer in its own), glibc then keeps a heap per thread and
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -80,8 +82,10 @@ def reexec_env(choice: str, environ: Mapping[str, str]) -> dict[str, str] | None
             "MALLOC_CONF": environ.get("MALLOC_CONF", JEMALLOC_CONF)}  # fmt: skip
 
 
+@functools.cache
 def jemalloc() -> ctypes.CDLL | None:
-    """The process's jemalloc, if it runs on it (``mallctl`` is jemalloc's)."""
+    """The process's jemalloc, if it runs on it (``mallctl`` is jemalloc's; fixed for the
+    process's life, so asked once)."""
     process = ctypes.CDLL(None)
     return process if hasattr(process, "mallctl") else None
 
