@@ -132,10 +132,8 @@ def _jemalloc(out: Any) -> None:
         )
 
 
-def _pymalloc(out: Any) -> None:
-    """Python's small-object allocator (objects up to 512 bytes: outside glibc's heap, in
-    arenas of its own): bytes in live blocks, and arena bytes it holds without them (an
-    arena goes back only when all of it is free)."""
+def _mallocstats() -> str:
+    """What ``sys._debugmallocstats`` writes (to the C stderr, so captured at fd 2)."""
     with tempfile.TemporaryFile("w+") as capture:
         saved = os.dup(2)
         os.dup2(capture.fileno(), 2)
@@ -145,7 +143,14 @@ def _pymalloc(out: Any) -> None:
             os.dup2(saved, 2)
             os.close(saved)
         capture.seek(0)
-        stats = capture.read()
+        return capture.read()
+
+
+def _pymalloc(out: Any) -> None:
+    """Python's small-object allocator (objects up to 512 bytes: outside glibc's heap, in
+    arenas of its own): bytes in live blocks, and arena bytes it holds without them (an
+    arena goes back only when all of it is free)."""
+    stats = _mallocstats()
     wanted = ("# bytes in allocated blocks", "# bytes in available blocks",
               "# arenas allocated current", "Total")  # fmt: skip
     lines = [" ".join(line.split()) for line in stats.splitlines() if line.startswith(wanted)]
@@ -199,18 +204,9 @@ def _sparse_arenas(out: Any, top: int = 30) -> None:
 
 def _arenas() -> int:
     """pymalloc's arenas now (``sys._debugmallocstats``' count)."""
-    with tempfile.TemporaryFile("w+") as capture:
-        saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
-        try:
-            sys._debugmallocstats()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        capture.seek(0)
-        for line in capture:
-            if line.startswith("# arenas allocated current"):
-                return int(line.split("=")[1].replace(",", ""))
+    for line in _mallocstats().splitlines():
+        if line.startswith("# arenas allocated current"):
+            return int(line.split("=")[1].replace(",", ""))
     return -1
 
 
