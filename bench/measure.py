@@ -83,8 +83,10 @@ def machine() -> dict[str, str]:
         facts["Memory"] = f"{int(match.group(1)) / 1024 / 1024:.1f} GiB"
     facts["Kernel"] = platform.release()
     from funnelpulse.malloc import find_jemalloc
+    from funnelpulse.settings import Settings
 
-    choice = os.environ.get("FUNNELPULSE_ALLOCATOR", "jemalloc")
+    name = "FUNNELPULSE_ALLOCATOR"  # the setting as the workers will read it, default included
+    choice = Settings.from_env({k: v for k, v in os.environ.items() if k == name}).allocator
     library = find_jemalloc()
     facts["Worker allocator"] = (
         f"jemalloc ({library}, funnelpulse/malloc.py)"
