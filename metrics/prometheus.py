@@ -126,6 +126,13 @@ class Metrics:
         self.redis_up = Gauge(
             "funnelpulse_redis_up", "1 when the last Redis publish worked", registry=r
         )
+        self.pending_scopes = Gauge(
+            "funnelpulse_publish_pending_scopes",
+            "Scopes whose new counts are not yet in Redis: due (changed, waiting for a tick), "
+            "backfill (of partitions gained), redis_backlog (missed while Redis was down)",
+            ["queue"],
+            registry=r,
+        )
 
     def campaign_label(self, campaign: str) -> str:
         """The campaign's own label while under the cap, else ``(other)``."""

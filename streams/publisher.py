@@ -263,7 +263,15 @@ class KpiPublisher:
         return True
 
     def _health_metrics(self) -> None:
+        """Lag, state sizes and the publisher's own backlog: a tick publishes at most
+        ``MAX_SCOPES_PER_TICK`` scopes, so after a burst of new campaigns Redis trails the
+        counters for a while, and ``funnelpulse_publish_pending_scopes`` says by how much
+        (the benchmarks wait on it before they call Redis short)."""
         metrics = self.metrics
+        pending = {"due": len(self.due) + len(self.dirty), "backfill": len(self.backfill),
+                   "redis_backlog": len(self.redis_backlog)}  # fmt: skip
+        for queue, size in pending.items():
+            metrics.pending_scopes.labels(queue).set(size)
         for topic, lag in self.lag.items():
             metrics.consumer_lag.labels(topic).set(lag)
         for table, size in self.state_sizes().items():

@@ -146,6 +146,27 @@ async def test_the_publisher_indexes_its_partitions_only_and_reads_merges_not_ye
     assert kpis.pane_totals("all") == {(60, 0): COUNTS}
 
 
+async def test_the_publisher_says_how_many_scopes_wait_for_redis(
+    make_table: Any, changelog: Changelog
+) -> None:
+    """Redis trails the counters while scopes queue (at most 2,000 published a tick):
+    ``funnelpulse_publish_pending_scopes`` tells that backlog from a lost count."""
+    merged = make_table("merged")
+    view = PaneGroups(merged, 0, MERGED)
+    for scope in ("all", "campaign:a", "campaign:b"):
+        view[(scope, 60, 0)] = {"i0": [1, COUNTS]}
+    view.write_through()
+    kpis = publisher(merged, make_table("channels"))
+    kpis._index_partitions({0})
+    kpis.dirty.add("campaign:new")
+    kpis.redis_backlog = {"campaign:a", "campaign:b"}
+    kpis._health_metrics()
+    pending = {queue: kpis.metrics.registry.get_sample_value(
+        "funnelpulse_publish_pending_scopes", {"queue": queue})
+        for queue in ("due", "backfill", "redis_backlog")}  # fmt: skip
+    assert pending == {"due": 1.0, "backfill": 3.0, "redis_backlog": 2.0}
+
+
 async def test_channel_labels_load_from_the_partitions_taken_over(
     make_table: Any, changelog: Changelog
 ) -> None:
