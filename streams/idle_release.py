@@ -5,7 +5,10 @@ that nothing uses while the worker then idles: RocksDB's memtables keep the burs
 writes until they fill (they may take half the store's budget, ``streams/rocks_memory.py``;
 10-14 MiB after the memory benchmark's drains), cycles wait for the next full collection,
 and glibc keeps the pages they free. After ``IDLE_AFTER`` seconds without a processed
-message the worker flushes the memtables to disk, collects and trims, once.
+message the worker flushes the memtables to disk, empties RocksDB's block cache, collects
+and trims, once. (The cache serves the stages' reads in a burst; when idle nothing reads
+through it: the publisher's minute refresh of every scope reads past it,
+``LocalStore.get(scan=True)``, so its blocks would otherwise stay until the next burst.)
 
 Measured (``bench/memtrace.py``, ``BENCH_WORKER_MEMTRACE_FLUSH=1``, 2,000 campaigns × 24 h,
 the memory phase's settled worker): 176.7 → 161.5 MB resident.
@@ -71,13 +74,14 @@ class IdleRelease:
             self.release()
 
     def release(self) -> int:
-        """Flushes every RocksDB store's memtables, collects, trims; returns the
-        memtables' bytes."""
+        """Flushes every RocksDB store's memtables, empties the block cache, collects,
+        trims; returns the bytes RocksDB let go."""
         started = time.monotonic()
         flushed = sum(store.release_memory() for store in self.stores())
         gc.collect()
         trim()
         self.releases += 1
-        log.info("idle: flushed %.1f MiB of memtables, collected and trimmed in %.0f ms",
-                 flushed / 2**20, (time.monotonic() - started) * 1000)  # fmt: skip
+        log.info("idle: released %.1f MiB of memtables and cached blocks, collected and "
+                 "trimmed in %.0f ms", flushed / 2**20,
+                 (time.monotonic() - started) * 1000)  # fmt: skip
         return flushed

@@ -67,13 +67,15 @@ from typing import Any, Protocol
 
 import orjson
 from faust.types import TP
-from rocksdict import Rdict, WriteBatch
+from rocksdict import Rdict, ReadOptions, WriteBatch
 
 log = logging.getLogger("funnelpulse.store")
 SETTLE_POLL = 0.01
 OFFSET_KEY = b"__faust\0offset__"  # faust.stores.rocksdb.Store.offset_key
 MEMTABLES = "rocksdb.cur-size-all-mem-tables"  # a column family's memtables, bytes
 Writes = Mapping[str, Any]  # store key → value, None: deleted
+SCAN_READ = ReadOptions()  # a read of a sweep (``LocalStore.get(scan=True)``)
+SCAN_READ.fill_cache(False)  # type: ignore[call-arg]  # rocksdict's stub omits the flag
 
 
 def record_value(value: Any) -> bytes | None:
@@ -104,8 +106,12 @@ class LocalStore(ABC):
     with ``partition|``, as the changelog keys do); a value of ``None`` is no value."""
 
     @abstractmethod
-    def get(self, partition: int, key: str) -> Any:
-        """The value of ``key`` (the write not yet on disk first), or None."""
+    def get(self, partition: int, key: str, *, scan: bool = False) -> Any:
+        """The value of ``key`` (the write not yet on disk first), or None. ``scan``: one
+        read of a sweep over many keys (the publisher's refresh of every scope), which a
+        durable store serves without keeping the blocks it read in its cache: a sweep
+        would evict the stages' working set for blocks read once a minute, and keep the
+        cache full while the worker is otherwise idle."""
 
     @abstractmethod
     def keys(self, partition: int) -> list[str]:
@@ -155,7 +161,7 @@ class MemoryStore(LocalStore):
     def __init__(self, data: MutableMapping[str, Any]) -> None:
         self.data = data
 
-    def get(self, partition: int, key: str) -> Any:
+    def get(self, partition: int, key: str, *, scan: bool = False) -> Any:
         return self.data.get(key)
 
     def keys(self, partition: int) -> list[str]:
@@ -272,11 +278,12 @@ class RocksStore(LocalStore):
     def _decode(self, raw: bytes) -> Any:
         return raw if self.raw_values else orjson.loads(raw)
 
-    def get(self, partition: int, key: str) -> Any:
+    def get(self, partition: int, key: str, *, scan: bool = False) -> Any:
         overlay = self.overlay.get(partition)
         if overlay is not None and key in overlay:
             return overlay[key]
-        raw = self._db(partition).get(orjson.dumps(key))
+        db = self._db(partition)
+        raw = db.get(orjson.dumps(key), None, SCAN_READ) if scan else db.get(orjson.dumps(key))
         return None if raw is None else self._decode(raw)
 
     def keys(self, partition: int) -> list[str]:
@@ -389,16 +396,19 @@ class RocksStore(LocalStore):
     def release_memory(self) -> int:
         """Writes every open database's memtables to disk, each column family's (a flush
         of a database is its default family's only): once on disk the records are read
-        through the block cache, and the memtables' memory goes back. Blocks the event
-        loop while RocksDB writes them (the memtables are at most half the budget,
-        ``rocks_memory``): for an idle worker only (``streams/idle_release.py``)."""
+        through the block cache, and the memtables' memory goes back; then empties the
+        block cache the databases share (``rocks_memory.SharedMemory.drop_blocks``: the
+        first store's call empties it for all). Blocks the event loop while RocksDB
+        writes them (the memtables are at most half the budget, ``rocks_memory``): for an
+        idle worker only (``streams/idle_release.py``). Returns the bytes released."""
         held = 0
         for db in list(self.faust_store._dbs.values()):
             for name in Rdict.list_cf(db.path()):
                 family = db if name == "default" else db.get_column_family(name)
                 held += int(family.property_int_value(MEMTABLES) or 0)
                 family.flush()
-        return held
+        shared = getattr(self.faust_store.rocksdb_options, "shared", None)  # a budget's
+        return held + (shared.drop_blocks() if shared is not None else 0)
 
 
 # Keyed by identity, never by equality: Faust's stores are Mappings, so a lookup in a

@@ -190,7 +190,8 @@ class KpiPublisher:
         for size, block in groups:
             if wanted is not None and (size, block) not in wanted:
                 continue
-            raw = store.get(partition, prefix(partition) + group_key(scope, size, block))
+            raw = store.get(partition, prefix(partition) + group_key(scope, size, block),
+                            scan=True)  # fmt: skip
             if raw is not None:
                 for start, counts in merged_totals(raw, size, block).items():
                     totals[(size, start)] = counts

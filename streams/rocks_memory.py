@@ -81,6 +81,18 @@ class SharedMemory:
         """Bytes charged to the budget now (blocks cached and memtables)."""
         return int(self.cache.get_usage())
 
+    def drop_blocks(self) -> int:
+        """Evicts every cached block (what a reader holds, and the memtables' share,
+        stay); returns the bytes let go. For a worker gone idle (``idle_release``): the
+        cache is there to serve the stages' reads during a burst, and once the burst is
+        over nothing reads through it — the publisher's refresh reads past it
+        (``local_store.RocksStore.get(scan=True)``) — so its blocks would sit in memory
+        until the next burst replaces them."""
+        before = self.usage()
+        self.cache.set_capacity(0)  # evicts every entry not in use
+        self.cache.set_capacity(self.total)
+        return max(before - self.usage(), 0)
+
 
 @cache
 def shared_memory(total: int) -> SharedMemory:

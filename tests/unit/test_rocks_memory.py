@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import faust
+import orjson
 import pytest
 
 from streams.rocks_memory import MIB, SharedMemory, budget, shared_memory
@@ -54,3 +55,35 @@ def test_databases_compact_universal_with_lz4(rocks_app: faust.App) -> None:
     written = max(Path(db.path()).glob("OPTIONS-*")).read_text()
     assert "compaction_style=kCompactionStyleUniversal" in written
     assert "compression=kLZ4Compression" in written
+
+
+async def test_a_scan_read_leaves_the_cache_as_it_was_and_an_idle_release_empties_it(
+    rocks_app: faust.App,
+) -> None:
+    """The publisher's minute refresh reads every scope's panes once (``scan=True``): it
+    must not fill the cache the stages read through; and an idle worker hands the cache's
+    blocks back (``RocksStore.release_memory``), reading the same afterwards."""
+    from streams.local_store import RocksStore, local_store
+
+    table = rocks_table(rocks_app, value_type=bytes)
+    shared = SharedMemory(8 * MIB)
+    budget(table.data, shared)
+    store = local_store(table)
+    assert isinstance(store, RocksStore)
+    db = table.data._db_for_partition(0)
+    keys = [f"0|k{i}" for i in range(2_000)]
+    for key in keys:
+        db.put(orjson.dumps(key), b"v" * 200)
+    db.flush()  # on disk: a read now goes through the block cache
+    empty = shared.usage()
+    assert all(store.get(0, key, scan=True) == b"v" * 200 for key in keys)
+    assert shared.usage() == empty
+    assert all(store.get(0, key) == b"v" * 200 for key in keys)
+    cached = shared.usage() - empty
+    assert cached > 100_000  # the plain reads kept their blocks
+
+    released = store.release_memory()
+
+    assert released >= cached and shared.usage() == empty
+    assert db.property_int_value("rocksdb.block-cache-capacity") == 8 * MIB  # still 8 MiB
+    assert store.get(0, keys[7]) == b"v" * 200
