@@ -107,6 +107,23 @@ def test_event_counters_fold_beyond_the_cap() -> None:
     assert total == 98
 
 
+def test_the_children_cache_holds_series_not_campaigns() -> None:
+    """Keyed by the raw campaign id, the cache held an entry (a tuple of label strings)
+    per type × channel × campaign, 50,000 at 10,000 campaigns, long after the batches."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_campaigns=5)
+    kinds = ("click", "open", "signup")
+    for _ in range(2):
+        metrics.count_events({(k, "email", f"c{i}"): 1 for k in kinds for i in range(10_000)})
+        metrics.count_money({("spend", "email", f"c{i}"): 1_000_000 for i in range(10_000)})
+    cached = sum(len(children) for children in metrics._children.values())
+    assert cached == (len(kinds) + 1) * 6  # 5 campaigns with their own series + (other)
+    other = {"type": "open", "channel": "email", "campaign": "(other)"}
+    assert registry.get_sample_value("marketing_events_total", other) == 2 * 9_995
+    assert registry.get_sample_value("marketing_spend_total",
+                                     {"channel": "email", "campaign": "c3"}) == 2.0  # fmt: skip
+
+
 def test_impressions_and_stage_transitions_counters() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, max_campaigns=10)
