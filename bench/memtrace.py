@@ -90,6 +90,37 @@ def _by_type(out: Any, top: int = 25) -> None:
         out.write(f"{size / MIB:8.1f} MiB {counts[kind]:>10,} {kind}\n")
 
 
+def _untracked(out: Any, top: int = 12) -> None:
+    """What the collector does not track (strings, numbers, bytes, tuples of only those),
+    reached from tracked objects and from untracked tuples: by type, and the strings by
+    shape (digits replaced, cut at 24 characters) — where jemalloc's 32-80 B classes go."""
+    tracked = gc.get_objects()
+    seen: set[int] = {id(obj) for obj in tracked}
+    sizes: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    shapes: Counter[str] = Counter()
+    pending = [ref for obj in tracked for ref in gc.get_referents(obj)]
+    while pending:
+        obj = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        kind = type(obj).__name__
+        counts[kind] += 1
+        sizes[kind] += sys.getsizeof(obj)
+        if isinstance(obj, str):
+            shapes["".join("9" if c.isdigit() else c for c in obj[:24])] += 1
+        elif isinstance(obj, tuple):
+            pending.extend(obj)
+    out.write(f"--- untracked objects: {sum(sizes.values()) / MIB:.1f} MiB, "
+              f"{sum(counts.values()):,}; by type:\n")  # fmt: skip
+    for kind, size in sizes.most_common(top):
+        out.write(f"{size / MIB:8.1f} MiB {counts[kind]:>10,} {kind}\n")
+    out.write("    most common string shapes:\n")
+    for shape, n in shapes.most_common(top):
+        out.write(f"    {n:>10,} {shape!r}\n")
+
+
 class _Mallinfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
@@ -349,6 +380,7 @@ def _dump(path: str) -> None:
         _rocks(out)
         _kafka_metadata(out)
         _by_type(out)
+        _untracked(out)
         if os.environ.get("BENCH_WORKER_MEMTRACE_ARENAS") == "1":
             _sparse_arenas(out)
         if os.environ.get("BENCH_WORKER_MEMTRACE_FLUSH") == "1":
