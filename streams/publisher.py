@@ -36,7 +36,7 @@ from metrics.windows import PANE_SIZES, WindowSpec, groups_read, oldest_kept
 from .campaign_channels import CampaignChannels
 from .group_set import GroupSet
 from .latest import LatestSnapshots
-from .local_store import local_store, prefix
+from .local_store import NotHeld, local_store, prefix
 from .pane_groups import (
     EVICT_EVERY,
     GROUP_PANES,
@@ -162,8 +162,24 @@ class KpiPublisher:
     def rebuild_index(self) -> None:
         self.index.clear()
         self._last_evict = self.clock()  # not on the first tick after a recovery (tick)
-        self._owned = self._owned_partitions()
-        self._index_partitions(self._owned)
+        owned = self._owned_partitions()
+        # none owned if the assignment is not whole yet: the next tick tries again
+        self._owned = owned if self._index_held(owned) else set()
+
+    def _index_held(self, partitions: set[int]) -> bool:
+        """Indexes ``partitions``; False (and logged) when one of their tables is not held
+        here. The trap: the group may hand out an assignment without some table's
+        partitions (a changelog topic not yet in the cluster metadata, made moments ago
+        by a fresh app); the batches wait for a whole assignment (``streams/assignment.py``),
+        and the publisher must too — a read of a table partition not held raises
+        ``NotHeld`` (``local_store``), and raised from the publish timer it stopped the
+        worker. Indexing again later is harmless: it only adds what is already there."""
+        try:
+            self._index_partitions(partitions)
+        except NotHeld as exc:
+            log.info("not indexing merge partitions %s yet: %s", sorted(partitions), exc)
+            return False
+        return True
 
     def _index_partitions(self, partitions: set[int]) -> None:
         """Indexes the merged panes of ``partitions`` (others here are standby copies of
@@ -306,9 +322,8 @@ class KpiPublisher:
                 self.computed_at.pop(scope, None)
                 self.latest.forget(scope)
         gained = owned - self._owned
-        if gained and not self.recovering():
+        if gained and not self.recovering() and self._index_held(gained):
             self._owned |= gained
-            self._index_partitions(gained)
 
     def _snapshots(self, scopes: set[str], now: float) -> list[dict[str, Any]]:
         snapshots = []

@@ -26,7 +26,7 @@ from streams.publisher import Assignment, KpiPublisher, Outputs
 from streams.stage import Stage
 from streams.tables import Tables
 
-from .stores import Changelog, rocks_table, settle
+from .stores import Changelog, assign, rocks_table, settle, tp
 
 COUNTS = [2] + [0] * (WIDTH - 1)
 SPECS = window_specs(["1h"])
@@ -144,6 +144,32 @@ async def test_the_publisher_indexes_its_partitions_only_and_reads_merges_not_ye
     kpis._index_partitions({0})
     assert set(kpis.index) == {"all"} and list(kpis.backfill) == ["all"] and not kpis.dirty
     assert kpis.pane_totals("all") == {(60, 0): COUNTS}
+
+
+async def test_the_publisher_waits_for_a_whole_assignment_before_indexing(
+    tmp_path: Path,
+) -> None:
+    """A fresh app's group may assign the merge partitions before a table's changelog
+    topic is in the metadata (the channels table here): reading that table's partition
+    raised ``NotHeld`` from the publish timer and stopped the worker. The publisher
+    leaves the partition for a later tick instead, and indexes it once it is whole."""
+    app = faust.App("whole", store="rocksdb://", datadir=str(tmp_path))
+    merged = rocks_table(app, "merged", actives=[0], value_type=bytes)
+    channels = rocks_table(app, "channels", actives=[], value_type=bytes)
+    view = PaneGroups(merged, 0, MERGED)
+    view[("all", 60, 0)] = {"i0": [1, COUNTS]}
+    view.write_through()
+    kpis = publisher(merged, channels)
+    kpis.actives = lambda: [tp(merged, 0)]
+
+    kpis._follow_ownership()
+    assert kpis.owned == set()  # not raised, and not taken as done either
+
+    assign(app, channels, actives=[0])
+    kpis._follow_ownership()
+    assert kpis.owned == {0} and "all" in kpis.index and "all" in kpis.backfill
+    kpis.rebuild_index()  # the end of a recovery: the same, now whole
+    assert kpis.owned == {0} and "all" in kpis.index
 
 
 async def test_the_publisher_says_how_many_scopes_wait_for_redis(
