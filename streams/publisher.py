@@ -173,11 +173,15 @@ class KpiPublisher:
         by a fresh app); the batches wait for a whole assignment (``streams/assignment.py``),
         and the publisher must too — a read of a table partition not held raises
         ``NotHeld`` (``local_store``), and raised from the publish timer it stopped the
-        worker. Indexing again later is harmless: it only adds what is already there."""
+        worker. What the attempt indexed is dropped again (a partition that then moves
+        away must not leave scopes here to publish); the next attempt reads it all."""
         try:
             self._index_partitions(partitions)
         except NotHeld as exc:
             log.info("not indexing merge partitions %s yet: %s", sorted(partitions), exc)
+            for scope in [s for s, groups in self.index.items() if groups.partition in partitions]:
+                del self.index[scope]
+                self.backfill.pop(scope, None)
             return False
         return True
 

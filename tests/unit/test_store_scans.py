@@ -164,6 +164,7 @@ async def test_the_publisher_waits_for_a_whole_assignment_before_indexing(
 
     kpis._follow_ownership()
     assert kpis.owned == set()  # not raised, and not taken as done either
+    assert not kpis.index and not kpis.backfill  # nothing half-indexed left to publish
 
     assign(app, channels, actives=[0])
     kpis._follow_ownership()
