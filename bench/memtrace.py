@@ -91,8 +91,8 @@ def _by_type(out: Any, top: int = 25) -> None:
 
 
 def _untracked(out: Any, top: int = 12) -> None:
-    """What the collector does not track (strings, numbers, bytes, tuples of only those),
-    reached from tracked objects and from untracked tuples: by type, and the strings by
+    """What the collector does not track (strings, numbers, bytes, tuples and dicts of only
+    those), reached from tracked objects and from untracked containers: by type, and the strings by
     shape (digits replaced, cut at 24 characters) — where jemalloc's 32-80 B classes go."""
     tracked = gc.get_objects()
     seen: set[int] = {id(obj) for obj in tracked}
@@ -112,6 +112,9 @@ def _untracked(out: Any, top: int = 12) -> None:
             shapes["".join("9" if c.isdigit() else c for c in obj[:24])] += 1
         elif isinstance(obj, tuple):
             pending.extend(obj)
+        elif isinstance(obj, dict):  # untracked: it holds only atomic keys and values
+            pending.extend(obj)
+            pending.extend(obj.values())
     out.write(f"--- untracked objects: {sum(sizes.values()) / MIB:.1f} MiB, "
               f"{sum(counts.values()):,}; by type:\n")  # fmt: skip
     for kind, size in sizes.most_common(top):
