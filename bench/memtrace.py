@@ -91,9 +91,10 @@ def _by_type(out: Any, top: int = 25) -> None:
 
 
 def _untracked(out: Any, top: int = 12) -> None:
-    """What the collector does not track (strings, numbers, bytes, tuples and dicts of only
-    those), reached from tracked objects and from untracked containers: by type, and the strings by
-    shape (digits replaced, cut at 24 characters) — where jemalloc's 32-80 B classes go."""
+    """What the collector does not track (strings, numbers, bytes, tuples and dicts of
+    only those), reached from tracked objects and from untracked containers: by type, and
+    the strings by shape (digits replaced, cut at 24 characters) — where jemalloc's 32-80
+    B classes go."""
     tracked = gc.get_objects()
     seen: set[int] = {id(obj) for obj in tracked}
     sizes: Counter[str] = Counter()
