@@ -168,39 +168,32 @@ def _jemalloc(out: Any) -> None:
         _jemalloc_bins(out)
 
 
-def _mallctl_size(lib: Any, name: str, kind: Any = None) -> int:
-    """A numeric mallctl (``size_t`` unless ``kind``: ``arenas.nbins`` is unsigned)."""
-    import ctypes
-
-    value = (kind or ctypes.c_size_t)(0)
-    size = ctypes.c_size_t(ctypes.sizeof(value))
-    if lib.mallctl(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0) != 0:
-        raise OSError(f"mallctl {name} refused")
-    return int(value.value)
-
-
 def _jemalloc_bins(out: Any, top: int = 15) -> None:
     """Where the gap between allocated and active sits: per small size class, the bytes
     of its slabs against the bytes live in them (all arenas merged), the classes with the
     most slack first; and small against large in all. Slack in the classes Python objects
     use (16-512 bytes) is objects scattered over slabs; in large classes, buffers."""
-    from funnelpulse.malloc import MALLCTL_ARENAS_ALL, jemalloc
+    from funnelpulse.malloc import MALLCTL_ARENAS_ALL, jemalloc, mallctl_number
 
-    lib = jemalloc()
-    if lib is None:
+    if jemalloc() is None:
         return
-    import ctypes
+
+    def number(name: str, kind: type[ctypes._SimpleCData[int]] = ctypes.c_size_t) -> int:
+        value = mallctl_number(name, kind)
+        if value is None:
+            raise OSError(f"mallctl {name} refused")
+        return value
 
     merged = f"stats.arenas.{MALLCTL_ARENAS_ALL}"
     rows = []
-    for i in range(_mallctl_size(lib, "arenas.nbins", ctypes.c_uint)):
-        size = _mallctl_size(lib, f"arenas.bin.{i}.size")
-        slab = _mallctl_size(lib, f"arenas.bin.{i}.slab_size")
-        regs = _mallctl_size(lib, f"{merged}.bins.{i}.curregs")
-        slabs = _mallctl_size(lib, f"{merged}.bins.{i}.curslabs")
+    for i in range(number("arenas.nbins", ctypes.c_uint)):
+        size = number(f"arenas.bin.{i}.size")
+        slab = number(f"arenas.bin.{i}.slab_size")
+        regs = number(f"{merged}.bins.{i}.curregs")
+        slabs = number(f"{merged}.bins.{i}.curslabs")
         rows.append((slabs * slab - regs * size, size, slabs * slab, regs * size, slabs))
-    small = _mallctl_size(lib, f"{merged}.small.allocated")
-    large = _mallctl_size(lib, f"{merged}.large.allocated")
+    small = number(f"{merged}.small.allocated")
+    large = number(f"{merged}.large.allocated")
     slab_bytes = sum(r[2] for r in rows)
     out.write(f"--- jemalloc small {small / MIB:.1f} MiB live in {slab_bytes / MIB:.1f} MiB of "
               f"slabs, large {large / MIB:.1f} MiB; slack by size class (MiB):\n")  # fmt: skip

@@ -90,6 +90,19 @@ def jemalloc() -> ctypes.CDLL | None:
     return process if hasattr(process, "mallctl") else None
 
 
+def mallctl_number(name: str, kind: type[ctypes._SimpleCData[int]] = ctypes.c_size_t) -> int | None:
+    """A numeric jemalloc control (``size_t`` unless ``kind``: ``arenas.nbins`` is an
+    ``unsigned``), or None when jemalloc is not the allocator or refuses the name."""
+    lib = jemalloc()
+    if lib is None:
+        return None
+    value = kind(0)
+    size = ctypes.c_size_t(ctypes.sizeof(value))
+    if lib.mallctl(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0) != 0:
+        return None
+    return int(value.value)
+
+
 def jemalloc_stats() -> dict[str, int]:
     """jemalloc's own account in bytes (allocated, active, resident, mapped, retained,
     metadata); empty when it is not the allocator."""
@@ -101,10 +114,9 @@ def jemalloc_stats() -> dict[str, int]:
     lib.mallctl(b"epoch", None, None, ctypes.byref(epoch), size)  # refreshes the stats
     stats = {}
     for name in ("allocated", "active", "resident", "mapped", "retained", "metadata"):
-        value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
-        if lib.mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(size),
-                       None, 0) == 0:  # fmt: skip
-            stats[name] = value.value
+        value = mallctl_number(f"stats.{name}")
+        if value is not None:
+            stats[name] = value
     return stats
 
 
