@@ -31,6 +31,9 @@ GROUP_PANES = 16  # minute panes: 16-minute blocks; hourly panes: 16-hour blocks
 # (``bench/memtrace.py``) with 1,024 kept by each of the three stages' caches.
 CACHED_GROUPS = 256
 EVICT_EVERY = 60.0  # seconds between rounds that drop groups no window reads any more
+# The one key of a partials table that is not a group: the partition's sent mark, the
+# high waters its merge snapshots are known to be delivered through (partial_counts.py)
+SENT_MARK = "~sent"
 PaneKey = tuple[str, int, int]  # (scope, pane size, pane start)
 GroupKey = tuple[str, int, int]  # (scope, pane size, block start)
 V = TypeVar("V")
@@ -287,6 +290,8 @@ class PaneGroups(PartitionView, MutableMapping[PaneKey, V]):
         cut = len(self._prefix)
         opened = set(self._open)
         for full in self._iter_stored_keys():
+            if full[cut:] == SENT_MARK:
+                continue
             opened.discard(full)
             yield split_group_key(full[cut:])
         for full in opened:

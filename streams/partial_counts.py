@@ -11,11 +11,23 @@ The trap it guards: the applied high waters decide whether a batch may be counte
 pass (every offset above anything the partition ever applied) or message by message
 against each pane's mark. They are read from the stored panes once, and again after
 every recovery, since partitions move between workers.
+
+And the sent mark: after a recovery, the panes whose merge snapshot may have been lost in
+a crash are sent again. Sending every pane (what this did first) grew with the history:
+at 8 M events, two fifths of a restarted worker's first seconds went into re-sending and
+re-merging panes the merge stage already held. So each partition keeps, as one record in
+its partials table (``SENT_MARK``), the high waters of the last snapshot tick whose every
+message the broker has acknowledged; a pane whose marks are all at or below it went out
+with its current value, and only the others are sent again. A mark that is old, lost or
+never written only means more is sent again: it is written at most every
+``MARK_EVERY`` seconds, never past a re-send still under way, and never again in a
+process where a snapshot failed.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -35,6 +47,7 @@ from .local_store import RocksStore, assigned_here, local_store
 from .pane_groups import (
     EVICT_EVERY,
     PARTIAL,
+    SENT_MARK,
     GroupCache,
     GroupKey,
     PaneGroups,
@@ -52,6 +65,8 @@ log = logging.getLogger("funnelpulse")
 # panes each, so ~8,000 panes; the next share waits until the merge stage has taken this
 # one (partial_snapshots.ResendPace)
 RESEND_GROUPS = 500
+MARK_EVERY = 5.0  # seconds between writes of a partition's sent mark
+HighWaters = dict[str, int]  # source topic index (as in pane marks) → offset
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
@@ -113,6 +128,14 @@ class PartialCounts:
             DiskIndexes(dedup_store) if isinstance(dedup_store, RocksStore) else None
         )
         self._last_evict: dict[int, float] = {}
+        # the sent mark: partitions whose re-send was queued at their recovery here (a mark
+        # may be written for those only); snapshot ticks not yet delivered, oldest first;
+        # per partition the newest delivered mark, and the one stored (with its time)
+        self._resend_queued: set[int] = set()
+        self._undelivered: list[tuple[dict[int, HighWaters], list[Any]]] = []
+        self._delivered: dict[int, HighWaters] = {}
+        self._stored_marks: dict[int, tuple[float, HighWaters]] = {}
+        self._marks_broken = False
 
     # -- one batch ----------------------------------------------------------------------
     def open_partition(self, partition: int, now: float) -> PartitionWork:
@@ -226,25 +249,42 @@ class PartialCounts:
     def applied_offset(self, partition: int, topic: int) -> int:
         """The highest source offset any pane of this partition holds (-1: none)."""
         if partition not in self._applied_known:
-            self._scan_applied(partition)
+            self._scan(partition)
         return self.applied.get((partition, topic), -1)
 
-    def _scan_applied(self, partition: int) -> None:
-        """Reads the partition's high waters from its stored panes (a scan of them)."""
+    def _scan(self, partition: int, resend: set[GroupKey] | None = None) -> None:
+        """Reads the partition's high waters from its stored panes (a scan of them); with
+        ``resend``, adds to it every group holding a pane above the partition's sent mark
+        (all of them when it has none)."""
         for applied in [k for k in self.applied if k[0] == partition]:
             del self.applied[applied]
-        for full, raw in local_store(self.partials).items(partition):
-            _scope, size, block = split_group_key(full.partition("|")[2])
+        store = local_store(self.partials)
+        mark = self._stored_mark(partition)
+        for full, raw in store.items(partition):
+            key = full.partition("|")[2]
+            if key == SENT_MARK:
+                continue
+            group = split_group_key(key)
+            _scope, size, block = group
             for value in decode_group(PARTIAL, raw, size, block).values():
                 for topic, offset in value[1].items():
                     applied = (partition, int(topic))
                     if offset > self.applied.get(applied, -1):
                         self.applied[applied] = offset
+                    if resend is not None and offset > mark.get(topic, -1):
+                        resend.add(group)
         self._applied_known.add(partition)
 
+    def _stored_mark(self, partition: int) -> HighWaters:
+        raw = local_store(self.partials).get(partition, f"{partition}|{SENT_MARK}")
+        mark: HighWaters = orjson.loads(raw) if raw is not None else {}
+        self._stored_marks[partition] = (time.monotonic(), mark)
+        return mark
+
     async def on_partials_recovered(self) -> None:
-        """After recovery, re-send every partial of the partitions active here: snapshots
-        may have been lost in a crash. The applied high waters are re-read too:
+        """After recovery, re-send the partials of the partitions active here whose
+        snapshots may have been lost in a crash: those above the partition's sent mark
+        (module docstring). The applied high waters are re-read in the same scan:
         partitions may have moved.
 
         The re-send goes behind the panes that new messages change, a share per snapshot
@@ -253,10 +293,81 @@ class PartialCounts:
         first new counts after a restart or a takeover waited behind it. Standby copies
         are not ours to snapshot: their owner does."""
         self._applied_known.clear()
-        for partition, fulls in local_store(self.partials).keys_by_partition().items():
+        self._resend_queued.clear()
+        self._undelivered.clear()  # ticks before the recovery: their marks are not needed
+        self._delivered.clear()
+        self._stored_marks.clear()
+        for partition in sorted(local_store(self.partials).partitions()):
             if self.active(partition):
                 groups = self.resend.setdefault(partition, set())
-                groups.update(split_group_key(full.partition("|")[2]) for full in fulls)
+                self._scan(partition, groups)
+                self._resend_queued.add(partition)
+                if not groups:
+                    del self.resend[partition]
+
+    # -- the sent mark ------------------------------------------------------------------
+    def sent_through(self) -> dict[int, HighWaters]:
+        """The high waters this snapshot tick sends everything through, per partition: call
+        inside the tick's durable section, after ``take_changed``. Only partitions whose
+        re-send was queued here and has all gone out (a pane still waiting to be sent again
+        may be below the high waters)."""
+        through: dict[int, HighWaters] = {}
+        for partition in self._resend_queued:
+            if partition in self.resend or not self.active(partition):
+                continue
+            marks = {str(t): o for (p, t), o in self.applied.items() if p == partition}
+            if marks:
+                through[partition] = marks
+        return through
+
+    def snapshot_sent(self, through: dict[int, HighWaters], sends: list[Any]) -> None:
+        """One tick's snapshot: ``sends`` are its messages' futures; once all are
+        delivered (and every earlier tick's), ``through`` may be stored."""
+        if not self._marks_broken:
+            self._undelivered.append((through, sends))
+
+    def marks_due(self, now: float | None = None) -> bool:
+        """Whether ``store_marks`` would write a mark now."""
+        self._take_delivered()
+        return bool(self._due(time.monotonic() if now is None else now))
+
+    def _take_delivered(self) -> None:
+        """Oldest first, the ticks whose every send is delivered. The trap: acks of
+        different merge partitions come in any order; a tick is taken only after every
+        earlier one, and a failed send stops all marks of this process (the worker stops
+        on it, ``require_delivery``; its panes would otherwise be below a stored mark)."""
+        while self._undelivered and not self._marks_broken:
+            through, sends = self._undelivered[0]
+            if not all(sent.done() for sent in sends):
+                return
+            if any(sent.cancelled() or sent.exception() is not None for sent in sends):
+                self._marks_broken = True
+                self._undelivered.clear()
+                return
+            self._delivered.update(through)
+            del self._undelivered[0]
+
+    def _due(self, now: float) -> list[int]:
+        due = []
+        for partition, mark in self._delivered.items():
+            written_at, stored = self._stored_marks.get(partition, (-MARK_EVERY, {}))
+            if mark != stored and now - written_at >= MARK_EVERY:
+                due.append(partition)
+        return due
+
+    async def store_marks(self, now: float | None = None) -> None:
+        """Writes the due marks into the partials table (its changelog, like a pane). Call
+        inside a durable section: no batch writes the partition meanwhile."""
+        self._take_delivered()
+        now = time.monotonic() if now is None else now
+        for partition in self._due(now):
+            if not self.active(partition):
+                continue
+            mark = self._delivered[partition]
+            state: PartitionState[bytes] = PartitionState(self.partials, partition)
+            state[SENT_MARK] = compact_json(mark)
+            await state.flush()
+            self._stored_marks[partition] = (now, mark)
 
     # -- dedup --------------------------------------------------------------------------
     def dedup_index(self, partition: int) -> DedupIndex:

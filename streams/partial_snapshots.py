@@ -4,8 +4,10 @@ Every ``FUNNELPULSE_SNAPSHOT_INTERVAL`` a timer sends the panes the counting sta
 changed since the last call — absolute values with their versions, never deltas — to
 the merge partition that owns each scope (``partition_for(scope)``). Absolute and
 versioned, a snapshot can be lost, repeated or reordered without harm: after a recovery
-every stored partial is sent again (``PartialCounts.on_partials_recovered``), and the
-merge stage keeps the newest version per source.
+every stored partial above the partition's sent mark is sent again
+(``PartialCounts.on_partials_recovered``; each tick's futures go back to it, and the
+mark moves once the broker has them all), and the merge stage keeps the newest version
+per source.
 
 The trap: a full re-send after recovery holds every pane of every scope, so messages
 are split at ``SNAPSHOT_PANES_PER_MESSAGE`` to stay far below Kafka's size limit. And it
@@ -91,7 +93,7 @@ class PartialSnapshots:
         where every record of every batch so far is acknowledged (``durable``), and the
         batches are paused for that only when a pane waits to be sent: an idle worker's
         tick costs no producer flush."""
-        if any(counts.changed for counts in self.sources):
+        if any(counts.changed or counts.marks_due() for counts in self.sources):
             async with self.durable():
                 await self._send_changed()
         else:
@@ -100,8 +102,10 @@ class PartialSnapshots:
     async def _send_changed(self) -> None:
         budget = self.pace.budget()
         for counts in self.sources:
+            await counts.store_marks()  # of the earlier ticks now delivered
             resending = budget > 0 and counts.resending > 0
             pending, groups = counts.take_changed(budget)
+            through, sends = counts.sent_through(), []
             for partition in {*pending, *groups}:
                 state = counts.groups(partition)
                 by_scope: dict[str, list[list[Any]]] = defaultdict(list)
@@ -113,7 +117,8 @@ class PartialSnapshots:
                     if value is not None:
                         by_scope[scope].append([size, start, version(value), value[0]])
                 state.close()
-                await self._send(counts.stage.source(partition), by_scope, resending)
+                sends += await self._send(counts.stage.source(partition), by_scope, resending)
+            counts.snapshot_sent(through, sends)
         await self._send_channels()
 
     async def _send_channels(self) -> None:
@@ -127,23 +132,28 @@ class PartialSnapshots:
 
     async def _send(
         self, source: str, by_scope: dict[str, list[list[Any]]], resending: bool
-    ) -> None:
-        """``resending``: the panes include a re-send share, which ``pace`` follows."""
+    ) -> list[Any]:
+        """``resending``: the panes include a re-send share, which ``pace`` follows.
+        Returns the sends' futures."""
         outgoing: dict[int, dict[str, list[list[Any]]]] = defaultdict(dict)
         sizes: dict[int, int] = defaultdict(int)
         last: dict[int, Any] = {}
+        sends = []
         for scope, panes in by_scope.items():
             dest = partition_for(scope, self.partitions)
             outgoing[dest][scope] = panes
             sizes[dest] += len(panes)
             if sizes[dest] >= SNAPSHOT_PANES_PER_MESSAGE:
                 last[dest] = await self._send_one(source, dest, outgoing.pop(dest))
+                sends.append(last[dest])
                 sizes[dest] = 0
         for dest, scopes in outgoing.items():
             last[dest] = await self._send_one(source, dest, scopes)
+            sends.append(last[dest])
         if resending:
             for dest, sent in last.items():
                 self.pace.carried(dest, sent)
+        return sends
 
     async def _send_one(self, source: str, dest: int, scopes: dict[str, Any], **extra: Any) -> Any:
         """Sends one message; returns the send's future (require_delivery checks it)."""

@@ -75,6 +75,18 @@ class FakeCounts:
         self.resend -= share
         return {}, ({0: share} if share else {})
 
+    def marks_due(self) -> bool:
+        return False
+
+    async def store_marks(self) -> None:
+        pass
+
+    def sent_through(self) -> dict[int, dict[str, int]]:
+        return {}
+
+    def snapshot_sent(self, through: dict[int, dict[str, int]], sends: list[Any]) -> None:
+        pass
+
     def groups(self, partition: int) -> Any:
         return SimpleNamespace(
             group=lambda scope, size, block: {block: [[1], {"0": 1}]}, close=lambda: None

@@ -4,12 +4,15 @@ partition, and read the same from Faust's memory store and from RocksDB."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import faust
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -19,8 +22,15 @@ from metrics.prometheus import Metrics
 from metrics.windows import window_specs
 from streams.campaign_channels import CampaignChannels, ChannelTally, campaign_partition
 from streams.local_store import local_store
-from streams.pane_groups import MERGED, PARTIAL, PaneGroups, block_of, encode_group
-from streams.partial_counts import RESEND_GROUPS, PartialCounts
+from streams.pane_groups import (
+    MERGED,
+    PARTIAL,
+    SENT_MARK,
+    PaneGroups,
+    block_of,
+    encode_group,
+)
+from streams.partial_counts import MARK_EVERY, RESEND_GROUPS, PartialCounts
 from streams.progress import Progress
 from streams.publisher import Assignment, KpiPublisher, Outputs
 from streams.stage import Stage
@@ -118,6 +128,95 @@ async def test_the_resend_goes_behind_new_changes_a_share_per_tick(
     _panes, second = counts.take_changed()
     assert len(second[0]) == 10 and not first[0] - {("campaign:new", 60, 0)} & second[0]
     assert counts.take_changed() == ({}, {}) and counts.resending == 0
+
+
+def delivered_future(ok: bool = True) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    if ok:
+        future.set_result(SimpleNamespace(offset=0))
+    else:
+        future.set_exception(RuntimeError("broker said no"))
+    return future
+
+
+async def snapshot_tick(counts: PartialCounts, sends: list[Any], now: float) -> None:
+    """What PartialSnapshots does of the mark in one tick (its sends made by the test)."""
+    await counts.store_marks(now)
+    counts.take_changed()
+    counts.snapshot_sent(counts.sent_through(), sends)
+
+
+async def test_recovery_resends_only_the_groups_above_the_sent_mark(
+    make_table: Any, changelog: Changelog
+) -> None:
+    """A snapshot tick's high waters become the partition's sent mark once its sends are
+    delivered (not before); the next recovery re-sends only the groups holding a pane
+    above it, a topic the mark lacks included."""
+    partials = make_table("partials")
+    await stored(partials, changelog, {0: {
+        ("campaign:a", 60, 0): [COUNTS, {"0": 5}],
+        ("campaign:b", 60, 0): [COUNTS, {"0": 9}],
+    }})  # fmt: skip
+    counts = partial_counts(partials, make_table("dedup"))
+    await counts.on_partials_recovered()
+    assert counts.resending == 2  # no mark yet: every group
+    now = time.monotonic() + MARK_EVERY
+    pending = asyncio.get_running_loop().create_future()
+    await snapshot_tick(counts, [pending], now)  # the whole re-send goes out
+    assert not counts.marks_due(now)  # not delivered yet
+    pending.set_result(SimpleNamespace(offset=3))
+    assert counts.marks_due(now)
+    await snapshot_tick(counts, [], now)
+    assert not counts.marks_due(now + MARK_EVERY)  # stored; nothing newer
+    changelog.ack()
+    await settle()
+    assert orjson.loads(local_store(partials).get(0, f"0|{SENT_MARK}")) == {"0": 9}
+    assert len(list(PaneGroups(partials, 0, PARTIAL).group_keys())) == 2  # not a group
+    await stored(partials, changelog, {0: {  # counted after the mark
+        ("campaign:c", 60, 0): [COUNTS, {"0": 12}],
+        ("campaign:d", 60, 0): [COUNTS, {"0": 2, "1": 0}],  # topic 1: not in the mark
+    }})  # fmt: skip
+    await counts.on_partials_recovered()
+    assert counts.resend == {0: {("campaign:c", 60, 0), ("campaign:d", 60, 0)}}
+    assert (counts.applied_offset(0, 0), counts.applied_offset(0, 1)) == (12, 0)
+
+
+async def test_no_mark_moves_past_a_resend_under_way_or_after_a_failed_send(
+    make_table: Any, changelog: Changelog
+) -> None:
+    partials = make_table("partials")
+    await stored(partials, changelog, {0: {
+        (f"campaign:c{i}", 60, 0): [COUNTS, {"0": i}] for i in range(RESEND_GROUPS + 10)
+    }})  # fmt: skip
+    counts = partial_counts(partials, make_table("dedup"))
+    await counts.on_partials_recovered()
+    now = time.monotonic() + MARK_EVERY
+    counts.take_changed()  # the first share: 10 groups still wait
+    assert counts.sent_through() == {}
+    counts.snapshot_sent({}, [delivered_future()])
+    counts.take_changed()  # the rest
+    assert counts.sent_through() == {0: {"0": RESEND_GROUPS + 9}}
+    counts.snapshot_sent(counts.sent_through(), [delivered_future(ok=False)])
+    assert not counts.marks_due(now)
+    counts.snapshot_sent({0: {"0": RESEND_GROUPS + 9}}, [delivered_future()])
+    assert not counts.marks_due(now)  # a process whose snapshot failed writes none
+
+
+async def test_ticks_are_delivered_oldest_first(make_table: Any, changelog: Changelog) -> None:
+    """Acks of different merge partitions come in any order: a later tick's mark waits
+    for every earlier tick's sends."""
+    partials = make_table("partials")
+    await stored(partials, changelog, {0: {("all", 60, 0): [COUNTS, {"0": 4}]}})
+    counts = partial_counts(partials, make_table("dedup"))
+    await counts.on_partials_recovered()
+    now = time.monotonic() + MARK_EVERY
+    first = asyncio.get_running_loop().create_future()
+    counts.take_changed()
+    counts.snapshot_sent({0: {"0": 4}}, [first])
+    counts.snapshot_sent({0: {"0": 4}}, [delivered_future()])
+    assert not counts.marks_due(now)
+    first.set_result(SimpleNamespace(offset=0))
+    assert counts.marks_due(now)
 
 
 def publisher(merged: Any, channels: Any) -> KpiPublisher:
