@@ -47,6 +47,7 @@ from bench.kafka_admin import end_offsets_sum, list_topics
 from bench.lag import LagWatch
 from bench.phases import Env
 from bench.results import RestartRep, RestartResult
+from bench.spy import DrainProfile
 from bench.systems import EXACT_PATIENCE, FunnelpulseWorker, check_redis, funnelpulse_env
 from streams.events import EventType
 
@@ -61,6 +62,9 @@ PARTITIONS = 4  # of every topic the harness makes (FUNNELPULSE_PARTITIONS)
 SETTLE_S = 3.0  # after lag 0: one commit interval (2.8 s), so the kill finds nothing pending
 
 
+PROFILE_S = 10.0  # py-spy of a restarted process, from web up (--profile)
+
+
 @dataclass(frozen=True)
 class RestartSpec:
     history: int = 500_000  # events at 1×
@@ -68,6 +72,7 @@ class RestartSpec:
     campaigns: int = 2_000
     reps: int = 3
     seed: int = 20250516
+    profile_dir: Path | None = None  # py-spy each restarted process here (bench/spy.py)
 
 
 def probe_campaigns(tag: str, partitions: int) -> list[str]:
@@ -230,7 +235,10 @@ def _grow(env: Env, runs: list[_StoreRun], spec: RestartSpec, part: int, events:
         r.truth.update(truth)
 
 
-def _restart_once(run: _StoreRun, tag: str) -> RestartRep:
+def _restart_once(run: _StoreRun, tag: str, profile_dir: Path | None = None) -> RestartRep:
+    """``profile_dir``: py-spy the new process from web up (the worker re-executes itself
+    under jemalloc first, so not from its spawn) until the probes are published, at most
+    ``PROFILE_S``."""
     rep = RestartRep()
     campaigns = probe_campaigns(tag, PARTITIONS)
     run.worker(0).kill()
@@ -238,6 +246,7 @@ def _restart_once(run: _StoreRun, tag: str) -> RestartRep:
     rep.probes = asyncio.run(write_probes(run.env.bootstrap, topic, campaigns, run.truth))
     started = time.monotonic()
     worker = run.start(0)
+    profile = DrainProfile(profile_dir, f"restart-{run.store}-{tag}", PROFILE_S)
     deadline = started + PATIENCE_S
     while time.monotonic() < deadline and rep.published is None:
         time.sleep(POLL_S)
@@ -250,6 +259,7 @@ def _restart_once(run: _StoreRun, tag: str) -> RestartRep:
                 continue
             if rep.web is None:
                 rep.web = now
+                profile.start(worker.pid)
             if sum(by_type.values()) + other >= rep.probes:
                 rep.counted = now
         try:
@@ -257,6 +267,7 @@ def _restart_once(run: _StoreRun, tag: str) -> RestartRep:
                 rep.published = now
         except redis.RedisError:
             pass
+    rep.profile = profile.finish()  # cut at the probes' arrival: the path to it
     if rep.published is None:
         rep.note = f"probes not published within {PATIENCE_S:.0f} s"
         rep.exact = "n/a"
@@ -285,7 +296,7 @@ def run_restart(env: Env, spec: RestartSpec, stores: list[str]) -> list[RestartR
                     result.drain_s = run.wait_steady(DRAIN_BUDGET_S)
                     result.changelog_records = run.changelog_records()
                     for i in range(spec.reps):
-                        rep = _restart_once(run, f"{run.store}-{level}x-{i}")
+                        rep = _restart_once(run, f"{run.store}-{level}x-{i}", spec.profile_dir)
                         result.reps.append(rep)
                         log.info("restart %s %dx rep %d: %s", run.store, level, i + 1,
                                  rep.__dict__)  # fmt: skip

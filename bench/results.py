@@ -68,6 +68,7 @@ class RestartRep:
     probes: int = 0
     exact: str = "n/a"
     note: str = ""
+    profile: str | None = None  # py-spy of the new process from web up (--profile)
 
 
 @dataclass

@@ -64,13 +64,13 @@ def _csv(value: str, allowed: tuple[str, ...]) -> list[str]:
     return items
 
 
-def profiles(results: list[Result]) -> list[Profile]:
-    """The profiles ``--profile`` recorded, summed (bench/spy.py)."""
-    return [
-        load(f"{r.system}, {r.form}, rep {r.rep}", Path(path))
-        for r in results
-        if (path := r.extra.get("profile")) and Path(path).exists()
-    ]
+def profiles(results: list[Result], restarts: list[RestartResult]) -> list[Profile]:
+    """The profiles ``--profile`` recorded, summed (bench/spy.py): drains', then restarted
+    processes' (from web up to the probes' arrival)."""
+    drains = [(f"{r.system}, {r.form}, rep {r.rep}", r.extra.get("profile")) for r in results]
+    drains += [(f"restart {r.store} {r.level}×, rep {i}", rep.profile)
+               for r in restarts for i, rep in enumerate(r.reps, 1)]  # fmt: skip
+    return [load(title, Path(path)) for title, path in drains if path and Path(path).exists()]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -189,7 +189,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--profile",
         type=Path,
         default=None,
-        help="py-spy every drain into this directory; the report sums where the time goes",
+        help="py-spy every drain and restarted process into this directory; the report sums "
+        "where the time goes",
     )
     add("--profile-seconds", type=float, default=30.0, help="longest profile of one drain")
     add("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
@@ -366,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         levels=args.restart_levels,
         campaigns=args.restart_campaigns,
         reps=args.restart_reps,
+        profile_dir=args.profile,
     )
     failed = False
     topics_before, partitions_before = asyncio.run(census(args.bootstrap))
@@ -477,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                 two_workers=two,
                 timings=timings,
                 budgets=budgets(args),
-                profiles=profiles(results),
+                profiles=profiles(results, restarts),
             )
         )
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@ library it is in (bench/spy.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.spy import FRAMEWORK, IDLE, KAFKA_CLIENT, summarize
 
 ROOT = "_run_module_as_main (<frozen runpy>:198);<module> (funnelpulse/cli.py:153)"
@@ -35,3 +37,15 @@ def test_stacks_without_own_code_are_library_time() -> None:
 
 def test_the_entry_points_under_every_stack_are_no_part() -> None:
     assert summarize(f"{ROOT};run_worker (funnelpulse/worker.py:59) 1")[1] == {FRAMEWORK: 1}
+
+
+def test_restarted_processes_profiles_join_the_drains(tmp_path: Path) -> None:
+    from bench.results import RestartRep, RestartResult
+    from bench.run import profiles
+
+    path = tmp_path / "restart.txt"
+    path.write_text(f"{LOOP};EpollSelector.select (selectors.py:468) 3\n")
+    result = RestartResult("rocksdb", 16, reps=[RestartRep(profile=None),
+                                                RestartRep(profile=str(path))])  # fmt: skip
+    (found,) = profiles([], [result])
+    assert (found.title, found.samples, found.parts) == ("restart rocksdb 16×, rep 2", 3, {IDLE: 3})
