@@ -29,7 +29,7 @@ import struct
 import sys
 from abc import ABC, abstractmethod
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -114,6 +114,52 @@ class RecordTimes:
                 del column[: self._head]
             self._head = 0
         return key
+
+
+class TimesOnFirstRead(RecordTimes):
+    """``RecordTimes`` read from the partition's records when first read, not when the
+    index opens. Why: the heads are not stored apart, so reading them reads every record
+    whole (on disk: every id of the dedup horizon), and at a partition's opening that was
+    on the path of a restart's first batch, growing with the history; only the sweep reads
+    the times, a minute later at the earliest (``pane_groups.EVICT_EVERY``).
+
+    The trap: an ``add`` before that read is dropped, not kept. The record it names is in
+    the store by then (``persist`` writes it in the same step), so the read finds it;
+    kept as well, it would be counted twice (and the cap's cut would come too early)."""
+
+    def __init__(self, load: Callable[[], RecordTimes]) -> None:
+        super().__init__()
+        self._load: Callable[[], RecordTimes] | None = load
+
+    @property
+    def loaded(self) -> bool:
+        return self._load is None
+
+    def _ensure(self) -> None:
+        if self._load is not None:
+            read, self._load = self._load(), None
+            self._seen, self._sizes, self._keys = read._seen, read._sizes, read._keys
+            self._packed, self._other, self._head = read._packed, read._other, read._head
+
+    def __len__(self) -> int:
+        self._ensure()
+        return super().__len__()
+
+    def add(self, seen: float, key: str, size: int) -> None:
+        if self._load is None:
+            super().add(seen, key, size)
+
+    def oldest(self) -> Iterator[tuple[float, int, str]]:
+        self._ensure()
+        return super().oldest()
+
+    def first_seen(self) -> float | None:
+        self._ensure()
+        return super().first_seen()
+
+    def pop(self) -> str:
+        self._ensure()
+        return super().pop()
 
 
 class DedupIndex(ABC):

@@ -44,7 +44,14 @@ from typing import Any, cast
 import orjson
 from rocksdict import Rdict, WriteBatch
 
-from .dedup import Attribution, DedupIndex, RecordTimes, record_entries, record_times
+from .dedup import (
+    Attribution,
+    DedupIndex,
+    RecordTimes,
+    TimesOnFirstRead,
+    record_entries,
+    record_times,
+)
 from .local_store import OFFSET_KEY, RocksStore
 from .table_state import PartitionState
 
@@ -305,7 +312,8 @@ class DiskIndexes:
         for value in pending.values():
             for digest, packed, attribution in record_entries(value) if value else ():
                 index.add(digest, packed, attribution)
-        index.times = record_times(PartitionState(store.faust_store.table, partition))
+        table = store.faust_store.table
+        index.times = TimesOnFirstRead(lambda: record_times(PartitionState(table, partition)))
         self.open[partition] = index
         return index
 

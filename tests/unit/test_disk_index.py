@@ -382,3 +382,23 @@ def test_an_id_just_found_absent_is_added_without_a_second_lookup(
     assert lookups == [digest("a")] and len(index) == 1
     batch.add(digest("b"), (0, 1, 1), None)  # not looked up first: counted by a lookup
     assert len(index) == 2 and lookups[-1] == digest("b")
+
+
+async def test_record_times_are_read_at_the_first_sweep_not_at_opening(
+    dedup_table: Any, changelog: Changelog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a partition's index reads no record (a restart's first batch would wait
+    for every record of the dedup horizon); the times are read when the sweep first asks,
+    and a batch persisted in between is in them once, not twice."""
+    await landed_a(dedup_table, changelog)
+    reads: list[int] = []
+    real = disk_index.record_times
+    monkeypatch.setattr(disk_index, "record_times", lambda state: reads.append(1) or real(state))
+    restarted = DiskIndexes(_store(dedup_table))
+    index = restarted.index(0)
+    await add_batch(dedup_table, restarted, "0:2", ["b", "c"], now=20.0)
+    assert reads == []
+    assert list(index.times.oldest()) == [(10.0, 1, "0:1"), (20.0, 2, "0:2")]
+    assert reads == [1] and len(index.times) == 2
+    await add_batch(dedup_table, restarted, "0:3", ["d"], now=30.0)  # after the read: kept
+    assert [key for _, _, key in index.times.oldest()] == ["0:1", "0:2", "0:3"]
