@@ -363,6 +363,7 @@ def _rss() -> str:
 
 
 def _dump(path: str) -> None:
+    gc.unfreeze()  # the worker freezes its start-up objects: gc.get_objects would miss them
     with open(path, "a") as out:
         out.write(f"=== {time.strftime('%H:%M:%S')} {_rss()}\n")
         if tracemalloc.is_tracing():

@@ -113,6 +113,15 @@ def decode_group(codec: PaneCodec[V], raw: bytes, size: int, block: int) -> dict
     return {block + entry[0] * size: codec.decode(entry) for entry in orjson.loads(raw)}
 
 
+def partial_marks(raw: bytes) -> Iterator[list[int]]:
+    """Each pane's marks in a partials group's record, flat (``[topic, offset, topic,
+    offset, ...]``), the counts left undecoded: a recovery reads the marks of every group
+    a partition holds (``PartialCounts._scan``), and decoding whole panes for it was
+    three fifths of that scan."""
+    for entry in orjson.loads(raw):
+        yield entry[2]
+
+
 def encode_group(codec: PaneCodec[V], panes: dict[int, V], size: int, block: int) -> bytes:
     group: _Group[V] = _Group(codec, None, size, block)
     group.values = dict(panes)

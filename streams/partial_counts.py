@@ -52,8 +52,8 @@ from .pane_groups import (
     GroupKey,
     PaneGroups,
     PaneKey,
-    decode_group,
     group_last_start,
+    partial_marks,
     split_group_key,
 )
 from .stage import Stage
@@ -258,21 +258,24 @@ class PartialCounts:
         (all of them when it has none)."""
         for applied in [k for k in self.applied if k[0] == partition]:
             del self.applied[applied]
-        store = local_store(self.partials)
-        mark = self._stored_mark(partition)
-        for full, raw in store.items(partition):
+        mark = {int(topic): offset for topic, offset in self._stored_mark(partition).items()}
+        high: dict[int, int] = {}
+        for full, raw in local_store(self.partials).items(partition):
             key = full.partition("|")[2]
             if key == SENT_MARK:
                 continue
-            group = split_group_key(key)
-            _scope, size, block = group
-            for value in decode_group(PARTIAL, raw, size, block).values():
-                for topic, offset in value[1].items():
-                    applied = (partition, int(topic))
-                    if offset > self.applied.get(applied, -1):
-                        self.applied[applied] = offset
-                    if resend is not None and offset > mark.get(topic, -1):
-                        resend.add(group)
+            above = False
+            for flat in partial_marks(raw):
+                for j in range(0, len(flat), 2):
+                    topic, offset = flat[j], flat[j + 1]
+                    if offset > high.get(topic, -1):
+                        high[topic] = offset
+                    if offset > mark.get(topic, -1):
+                        above = True
+            if above and resend is not None:
+                resend.add(split_group_key(key))
+        for topic, offset in high.items():
+            self.applied[(partition, topic)] = offset
         self._applied_known.add(partition)
 
     def _stored_mark(self, partition: int) -> HighWaters:
