@@ -50,15 +50,16 @@ FRAMEWORK = "Faust + mode + asyncio machinery"
 PARTS = [part for part, _places in OWN_PARTS] + [FRAMEWORK, KAFKA_CLIENT, IDLE]
 PROFILE_METHOD = (
     "py-spy (`--nonblocking`, 100 samples/s of each busy thread: the main loop and Faust's "
-    "consumer thread) records each drain of the system under test from its first record for "
-    "at most `--profile-seconds`. A sample counts for the innermost frame of its stack that "
-    "is the system's own code (funnelpulse's modules, or the benchmark agent's): time in "
-    "aiokafka's producer under a changelog write is the changelog write's. Stacks without "
-    "such a frame are library time: the Kafka client's (aiokafka), waiting in epoll (idle), "
-    "or Faust's, mode's and asyncio's own machinery, which every Faust agent pays per "
-    "message: fetch loop, conductor, stream queue, event and ack bookkeeping, task switches. "
-    "Shares are of samples, not of CPU time: compare them within a column; the CPU cost per "
-    "event is in the tables above. Summed by `bench/spy.py`."
+    "consumer thread) records each drain of the system under test from its first record for at "
+    "most `--profile-seconds`, and each restarted process of the restart phase from the first "
+    "answer of its web server to the probes' arrival in Redis. A sample counts for the "
+    "innermost frame of its stack that is the system's own code (funnelpulse's modules, or the "
+    "benchmark agent's): time in aiokafka's producer under a changelog write is the changelog "
+    "write's. Stacks without such a frame are library time: the Kafka client's (aiokafka), "
+    "waiting in epoll (idle), or Faust's, mode's and asyncio's own machinery, which every Faust"
+    " agent pays per message: fetch loop, conductor, stream queue, event and ack bookkeeping, "
+    "task switches. Shares are of samples, not of CPU time: compare them within a column; the "
+    "CPU cost per event is in the tables above. Summed by `bench/spy.py`."
 )
 
 

@@ -182,9 +182,9 @@ def health() -> Json:
                 "type": "integer",
                 "minimum": 0,
                 "description": "groups of partial panes of recovered partitions not sent "
-                "to the merge stage again yet (a crash may have lost their last snapshot): "
-                "behind the new changes, 500 at a time, the next share once the merge stage "
-                "has taken the last",
+                "to the merge stage again yet (a crash may have lost their last snapshot: "
+                "those changed after the partition's sent mark): behind the new changes, "
+                "500 at a time, the next share once the merge stage has taken the last",
             },
             "partitions": {"type": "object"},
             "restore": restore(),
