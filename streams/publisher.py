@@ -221,6 +221,7 @@ class KpiPublisher:
     async def tick(self) -> None:
         started = time.monotonic()
         self.lag = await self.progress.measure_lag()
+        phases = [("lag", time.monotonic())]
         now = self.clock()
         self.due.update(dict.fromkeys(self.dirty))
         interval = self.settings.publish_interval
@@ -234,11 +235,13 @@ class KpiPublisher:
         # for the next tick: a second pass would only meet the same failure again
         if not await self._publish(fresh, now):
             return
+        phases.append((f"{len(fresh)} new", time.monotonic()))
         computed = fresh
         if restored and self.redis_ok:
             if not await self._publish(restored, now):
                 return
             computed = fresh | restored
+        phases.append((f"{len(computed) - len(fresh)} republished", time.monotonic()))
         for alert in self._evaluate_alerts(computed, now):
             try:
                 await self._announce(alert)
@@ -256,7 +259,20 @@ class KpiPublisher:
             trim()  # hand what batches, evictions and bursts freed back (funnelpulse/malloc.py)
         self.last_tick = time.time()
         self._health_metrics()
+        phases.append(("alerts and housekeeping", time.monotonic()))
+        self._say_if_slow(started, phases)
         self.metrics.publish_seconds.observe(time.monotonic() - started)
+
+    def _say_if_slow(self, started: float, phases: list[tuple[str, float]]) -> None:
+        """A tick longer than the publish interval delays the next one, and with it every
+        new count (Faust only says "Timer publish is overlapping"): logs where it went."""
+        took = phases[-1][1] - started
+        if took > self.settings.publish_interval:
+            spans, last = [], started
+            for name, at in phases:
+                spans.append(f"{name} {at - last:.2f}")
+                last = at
+            log.warning("publish tick took %.2f s: %s", took, ", ".join(spans))
 
     async def _publish(self, scopes: set[str], now: float) -> bool:
         """Computes ``scopes``' snapshots and writes them to Redis (and whatever Redis

@@ -314,3 +314,15 @@ async def test_state_sizes_count_the_keys_held(make_table: Any, changelog: Chang
     sizes = Tables(*[table] * 8).sizes()
     assert len(sizes) == 8
     assert all(5 <= size <= 6 for size in sizes.values())  # RocksDB's estimate: + its offset
+
+
+def test_a_tick_longer_than_the_interval_says_where_it_went(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    p = publisher(SimpleNamespace(data={}), SimpleNamespace(data={}))
+    with caplog.at_level("WARNING", logger="funnelpulse.publisher"):
+        p._say_if_slow(10.0, [("lag", 10.5), ("3 new", 10.6), ("201 republished", 11.4)])
+        p._say_if_slow(20.0, [("lag", 20.1), ("3 new", 20.2)])  # within the 1 s interval
+    assert caplog.messages == [
+        "publish tick took 1.40 s: lag 0.50, 3 new 0.10, 201 republished 0.80"
+    ]
