@@ -290,6 +290,7 @@ class FunnelPulse:
             self.snapshots.send_changed
         )
         self.app.timer(self.settings.publish_interval, name="publish")(self.publisher.tick)
+        self.app.task(self.progress.connect)  # the lag's client, before the first tick
         self.app.timer(IDLE_CHECK_EVERY, name="release-idle-memory")(self.idle_release.check)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
