@@ -131,10 +131,6 @@ class TimesOnFirstRead(RecordTimes):
         super().__init__()
         self._load: Callable[[], RecordTimes] | None = load
 
-    @property
-    def loaded(self) -> bool:
-        return self._load is None
-
     def _ensure(self) -> None:
         if self._load is not None:
             read, self._load = self._load(), None

@@ -258,7 +258,9 @@ class PartialCounts:
         (all of them when it has none)."""
         for applied in [k for k in self.applied if k[0] == partition]:
             del self.applied[applied]
-        mark = {int(topic): offset for topic, offset in self._stored_mark(partition).items()}
+        # the mark only matters to a re-send (read here, it also restarts its write clock)
+        stored = self._stored_mark(partition) if resend is not None else {}
+        mark = {int(topic): offset for topic, offset in stored.items()}
         high: dict[int, int] = {}
         for full, raw in local_store(self.partials).items(partition):
             key = full.partition("|")[2]
