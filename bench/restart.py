@@ -47,7 +47,7 @@ from bench.kafka_admin import end_offsets_sum, list_topics
 from bench.lag import LagWatch
 from bench.phases import Env
 from bench.results import RestartRep, RestartResult
-from bench.spy import DrainProfile
+from bench.spy import ProcessProfile
 from bench.systems import EXACT_PATIENCE, FunnelpulseWorker, check_redis, funnelpulse_env
 from streams.events import EventType
 
@@ -246,7 +246,7 @@ def _restart_once(run: _StoreRun, tag: str, profile_dir: Path | None = None) -> 
     rep.probes = asyncio.run(write_probes(run.env.bootstrap, topic, campaigns, run.truth))
     started = time.monotonic()
     worker = run.start(0)
-    profile = DrainProfile(profile_dir, f"restart-{run.store}-{tag}", PROFILE_S)
+    profile = ProcessProfile(profile_dir, f"restart-{run.store}-{tag}", PROFILE_S)
     deadline = started + PATIENCE_S
     while time.monotonic() < deadline and rep.published is None:
         time.sleep(POLL_S)

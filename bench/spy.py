@@ -121,9 +121,10 @@ def load(title: str, path: Path) -> Profile:
     return Profile(title, total, dict(parts))
 
 
-class DrainProfile:
-    """py-spy on one process of a drain, from its first record for at most ``seconds``;
-    does nothing without a directory (``--profile`` not given)."""
+class ProcessProfile:
+    """py-spy on one process under test (a drain's, from its first record; a restarted
+    worker's, from web up) for at most ``seconds``; does nothing without a directory
+    (``--profile`` not given)."""
 
     def __init__(self, directory: Path | None, tag: str, seconds: float) -> None:
         self.path = directory / f"{tag}.txt" if directory is not None else None

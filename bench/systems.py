@@ -31,7 +31,7 @@ from bench.generator import GroundTruth, topic_names
 from bench.kafka_admin import end_offsets_sum, list_topics
 from bench.lag import LagWatch
 from bench.measure import ROOT, proc_cpu, proc_peak_rss_mb
-from bench.spy import DrainProfile
+from bench.spy import ProcessProfile
 
 SYSTEMS = ("raw", "quix", "quix-campaign", "faust-naive", "faust-bare", "funnelpulse",
            "funnelpulse-base", "funnelpulse-memory", "funnelpulse-rocksdb")  # fmt: skip
@@ -207,7 +207,7 @@ def run_child(run: Run) -> Result:
     broker_first = broker_done = None
     first = done = None
     deadline = time.monotonic() + STARTUP_ALLOWANCE
-    profile = DrainProfile(run.profile_dir, run.tag, min(run.profile_s, run.budget_s))
+    profile = ProcessProfile(run.profile_dir, run.tag, min(run.profile_s, run.budget_s))
     try:
         with watch:
             while done is None:
@@ -429,7 +429,7 @@ def run_funnelpulse(run: Run, web_port: int) -> Result:
     first: tuple[float, float, float, float | None] | None = None
     messages, done, now = run.truth.messages[run.form], 0.0, time.time()
     progress = (0.0, time.monotonic())  # (messages processed, when that number last grew)
-    profile = DrainProfile(run.profile_dir, run.tag, min(run.profile_s, run.budget_s))
+    profile = ProcessProfile(run.profile_dir, run.tag, min(run.profile_s, run.budget_s))
     try:
         for i in range(run.workers):
             data_dir = Path(tempfile.mkdtemp(prefix=f"{run.tag}-w{i}-", dir=run.workdir))
