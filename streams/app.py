@@ -460,6 +460,11 @@ class FunnelPulse:
         """Groups of recovered partials not sent to the merge stage again yet."""
         return self.intake_counts.resending + self.funnel_counts.resending
 
+    @property
+    def reading_stored(self) -> int:
+        """Recovered partitions whose stored partial groups are still being read."""
+        return len(self.intake_counts.walks) + len(self.funnel_counts.walks)
+
     def state_sizes(self) -> dict[str, int]:
         counts = (self.intake_counts, self.funnel_counts)
         return {k: v for c in counts for k, v in c.index_sizes().items()} | self.tables.sizes()

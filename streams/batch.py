@@ -87,7 +87,11 @@ GroupItem = tuple[int, list[tuple[int, Any]], Any]  # offset, (index, event) pai
 
 
 def count_group(
-    work: PartitionWork, items: list[GroupItem], topic: int, applied: int, panes: Sequence[int]
+    work: PartitionWork,
+    items: list[GroupItem],
+    topic: int,
+    applied: int | None,
+    panes: Sequence[int],
 ) -> list[Outcome]:
     """Counts one (partition, source topic) group of messages, in offset order.
 
@@ -95,9 +99,10 @@ def count_group(
     ``applied``, everything this partition ever applied from that topic — is counted in
     one pass: equivalent to applying its messages one by one, without the per-message
     cost. After a restart the re-delivered messages are at or below that high water, and
-    each is applied on its own against each pane's mark.
+    each is applied on its own against each pane's mark; so is every message while the
+    high water is not known yet (``applied`` None).
     """
-    if items[0][0] > applied:
+    if applied is not None and items[0][0] > applied:
         marked = [((topic, off, i), ev) for off, evs, _msg in items for i, ev in evs]
         outcome = count_events(marked, work.stores, panes)
         work.apply(outcome, topic, items[-1][0])

@@ -126,6 +126,21 @@ class LocalStore(ABC):
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
         """The partition's keys and values (consume it before awaiting)."""
 
+    def walk(
+        self, partition: int, after: str | None, limit: int
+    ) -> tuple[list[tuple[str, Any]], str | None]:
+        """One slice of a walk over the partition's items that may span awaits: up to
+        about ``limit`` items after the key ``after`` (None: from the start), and the key
+        the next slice starts after (None: the walk is done).
+
+        The trap: each slice reads the store afresh, so a key written between slices may
+        be read with its old value or its new one, and a key added or deleted meanwhile
+        may be missed; the caller must derive nothing that needs one consistent reading
+        (``PartialCounts`` completes the high waters it reads with the offsets counted
+        meanwhile). Faust's memory store has no order to resume in: it answers in one
+        slice."""
+        return list(self.items(partition)), None
+
     @abstractmethod
     def put(self, partition: int, key: str, value: Any) -> None:
         """Writes ``value`` (None: deletes); readers see it at once."""
@@ -307,6 +322,27 @@ class RocksStore(LocalStore):
                 if key not in overlay:
                     yield key, self._decode(raw)
         yield from ((k, v) for k, v in overlay.items() if v is not None)
+
+    def walk(
+        self, partition: int, after: str | None, limit: int
+    ) -> tuple[list[tuple[str, Any]], str | None]:
+        """In key order, a fresh iterator per slice: one held across awaits would keep a
+        revoked partition's database open (and its lock held) after Faust dropped it. The
+        first slice also holds the overlay's writes (not on disk yet); blocks are read
+        without filling the cache (``SCAN_READ``): a walk reads each of them once."""
+        db = self._db(partition)
+        found: list[tuple[str, Any]] = []
+        if after is None:
+            found += ((k, v) for k, v in self.overlay.get(partition, {}).items() if v is not None)
+        start = None if after is None else orjson.dumps(after)
+        for raw_key, raw in db.items(from_key=start, read_opt=SCAN_READ):
+            if raw_key in (start, OFFSET_KEY):
+                continue
+            key = orjson.loads(raw_key)
+            found.append((key, self._decode(raw)))
+            if len(found) >= limit:
+                return found, key
+        return found, None
 
     def put(self, partition: int, key: str, value: Any) -> None:
         if partition not in self.faust_store._dbs:

@@ -186,6 +186,15 @@ def health() -> Json:
                 "those changed after the partition's sent mark): behind the new changes, "
                 "500 at a time, the next share once the merge stage has taken the last",
             },
+            "reading_stored": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "recovered partitions (of both counting stages) whose stored "
+                "partial groups are still being read, 1,000 groups per snapshot tick, behind "
+                "the new events: they hold the high waters and the groups to send again "
+                "(`resending` may still grow). Until then a partition's messages are counted "
+                "one by one against each pane's mark (exact, slower)",
+            },
             "partitions": {"type": "object"},
             "restore": restore(),
             "assignment_missing": {

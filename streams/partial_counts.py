@@ -9,8 +9,12 @@ snapshot — and is the only thing that writes it.
 
 The trap it guards: the applied high waters decide whether a batch may be counted in one
 pass (every offset above anything the partition ever applied) or message by message
-against each pane's mark. They are read from the stored panes once, and again after
-every recovery, since partitions move between workers.
+against each pane's mark. They are read from the stored panes, and again after every
+recovery, since partitions move between workers. After a recovery that reading is a walk
+of every stored group, which grows with the history: it goes a slice per snapshot tick
+(``read_stored``), behind the new events, and until it is done the partition's messages
+are counted one by one against each pane's mark (the exact path, never wrong, slower).
+The walk's high waters are then completed with the offsets counted meanwhile.
 
 And the sent mark: after a recovery, the panes whose merge snapshot may have been lost in
 a crash are sent again. Sending every pane (what this did first) grew with the history:
@@ -22,6 +26,14 @@ with its current value, and only the others are sent again. A mark that is old, 
 never written only means more is sent again: it is written at most every
 ``MARK_EVERY`` seconds, never past a re-send still under way, and never again in a
 process where a snapshot failed.
+
+The mark's second trap: a message re-delivered after a recovery (at or below the stored
+high waters) changes the panes its crashed first count did not reach. A mark taken from
+the stored high waters would cover those changes before they are made, and a crash
+after them would not send them again. So a mark holds, per source topic, only what is
+counted since this recovery (every later message is above it) or the stored mark (every
+message at or below it had reached all its panes when that mark was stored: a
+re-delivery of it changes nothing).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -43,7 +56,7 @@ from .counting import Stores
 from .dedup import DedupIndex, MessageDedup, cutoff_for_cap, rebuild, sweep
 from .disk_index import DiskIndexes
 from .exactly_once.delivery import delivered
-from .local_store import RocksStore, assigned_here, local_store
+from .local_store import NotHeld, RocksStore, assigned_here, local_store
 from .pane_groups import (
     EVICT_EVERY,
     PARTIAL,
@@ -65,8 +78,39 @@ log = logging.getLogger("funnelpulse")
 # panes each, so ~8,000 panes; the next share waits until the merge stage has taken this
 # one (partial_snapshots.ResendPace)
 RESEND_GROUPS = 500
+# stored groups a snapshot tick reads of recovered partitions (``read_stored``): ~10 ms
+WALK_GROUPS = 1000
 MARK_EVERY = 5.0  # seconds between writes of a partition's sent mark
 HighWaters = dict[str, int]  # source topic index (as in pane marks) → offset
+
+
+@dataclass
+class StoredWalk:
+    """A recovered partition's stored groups, read a slice at a time: the high waters
+    found so far and, when ``mark`` is given (the stored sent mark), the groups holding
+    a pane above it go to ``resend``."""
+
+    mark: dict[int, int] | None
+    resend: set[GroupKey]
+    after: str | None = None  # the last key read
+    high: dict[int, int] = field(default_factory=dict)
+
+    def read(self, items: list[tuple[str, Any]]) -> None:
+        mark = self.mark
+        for full, raw in items:
+            key = full.partition("|")[2]
+            if key == SENT_MARK:
+                continue
+            above = False
+            for flat in partial_marks(raw):
+                for j in range(0, len(flat), 2):
+                    topic, offset = flat[j], flat[j + 1]
+                    if offset > self.high.get(topic, -1):
+                        self.high[topic] = offset
+                    if mark is not None and offset > mark.get(topic, -1):
+                        above = True
+            if above:
+                self.resend.add(split_group_key(key))
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
@@ -121,6 +165,8 @@ class PartialCounts:
         self.active = active or assigned_here(partials, standby=False)  # ours to snapshot?
         self.applied: dict[tuple[int, int], int] = {}  # (partition, topic) → offset
         self._applied_known: set[int] = set()  # partitions whose high waters were read
+        self.walks: dict[int, StoredWalk] = {}  # recovered partitions still being read
+        self.counted: dict[tuple[int, int], int] = {}  # highest offset since the recovery
         self.dedup_indexes: dict[int, DedupIndex] = {}
         # with RocksDB, the index is on disk beside the records (streams/disk_index.py)
         dedup_store = local_store(dedup)
@@ -172,7 +218,10 @@ class PartialCounts:
             except Exception as exc:  # a bug: keep the worker and the messages
                 log.exception("counting failed on partition %s of source %s", partition, topic)
                 failed += [(msg, exc) for _off, _evs, msg in items]
-            self.applied[(partition, topic)] = max(applied, items[-1][0])
+            last, key = items[-1][0], (partition, topic)
+            self.counted[key] = max(self.counted.get(key, -1), last)
+            if applied is not None:
+                self.applied[key] = max(applied, last)
         return failed
 
     async def finish(self, batch: Batch, processed: Mapping[str, int]) -> None:
@@ -246,39 +295,55 @@ class PartialCounts:
         """Groups of recovered partitions not sent again yet."""
         return sum(map(len, self.resend.values()))
 
-    def applied_offset(self, partition: int, topic: int) -> int:
-        """The highest source offset any pane of this partition holds (-1: none)."""
+    def applied_offset(self, partition: int, topic: int) -> int | None:
+        """The highest source offset any pane of this partition holds (-1: none); None
+        while a recovered partition's stored panes are still being read. A partition
+        first counted here without a recovery is read at once, whole."""
+        if partition in self.walks:
+            return None
         if partition not in self._applied_known:
-            self._scan(partition)
+            walk = StoredWalk(None, set())
+            walk.read(list(local_store(self.partials).items(partition)))
+            self._walked(partition, walk)
         return self.applied.get((partition, topic), -1)
 
-    def _scan(self, partition: int, resend: set[GroupKey] | None = None) -> None:
-        """Reads the partition's high waters from its stored panes (a scan of them); with
-        ``resend``, adds to it every group holding a pane above the partition's sent mark
-        (all of them when it has none)."""
-        for applied in [k for k in self.applied if k[0] == partition]:
-            del self.applied[applied]
-        # the mark only matters to a re-send (read here, it also restarts its write clock)
-        stored = self._stored_mark(partition) if resend is not None else {}
-        mark = {int(topic): offset for topic, offset in stored.items()}
-        high: dict[int, int] = {}
-        for full, raw in local_store(self.partials).items(partition):
-            key = full.partition("|")[2]
-            if key == SENT_MARK:
-                continue
-            above = False
-            for flat in partial_marks(raw):
-                for j in range(0, len(flat), 2):
-                    topic, offset = flat[j], flat[j + 1]
-                    if offset > high.get(topic, -1):
-                        high[topic] = offset
-                    if offset > mark.get(topic, -1):
-                        above = True
-            if above and resend is not None:
-                resend.add(split_group_key(key))
-        for topic, offset in high.items():
+    def _walked(self, partition: int, walk: StoredWalk) -> None:
+        """The partition's high waters: what its stored panes held when read, completed
+        with what was counted meanwhile."""
+        for key in [k for k in self.applied if k[0] == partition]:
+            del self.applied[key]
+        for topic, offset in walk.high.items():
             self.applied[(partition, topic)] = offset
+        for (counted_in, topic), offset in self.counted.items():
+            if counted_in == partition:
+                key = (partition, topic)
+                self.applied[key] = max(self.applied.get(key, -1), offset)
         self._applied_known.add(partition)
+
+    def read_stored(self, budget: int = WALK_GROUPS) -> None:
+        """Reads up to ``budget`` stored groups of the recovered partitions (call once per
+        snapshot tick, outside the durable section: the walk needs no pause of the
+        batches, ``StoredWalk`` and ``LocalStore.walk``)."""
+        store = local_store(self.partials)
+        for partition in sorted(self.walks):
+            walk = self.walks[partition]
+            if not self.active(partition):  # moved away: read whole if it comes back
+                del self.walks[partition]
+                continue
+            try:
+                items, walk.after = store.walk(partition, walk.after, budget)
+            except NotHeld:
+                del self.walks[partition]
+                continue
+            walk.read(items)
+            if walk.mark is not None and walk.resend:
+                self.resend[partition] = walk.resend
+            budget -= len(items)
+            if walk.after is None:
+                del self.walks[partition]
+                self._walked(partition, walk)
+            if budget <= 0:
+                return
 
     def _stored_mark(self, partition: int) -> HighWaters:
         raw = local_store(self.partials).get(partition, f"{partition}|{SENT_MARK}")
@@ -298,29 +363,37 @@ class PartialCounts:
         first new counts after a restart or a takeover waited behind it. Standby copies
         are not ours to snapshot: their owner does."""
         self._applied_known.clear()
+        self.walks.clear()
+        self.counted.clear()  # a rebalance re-delivers from the committed offsets
         self._resend_queued.clear()
         self._undelivered.clear()  # ticks before the recovery: their marks are not needed
         self._delivered.clear()
         self._stored_marks.clear()
         for partition in sorted(local_store(self.partials).partitions()):
             if self.active(partition):
-                groups = self.resend.setdefault(partition, set())
-                self._scan(partition, groups)
+                mark = {int(t): offset for t, offset in self._stored_mark(partition).items()}
+                self.walks[partition] = StoredWalk(mark, self.resend.pop(partition, set()))
                 self._resend_queued.add(partition)
-                if not groups:
-                    del self.resend[partition]
 
     # -- the sent mark ------------------------------------------------------------------
     def sent_through(self) -> dict[int, HighWaters]:
         """The high waters this snapshot tick sends everything through, per partition: call
         inside the tick's durable section, after ``take_changed``. Only partitions whose
-        re-send was queued here and has all gone out (a pane still waiting to be sent again
-        may be below the high waters)."""
+        re-send was queued here and has all been found and gone out (a pane still waiting
+        to be sent again may be below the high waters); per topic, the offsets counted
+        since the recovery or the stored mark, not the stored high waters (the module's
+        docstring: the mark's second trap)."""
         through: dict[int, HighWaters] = {}
         for partition in self._resend_queued:
-            if partition in self.resend or not self.active(partition):
+            if partition in self.resend or partition in self.walks:
                 continue
-            marks = {str(t): o for (p, t), o in self.applied.items() if p == partition}
+            if not self.active(partition):
+                continue
+            _written, stored = self._stored_marks.get(partition, (0.0, {}))
+            marks = dict(stored)
+            for (counted_in, topic), offset in self.counted.items():
+                if counted_in == partition and offset > marks.get(str(topic), -1):
+                    marks[str(topic)] = offset
             if marks:
                 through[partition] = marks
         return through
@@ -400,6 +473,8 @@ class PartialCounts:
         # not on a partition's first batch: a restart's first new counts would wait for a
         # sweep of every stored id and group, which grows with the history
         if now - self._last_evict.setdefault(partition, now) < EVICT_EVERY:
+            return
+        if partition in self.walks:  # a group dropped under the walk would hide its marks
             return
         self._last_evict[partition] = now
         dedup_state: PartitionState[Any] = PartitionState(self.dedup, partition)

@@ -4,10 +4,10 @@ Every ``FUNNELPULSE_SNAPSHOT_INTERVAL`` a timer sends the panes the counting sta
 changed since the last call — absolute values with their versions, never deltas — to
 the merge partition that owns each scope (``partition_for(scope)``). Absolute and
 versioned, a snapshot can be lost, repeated or reordered without harm: after a recovery
-every stored partial above the partition's sent mark is sent again
-(``PartialCounts.on_partials_recovered``; each tick's futures go back to it, and the
-mark moves once the broker has them all), and the merge stage keeps the newest version
-per source.
+every stored partial above the partition's sent mark is sent again (found a slice per
+tick, ``PartialCounts.read_stored``; each tick's futures go back to it, and the mark
+moves once the broker has them all), and the merge stage keeps the newest version per
+source.
 
 The trap: a full re-send after recovery holds every pane of every scope, so messages
 are split at ``SNAPSHOT_PANES_PER_MESSAGE`` to stay far below Kafka's size limit. And it
@@ -93,6 +93,8 @@ class PartialSnapshots:
         where every record of every batch so far is acknowledged (``durable``), and the
         batches are paused for that only when a pane waits to be sent: an idle worker's
         tick costs no producer flush."""
+        for counts in self.sources:  # a slice of each recovered partition's stored groups
+            counts.read_stored()
         if any(counts.changed or counts.marks_due() for counts in self.sources):
             async with self.durable():
                 await self._send_changed()

@@ -199,6 +199,7 @@ def health(fp: WorkerView) -> dict[str, Any]:
         # they go behind the ones with new events (streams/publisher.py)
         "republishing": len(fp.publisher.backfill),
         "resending": fp.resending,  # recovered partial groups, behind the new changes too
+        "reading_stored": fp.reading_stored,  # ... and the partitions still searched for them
         "partitions": _partitions(fp),
         "restore": restore,
         # table partitions the group's assignment left out (streams/assignment.py): while

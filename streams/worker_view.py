@@ -49,3 +49,6 @@ class WorkerView(Protocol):
 
     @property
     def resending(self) -> int: ...
+
+    @property
+    def reading_stored(self) -> int: ...

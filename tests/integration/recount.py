@@ -225,7 +225,9 @@ async def wait_republished(urls: list[str], patience: float = 60) -> None:
             for url in urls:
                 try:
                     health = (await http.get(f"{url}/healthz")).json()
-                    waiting[url] = health["republishing"] + health["resending"]
+                    waiting[url] = (
+                        health["republishing"] + health["resending"] + health["reading_stored"]
+                    )
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
                     waiting[url] = repr(exc)
             if all(n == 0 for n in waiting.values()):

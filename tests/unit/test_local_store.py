@@ -114,6 +114,36 @@ async def test_keys_one_at_a_time_are_the_keys_with_the_overlay_over_the_disk(
     assert sorted(store.iter_keys(0)) == sorted(store.keys(0)) == ["0|b", "0|c"]
 
 
+async def test_a_walk_in_slices_reads_every_record_once_and_the_overlay_first(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    """``walk`` (a recovery's read of the stored groups, a slice per tick): in key order,
+    resumed after the last key read, with the writes not on disk yet in the first slice;
+    a record written between slices is read if its key comes after the last one read."""
+    table = rocks_table(rocks_app, value_type=bytes)
+    first: PartitionState[bytes] = PartitionState(table, 0)
+    for i in range(7):
+        first[f"k{i}"] = str(i).encode()
+    await first.flush()
+    changelog.ack()
+    await settle()
+    pending: PartitionState[bytes] = PartitionState(table, 0)
+    pending["new"] = b"n"
+    await pending.flush()  # not acked: in the overlay
+    store = local_store(table)
+    slices, after = [], None
+    while True:
+        found, after = store.walk(0, after, 3)
+        slices.append([key for key, _value in found])
+        if after is None:
+            break
+        if after == "0|k1":
+            store.apply(0, {"0|k9": b"9", "0|k0": None}, None)  # ahead of it and behind
+    assert slices == [["0|new", "0|k0", "0|k1"], ["0|k2", "0|k3", "0|k4"],
+                      ["0|k5", "0|k6", "0|k9"], []]  # fmt: skip
+    assert MemoryStore({"0|a": 1, "1|b": 2}).walk(0, None, 1) == ([("0|a", 1)], None)
+
+
 async def test_a_newer_write_stays_in_the_overlay_when_an_older_one_is_acked(
     rocks_app: faust.App, changelog: Changelog
 ) -> None:

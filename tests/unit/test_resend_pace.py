@@ -75,6 +75,9 @@ class FakeCounts:
         self.resend -= share
         return {}, ({0: share} if share else {})
 
+    def read_stored(self) -> None:
+        pass  # no recovery walk: the re-send is given
+
     def marks_due(self) -> bool:
         return False
 

@@ -34,6 +34,7 @@ from streams.partial_counts import MARK_EVERY, RESEND_GROUPS, PartialCounts
 from streams.progress import Progress
 from streams.publisher import Assignment, KpiPublisher, Outputs
 from streams.stage import Stage
+from streams.table_state import PartitionState
 from streams.tables import Tables
 
 from .stores import Changelog, assign, rocks_table, settle, tp
@@ -60,6 +61,13 @@ def partial_counts(
         dedup_horizon=3600.0, dedup_max_ids=1000, metrics=Metrics(CollectorRegistry(), 10),
         channels=ChannelTally(), active=active,
     )  # fmt: skip
+
+
+async def recover(counts: PartialCounts) -> None:
+    """A recovery, then snapshot ticks until its walk of the stored groups is done."""
+    await counts.on_partials_recovered()
+    while counts.walks:
+        counts.read_stored()
 
 
 async def stored(table: Any, changelog: Changelog, panes: dict[int, dict[Any, Any]]) -> None:
@@ -104,7 +112,7 @@ async def test_recovery_resends_every_group_active_here_and_rereads_the_high_wat
     restored = encode_group(PARTIAL, {0: [COUNTS, {"0": 50}]}, 60, 0)
     local_store(partials).apply(0, {"0|all|60|0": restored}, 12)  # as Faust's recovery does
     actives.discard(2)  # a standby copy now: its owner snapshots it
-    await counts.on_partials_recovered()
+    await recover(counts)
     assert counts.resending == 3
     actives.discard(1)  # moved away before its re-send went out
     assert counts.take_changed() == ({}, {0: {("all", 60, 0), ("all", 60, block_of(60, 3600))}})
@@ -121,13 +129,67 @@ async def test_the_resend_goes_behind_new_changes_a_share_per_tick(
         (f"campaign:c{i}", 60, 0): [COUNTS, {"0": i}] for i in range(groups)
     }})  # fmt: skip
     counts = partial_counts(partials, make_table("dedup"))
-    await counts.on_partials_recovered()
+    await recover(counts)
     counts.pending_groups[0].add(("campaign:new", 60, 0))  # a batch changed it meanwhile
     _panes, first = counts.take_changed()
     assert ("campaign:new", 60, 0) in first[0] and len(first[0]) == RESEND_GROUPS + 1
     _panes, second = counts.take_changed()
     assert len(second[0]) == 10 and not first[0] - {("campaign:new", 60, 0)} & second[0]
     assert counts.take_changed() == ({}, {}) and counts.resending == 0
+
+
+async def test_a_recovered_partition_is_read_a_slice_per_tick_and_counted_by_marks_meanwhile(
+    make_table: Any, changelog: Changelog
+) -> None:
+    """Until the walk of its stored groups is done, a recovered partition has no high
+    water (every message goes against each pane's mark); then the walk's high waters,
+    completed with what was counted meanwhile. RocksDB is walked in slices; Faust's
+    memory store has no order to resume in and is read in one."""
+    partials = make_table("partials")
+    await stored(partials, changelog, {0: {
+        (f"campaign:c{i:02}", 60, 0): [COUNTS, {"0": i}] for i in range(30)
+    }})  # fmt: skip
+    counts = partial_counts(partials, make_table("dedup"))
+    await counts.on_partials_recovered()
+    assert counts.applied_offset(0, 0) is None and counts.resending == 0
+    counts.read_stored(budget=10)
+    sliced = not isinstance(partials, SimpleNamespace)
+    assert (counts.applied_offset(0, 0) is None) is sliced
+    assert counts.resending == (10 if sliced else 30)
+    counts.counted[(0, 0)] = 40  # a batch counted meanwhile
+    counts.counted[(0, 1)] = 2
+    while counts.walks:
+        counts.read_stored(budget=10)
+    assert counts.resending == 30
+    expected = (40, 2) if sliced else (29, -1)  # memory: read whole before the counts
+    assert (counts.applied_offset(0, 0), counts.applied_offset(0, 1)) == expected
+
+
+async def test_the_mark_holds_what_was_counted_since_the_recovery_or_was_stored(
+    make_table: Any, changelog: Changelog
+) -> None:
+    """Not the stored high waters: a message re-delivered at or below them may still
+    change a pane its crashed first count did not reach, after the mark was taken."""
+    partials = make_table("partials")
+    await stored(partials, changelog, {0: {
+        ("campaign:a", 60, 0): [COUNTS, {"0": 9, "1": 4}],
+    }})  # fmt: skip
+    counts = partial_counts(partials, make_table("dedup"))
+    await recover(counts)
+    counts.take_changed()
+    assert counts.sent_through() == {}  # nothing counted here yet, no mark stored
+    counts.counted[(0, 0)] = 6  # a re-delivered message, below the stored 9
+    assert counts.sent_through() == {0: {"0": 6}}
+    mark: PartitionState[bytes] = PartitionState(partials, 0)
+    mark[SENT_MARK] = b'{"0":3,"1":4}'  # as a snapshot tick stores it
+    await mark.flush()
+    changelog.ack()
+    await settle()
+    await recover(counts)
+    counts.take_changed()
+    assert counts.sent_through() == {0: {"0": 3, "1": 4}}
+    counts.counted[(0, 0)] = 5
+    assert counts.sent_through() == {0: {"0": 5, "1": 4}}
 
 
 def delivered_future(ok: bool = True) -> asyncio.Future[Any]:
@@ -158,8 +220,9 @@ async def test_recovery_resends_only_the_groups_above_the_sent_mark(
         ("campaign:b", 60, 0): [COUNTS, {"0": 9}],
     }})  # fmt: skip
     counts = partial_counts(partials, make_table("dedup"))
-    await counts.on_partials_recovered()
+    await recover(counts)
     assert counts.resending == 2  # no mark yet: every group
+    counts.counted[(0, 0)] = 9  # as if re-delivered and counted since the recovery
     now = time.monotonic() + MARK_EVERY
     pending = asyncio.get_running_loop().create_future()
     await snapshot_tick(counts, [pending], now)  # the whole re-send goes out
@@ -176,7 +239,7 @@ async def test_recovery_resends_only_the_groups_above_the_sent_mark(
         ("campaign:c", 60, 0): [COUNTS, {"0": 12}],
         ("campaign:d", 60, 0): [COUNTS, {"0": 2, "1": 0}],  # topic 1: not in the mark
     }})  # fmt: skip
-    await counts.on_partials_recovered()
+    await recover(counts)
     assert counts.resend == {0: {("campaign:c", 60, 0), ("campaign:d", 60, 0)}}
     assert (counts.applied_offset(0, 0), counts.applied_offset(0, 1)) == (12, 0)
 
@@ -189,8 +252,9 @@ async def test_no_mark_moves_past_a_resend_under_way_or_after_a_failed_send(
         (f"campaign:c{i}", 60, 0): [COUNTS, {"0": i}] for i in range(RESEND_GROUPS + 10)
     }})  # fmt: skip
     counts = partial_counts(partials, make_table("dedup"))
-    await counts.on_partials_recovered()
+    await recover(counts)
     now = time.monotonic() + MARK_EVERY
+    counts.counted[(0, 0)] = RESEND_GROUPS + 9  # counted since the recovery
     counts.take_changed()  # the first share: 10 groups still wait
     assert counts.sent_through() == {}
     counts.snapshot_sent({}, [delivered_future()])
@@ -208,7 +272,7 @@ async def test_ticks_are_delivered_oldest_first(make_table: Any, changelog: Chan
     partials = make_table("partials")
     await stored(partials, changelog, {0: {("all", 60, 0): [COUNTS, {"0": 4}]}})
     counts = partial_counts(partials, make_table("dedup"))
-    await counts.on_partials_recovered()
+    await recover(counts)
     now = time.monotonic() + MARK_EVERY
     first = asyncio.get_running_loop().create_future()
     counts.take_changed()
