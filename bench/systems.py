@@ -280,17 +280,22 @@ class FunnelpulseWorker:
     """One ``funnelpulse worker`` process and its /metrics."""
 
     def __init__(self, env: dict[str, str], log_path: Path, code: Path | None = None) -> None:
-        """``code``: another checkout to run instead of this one (same venv)."""
+        """``code``: another checkout to run instead of this one (same venv).
+
+        The trap: the venv's editable install points at the checkout it was made in, so
+        a worker started without a path entry ran *that* checkout's current files, not
+        the benchmark's own (a run from a worktree measured whatever the main checkout
+        held at each restart). The worker's modules come first from ``code``, or else
+        from the checkout this benchmark runs from."""
         self.url = f"http://127.0.0.1:{env['FUNNELPULSE_WEB_PORT']}"
         self.log_path = log_path
         self._log = log_path.open("wb")
         module = "funnelpulse.cli"
         if os.environ.get("BENCH_WORKER_MEMTRACE"):  # a diagnostic run (bench/memtrace.py)
             module = "bench.memtrace"
-            env = {**env, "BENCH_WORKER_MEMTRACE": os.environ["BENCH_WORKER_MEMTRACE"],
-                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
-        if code is not None:  # its modules before the editable install's (a path entry wins)
-            env = {**env, "PYTHONPATH": str(code)}
+            env = {**env, "BENCH_WORKER_MEMTRACE": os.environ["BENCH_WORKER_MEMTRACE"]}
+        # its modules before the editable install's (a path entry wins)
+        env = {**env, "PYTHONPATH": str(ROOT if code is None else code)}
         self.proc = subprocess.Popen([sys.executable, "-m", module, "worker"],
                                      cwd=env["FUNNELPULSE_DATA_DIR"], env=env, stdout=self._log,
                                      stderr=self._log)  # fmt: skip
