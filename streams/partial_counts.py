@@ -94,9 +94,13 @@ class StoredWalk:
     resend: set[GroupKey]
     after: str | None = None  # the last key read
     high: dict[int, int] = field(default_factory=dict)
+    groups: int = 0  # read so far
+    found: int = 0  # of them, to send again
+    started: float = field(default_factory=time.monotonic)
 
     def read(self, items: list[tuple[str, Any]]) -> None:
         mark = self.mark
+        self.groups += len(items)
         for full, raw in items:
             key = full.partition("|")[2]
             if key == SENT_MARK:
@@ -111,6 +115,7 @@ class StoredWalk:
                         above = True
             if above:
                 self.resend.add(split_group_key(key))
+                self.found += 1
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
@@ -342,6 +347,9 @@ class PartialCounts:
             if walk.after is None:
                 del self.walks[partition]
                 self._walked(partition, walk)
+                log.info("%s partition %d: %d stored groups read after the recovery in "
+                         "%.1f s, %d to send again", self.stage.value, partition, walk.groups,
+                         time.monotonic() - walk.started, walk.found)  # fmt: skip
             if budget <= 0:
                 return
 
