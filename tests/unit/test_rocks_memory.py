@@ -101,6 +101,8 @@ async def test_a_scan_read_leaves_the_cache_as_it_was_and_an_idle_release_emptie
 
     released = store.release_memory()
 
-    assert released >= cached and shared.usage() == empty
+    # below the empty reading: the index and filter blocks the first reads loaded are in
+    # the cache too (``rocks_memory``), and go with the data blocks
+    assert released >= cached and shared.usage() <= empty
     assert db.property_int_value("rocksdb.block-cache-capacity") == 8 * MIB  # still 8 MiB
     assert store.get(0, keys[7]) == b"v" * 200
