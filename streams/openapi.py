@@ -190,7 +190,7 @@ def health() -> Json:
                 "type": "integer",
                 "minimum": 0,
                 "description": "recovered partitions (of both counting stages) whose stored "
-                "partial groups are still being read, 1,000 groups per snapshot tick, behind "
+                "partial groups are still being read, 15 ms of each snapshot tick, behind "
                 "the new events: they hold the high waters and the groups to send again "
                 "(`resending` may still grow). Until then a partition's messages are counted "
                 "one by one against each pane's mark (exact, slower)",

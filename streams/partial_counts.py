@@ -78,8 +78,11 @@ log = logging.getLogger("funnelpulse")
 # panes each, so ~8,000 panes; the next share waits until the merge stage has taken this
 # one (partial_snapshots.ResendPace)
 RESEND_GROUPS = 500
-# stored groups a snapshot tick reads of recovered partitions (``read_stored``): ~10 ms
-WALK_GROUPS = 1000
+# a snapshot tick (every 100 ms) reads recovered partitions' stored groups for this long
+# per counting stage (``read_stored``), a slice of WALK_SLICE groups at a time: the walk
+# ends as soon as the loop can afford, whatever the machine
+WALK_SECONDS = 0.015
+WALK_SLICE = 250
 MARK_EVERY = 5.0  # seconds between writes of a partition's sent mark
 HighWaters = dict[str, int]  # source topic index (as in pane marks) → offset
 
@@ -325,33 +328,38 @@ class PartialCounts:
                 self.applied[key] = max(self.applied.get(key, -1), offset)
         self._applied_known.add(partition)
 
-    def read_stored(self, budget: int = WALK_GROUPS) -> None:
-        """Reads up to ``budget`` stored groups of the recovered partitions (call once per
-        snapshot tick, outside the durable section: the walk needs no pause of the
-        batches, ``StoredWalk`` and ``LocalStore.walk``)."""
+    def read_stored(self, seconds: float = WALK_SECONDS, slice_groups: int = WALK_SLICE) -> None:
+        """Reads the recovered partitions' stored groups, a slice at a time, until
+        ``seconds`` have passed (at least one slice: call once per snapshot tick, outside
+        the durable section — the walk needs no pause of the batches, ``StoredWalk`` and
+        ``LocalStore.walk``)."""
+        deadline = time.monotonic() + seconds
         store = local_store(self.partials)
         for partition in sorted(self.walks):
             walk = self.walks[partition]
-            if not self.active(partition):  # moved away: read whole if it comes back
-                del self.walks[partition]
-                continue
-            try:
-                items, walk.after = store.walk(partition, walk.after, budget)
-            except NotHeld:
-                del self.walks[partition]
-                continue
-            walk.read(items)
-            if walk.mark is not None and walk.resend:
-                self.resend[partition] = walk.resend
-            budget -= len(items)
-            if walk.after is None:
-                del self.walks[partition]
-                self._walked(partition, walk)
-                log.info("%s partition %d: %d stored groups read after the recovery in "
-                         "%.1f s, %d to send again", self.stage.value, partition, walk.groups,
-                         time.monotonic() - walk.started, walk.found)  # fmt: skip
-            if budget <= 0:
-                return
+            while partition in self.walks:
+                if not self.active(partition):  # moved away: read whole if it comes back
+                    del self.walks[partition]
+                    break
+                try:
+                    items, walk.after = store.walk(partition, walk.after, slice_groups)
+                except NotHeld:
+                    del self.walks[partition]
+                    break
+                walk.read(items)
+                if walk.mark is not None and walk.resend:
+                    self.resend[partition] = walk.resend
+                if walk.after is None:
+                    self._walk_done(partition, walk)
+                if time.monotonic() >= deadline:
+                    return
+
+    def _walk_done(self, partition: int, walk: StoredWalk) -> None:
+        del self.walks[partition]
+        self._walked(partition, walk)
+        log.info("%s partition %d: %d stored groups read after the recovery in %.1f s, "
+                 "%d to send again", self.stage.value, partition, walk.groups,
+                 time.monotonic() - walk.started, walk.found)  # fmt: skip
 
     def _stored_mark(self, partition: int) -> HighWaters:
         raw = local_store(self.partials).get(partition, f"{partition}|{SENT_MARK}")

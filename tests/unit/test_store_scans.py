@@ -152,14 +152,14 @@ async def test_a_recovered_partition_is_read_a_slice_per_tick_and_counted_by_mar
     counts = partial_counts(partials, make_table("dedup"))
     await counts.on_partials_recovered()
     assert counts.applied_offset(0, 0) is None and counts.resending == 0
-    counts.read_stored(budget=10)
+    counts.read_stored(seconds=0, slice_groups=10)
     sliced = not isinstance(partials, SimpleNamespace)
     assert (counts.applied_offset(0, 0) is None) is sliced
     assert counts.resending == (10 if sliced else 30)
     counts.counted[(0, 0)] = 40  # a batch counted meanwhile
     counts.counted[(0, 1)] = 2
-    while counts.walks:
-        counts.read_stored(budget=10)
+    counts.read_stored(seconds=60, slice_groups=10)  # slices until done, in one tick
+    assert not counts.walks
     assert counts.resending == 30
     expected = (40, 2) if sliced else (29, -1)  # memory: read whole before the counts
     assert (counts.applied_offset(0, 0), counts.applied_offset(0, 1)) == expected
