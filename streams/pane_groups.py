@@ -116,7 +116,7 @@ def decode_group(codec: PaneCodec[V], raw: bytes, size: int, block: int) -> dict
 def partial_marks(raw: bytes) -> Iterator[list[int]]:
     """Each pane's marks in a partials group's record, flat (``[topic, offset, topic,
     offset, ...]``), the counts left undecoded: a recovery reads the marks of every group
-    a partition holds (``partial_counts.StoredWalk``), and decoding whole panes for it was
+    a partition holds (``stored_walk.StoredWalk``), and decoding whole panes for it was
     three fifths of that scan."""
     for entry in orjson.loads(raw):
         yield entry[2]

@@ -42,7 +42,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -66,11 +65,10 @@ from .pane_groups import (
     PaneGroups,
     PaneKey,
     group_last_start,
-    partial_marks,
-    split_group_key,
 )
 from .stage import Stage
 from .state import Lead
+from .stored_walk import StoredWalk
 from .table_state import PartitionState, compact_json
 
 log = logging.getLogger("funnelpulse")
@@ -85,40 +83,6 @@ WALK_SECONDS = 0.015
 WALK_SLICE = 250
 MARK_EVERY = 5.0  # seconds between writes of a partition's sent mark
 HighWaters = dict[str, int]  # source topic index (as in pane marks) → offset
-
-
-@dataclass
-class StoredWalk:
-    """A recovered partition's stored groups, read a slice at a time: the high waters
-    found so far and, when ``mark`` is given (the stored sent mark), the groups holding
-    a pane above it go to ``resend``."""
-
-    mark: dict[int, int] | None
-    resend: set[GroupKey]
-    after: str | None = None  # the last key read
-    high: dict[int, int] = field(default_factory=dict)
-    groups: int = 0  # read so far
-    found: int = 0  # of them, to send again
-    started: float = field(default_factory=time.monotonic)
-
-    def read(self, items: list[tuple[str, Any]]) -> None:
-        mark = self.mark
-        self.groups += len(items)
-        for full, raw in items:
-            key = full.partition("|")[2]
-            if key == SENT_MARK:
-                continue
-            above = False
-            for flat in partial_marks(raw):
-                for j in range(0, len(flat), 2):
-                    topic, offset = flat[j], flat[j + 1]
-                    if offset > self.high.get(topic, -1):
-                        self.high[topic] = offset
-                    if mark is not None and offset > mark.get(topic, -1):
-                        above = True
-            if above:
-                self.resend.add(split_group_key(key))
-                self.found += 1
 
 
 def _marker(raw: list[int]) -> tuple[int, int, int]:
@@ -370,8 +334,9 @@ class PartialCounts:
     async def on_partials_recovered(self) -> None:
         """After recovery, re-send the partials of the partitions active here whose
         snapshots may have been lost in a crash: those above the partition's sent mark
-        (module docstring). The applied high waters are re-read in the same scan:
-        partitions may have moved.
+        (module docstring). They are found, and the applied high waters re-read
+        (partitions may have moved), by a walk of the stored groups that the snapshot
+        ticks make (``read_stored``): here only the marks are read.
 
         The re-send goes behind the panes that new messages change, a share per snapshot
         tick: sent at once, it held every pane of every scope (1.3 s of snapshot timer in
