@@ -16,8 +16,8 @@ cache (``cache_index_and_filter_blocks``), as in Kafka Streams' bounded-memory
 (what this did first), they sat outside the budget, grew with the files on disk, were
 all read when a database opened, and stayed when an idle worker emptied its cache: the
 10,000-campaign memory benchmark settled at 151 MB that way against 140 with them in the
-cache (one run each, same code otherwise; peak 227 / 225, both exact; 146 in a second
-run). The trap: in a small cache, data blocks can evict a filter block that the dedup
+cache (one run each, same code otherwise; peak 227 / 225, both exact; 146 and 140 in
+two more runs). The trap: in a small cache, data blocks can evict a filter block that the dedup
 lookups need, and it is read again. Same-run drains (``docs/RELIABILITY.md``, eleventh
 round) were equal in a quiet repetition and 11-12 % more CPU an event in two noisy ones:
 a larger budget while the stages work (the idle release empties it anyway) is the lever
