@@ -59,6 +59,15 @@ def split_group_key(key: str) -> GroupKey:
     return scope, int(size), int(block)
 
 
+def group_key_of(store_key: str) -> str | None:
+    """The group key within its partition that a partials table's store key
+    (``partition|scope|size|block``) holds, or None for the partition's sent mark: the one
+    record of the table that is not a group. Every reader of a partials table's records
+    asks here, so the rule is kept once."""
+    key = store_key.partition("|")[2]
+    return None if key == SENT_MARK else key
+
+
 def sparse(counts: Counts) -> list[int]:
     """``[field, value, field, value, ...]`` of the non-zero counts."""
     flat: list[int] = []
@@ -299,10 +308,11 @@ class PaneGroups(PartitionView, MutableMapping[PaneKey, V]):
         cut = len(self._prefix)
         opened = set(self._open)
         for full in self._iter_stored_keys():
-            if full[cut:] == SENT_MARK:
+            key = group_key_of(full)
+            if key is None:
                 continue
             opened.discard(full)
-            yield split_group_key(full[cut:])
+            yield split_group_key(key)
         for full in opened:
             yield split_group_key(full[cut:])
 

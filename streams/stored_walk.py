@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pane_groups import SENT_MARK, GroupKey, partial_marks, split_group_key
+from .pane_groups import GroupKey, group_key_of, partial_marks, split_group_key
 
 
 @dataclass
@@ -36,8 +36,8 @@ class StoredWalk:
     def read(self, items: list[tuple[str, Any]]) -> None:
         mark = self.mark
         for full, raw in items:
-            key = full.partition("|")[2]
-            if key == SENT_MARK:
+            key = group_key_of(full)
+            if key is None:
                 continue
             self.groups += 1
             above = False

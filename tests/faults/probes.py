@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.events import TOPIC_SUFFIX
 from streams.intake import FUNNEL_SOURCE, ROUTE_SOURCE, TOPIC_INDEX
-from streams.pane_groups import PARTIAL, SENT_MARK, decode_group, split_group_key
+from streams.pane_groups import PARTIAL, decode_group, group_key_of, split_group_key
 from streams.topics import changelog_topic
 from tests.integration.worker import Worker
 
@@ -74,10 +74,9 @@ class ChangelogMarks:
         while any([await consumer.position(tp) < end for tp, end in ends.items()]):
             for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
                 for record in records:
-                    key = orjson.loads(record.key)
-                    # one pane group per record, but for the partition's sent mark
-                    if record.value is not None and key.partition("|")[2] != SENT_MARK:
-                        _scope, size, block = split_group_key(key)
+                    group = group_key_of(orjson.loads(record.key))  # None: the sent mark
+                    if record.value is not None and group is not None:
+                        _scope, size, block = split_group_key(group)
                         for pane in decode_group(PARTIAL, record.value, size, block).values():
                             self._note(tp.partition, pane[1])
         return dict(self.marks)
