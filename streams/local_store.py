@@ -222,8 +222,11 @@ class Derived(Protocol):
     """State derived from a table's records and kept in the same databases
     (``streams/disk_index.py``): its writes go into the batch of the records'."""
 
-    def derive(self, db: Any, batch: WriteBatch, writes: Writes, offset: int | None) -> Any:
-        """Adds to ``batch`` what ``writes`` (not written yet) imply; returns it."""
+    def derive(
+        self, partition: int, db: Any, batch: WriteBatch, writes: Writes, offset: int | None
+    ) -> Any:
+        """Adds to ``batch`` what ``writes`` (the partition's, not written yet) imply;
+        returns it."""
 
     def landed(self, partition: int, derived: Any) -> None:
         """``derived`` (``derive``'s answer) is on disk."""
@@ -359,7 +362,11 @@ class RocksStore(LocalStore):
         if offset is not None:
             batch.put(OFFSET_KEY, str(offset).encode())
         db = self._db(partition)
-        derived = None if self.derived is None else self.derived.derive(db, batch, writes, offset)
+        derived = (
+            None
+            if self.derived is None
+            else self.derived.derive(partition, db, batch, writes, offset)
+        )
         db.write(batch)
         if self.derived is not None:
             self.derived.landed(partition, derived)
