@@ -163,6 +163,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=(1, 4, 16),
         help="history multiples, ascending (the history grows from one to the next)",
     )
+    add(
+        "--restart-top",
+        type=lambda v: {k: int(n) for k, _, n in (x.partition(":") for x in v.split(",") if x)},
+        default={},
+        help="store:level, comma-separated: the highest history level a store's restarts "
+        "run (memory:4: the in-memory store's 16× restart passes the 600 s patience)",
+    )
     add("--restart-campaigns", type=int, default=2_000)
     add("--restart-reps", type=int, default=3, help="kills per store and history (and takeovers)")
     add(
@@ -318,6 +325,10 @@ def describe_restart(spec: RestartSpec) -> str:
         f"History: the generator's events (all types, Zipf over {spec.campaigns:,} "
         f"campaigns, event times within the hour before each part was written), in batch "
         f"messages: {levels} events; {spec.reps} kills per store and history."
+        + "".join(
+            f" The {store} store runs up to {top}× only (`--restart-top`)."
+            for store, top in spec.top_level.items()
+        )
     )
 
 
@@ -368,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         campaigns=args.restart_campaigns,
         reps=args.restart_reps,
         profile_dir=args.profile,
+        top_level=args.restart_top,
     )
     failed = False
     topics_before, partitions_before = asyncio.run(census(args.bootstrap))
