@@ -7,7 +7,17 @@ from pathlib import Path
 import faust
 import pytest
 
+from streams import local_store
+
 from .stores import Changelog
+
+
+@pytest.fixture(autouse=True)
+def land_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RocksDB stores write acked records to disk at once, not ``LAND_AFTER`` seconds
+    later: the tests read the disk right after an ack (``test_local_store`` sets the delay
+    on the stores whose landing it tests)."""
+    monkeypatch.setattr(local_store, "LAND_AFTER", 0.0)
 
 
 @pytest.fixture

@@ -349,3 +349,79 @@ async def test_an_active_partition_kept_as_a_standby_drops_its_overlay_and_late_
     await settle()
     assert table.data.persisted_offset(tp(table, 1)) is None  # the late ack wrote nothing
     assert store.partitions() == {1}  # still open: a standby copy
+
+
+def _waiting_store(table: Any, seconds: float) -> RocksStore:
+    store = local_store(table)
+    assert isinstance(store, RocksStore)
+    store.land_after = seconds  # the worker's delay (the tests' default lands at once)
+    return store
+
+
+async def test_acked_writes_land_together_after_the_delay_each_key_once(
+    rocks_app: faust.App, changelog: Changelog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three acked flushes rewriting one key: nothing on disk before the delay, then one
+    write batch with the last value and the highest offset; readers see the overlay
+    meanwhile."""
+    table = rocks_table(rocks_app, value_type=bytes)
+    store = _waiting_store(table, 0.2)
+    applied: list[dict[str, Any]] = []
+    apply = store.apply
+
+    def spy(partition: int, writes: Any, offset: int | None) -> None:
+        applied.append(dict(writes))
+        apply(partition, writes, offset)
+
+    monkeypatch.setattr(store, "apply", spy)
+    state: PartitionState[bytes] = PartitionState(table, 2)
+    for value in (b"one", b"two", b"three"):
+        state["a"] = value
+        state[value.decode()] = value
+        await state.flush()
+        changelog.ack()
+        await settle()
+    db = table.data._db_for_partition(2)
+    assert applied == [] and db.get(orjson.dumps("2|a")) is None
+    assert state["a"] == b"three"  # the overlay holds the acked writes meanwhile
+    await asyncio.sleep(0.3)
+    assert applied == [{"2|a": b"three", "2|one": b"one", "2|two": b"two", "2|three": b"three"}]
+    assert db.get(orjson.dumps("2|a")) == b"three"
+    assert table.data.persisted_offset(tp(table, 2)) == 5
+    assert not store.overlay[2] and not store.landing
+
+
+async def test_settled_lands_what_is_acked_at_once(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    """The revocation handler's wait (``settled``) does not leave acked writes to the
+    delay: Faust closes the database right after it."""
+    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
+    store = _waiting_store(table, 60.0)
+    state: PartitionState[bytes] = PartitionState(table, 1)
+    state["a"] = b"kept"
+    await state.flush()
+    changelog.ack()
+    await asyncio.wait_for(store.settled(), 5)
+    assert table.data.persisted_offset(tp(table, 1)) == 0
+    assert not store.landing and not store._land_timers
+
+
+async def test_a_landing_not_due_when_its_partition_moves_is_left_to_the_changelog(
+    rocks_app: faust.App, changelog: Changelog
+) -> None:
+    """Revoked (or made a standby) before its landing: the pending writes and timer go, and
+    nothing lands over what Faust restores or replicates."""
+    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
+    store = _waiting_store(table, 0.1)
+    state: PartitionState[bytes] = PartitionState(table, 1)
+    state["a"] = b"ours"
+    await state.flush()
+    changelog.ack()
+    await settle()
+    assert store.landing
+    assign(rocks_app, table, standbys=[1])
+    assert store.forget_revoked() == {1}
+    assert not store.landing and not store._land_timers
+    await asyncio.sleep(0.2)
+    assert table.data.persisted_offset(tp(table, 1)) is None
