@@ -233,11 +233,23 @@ class FunnelPulse:
         app.before_stop = self._finish_batch
         return app
 
+    async def _land_acked(self, why: str) -> None:
+        """The changelog records sent so far are acked and on disk before Faust closes the
+        databases (streams/local_store.py); an ack later than ``REVOKE_WAIT`` is left to
+        the changelog (the restart or the next owner replays it)."""
+        await self.app.producer.flush()
+        stores = rocks_stores(self.tables.by_name().values())
+        try:
+            await asyncio.wait_for(asyncio.gather(*(s.settled() for s in stores)), REVOKE_WAIT)
+        except TimeoutError:
+            log.warning("changelog acks still awaited %.0f s after %s", REVOKE_WAIT, why)
+
     async def _finish_batch(self) -> None:
         """Before Faust closes the tables on a stop (``graceful_stop.py``)."""
         self.assignment.cancel()  # no more asking the group for a new assignment
         if not await self.ownership.stop(STOP_WAIT):
             log.warning("a batch was still under way %.0f s after the stop began", STOP_WAIT)
+        await self._land_acked("the stop")
 
     def _declare_topics(self) -> None:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -337,14 +349,7 @@ class FunnelPulse:
         self.guard.forget(args[0])  # the revoked partitions
         if not await self.ownership.finished(REVOKE_WAIT):
             log.warning("a batch was still under way %.0f s after a revocation", REVOKE_WAIT)
-        await self.app.producer.flush()
-        # the acks just received reach the disk before Faust closes revoked partitions'
-        # databases (streams/local_store.py); a later one is left to the changelog
-        stores = rocks_stores(self.tables.by_name().values())
-        try:
-            await asyncio.wait_for(asyncio.gather(*(s.settled() for s in stores)), REVOKE_WAIT)
-        except TimeoutError:
-            log.warning("changelog acks still awaited %.0f s after a revocation", REVOKE_WAIT)
+        await self._land_acked("a revocation")
         for counts in (self.intake_counts, self.funnel_counts):
             counts.release_indexes()
 
