@@ -30,6 +30,7 @@ import sys
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable, Iterator
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -274,18 +275,40 @@ def record_head(raw: bytes) -> tuple[float, int]:
     return seen, n
 
 
-def record_entries(raw: bytes) -> Iterator[tuple[int, int, Attribution | None]]:
+def _pairs(raw: bytes) -> tuple[array[int], list[Any]]:
+    """A record's (digest, packed marker) pairs, flat, and its attribution tail."""
     _seen, n = _HEAD.unpack_from(raw)
     end = _HEAD.size + 16 * n
     pairs = array("Q")
     pairs.frombytes(raw[_HEAD.size : end])
     if sys.byteorder == "big":
         pairs.byteswap()
-    tail = orjson.loads(raw[end:] or b"[]")
+    return pairs, orjson.loads(raw[end:] or b"[]")
+
+
+def record_entries(raw: bytes) -> Iterator[tuple[int, int, Attribution | None]]:
+    pairs, tail = _pairs(raw)
     attributed: dict[int, Attribution] = {digest: (camp, chan) for digest, camp, chan in tail}
-    for j in range(0, 2 * n, 2):
+    for j in range(0, len(pairs), 2):
         digest = pairs[j]
         yield digest, pairs[j + 1], attributed.get(digest)
+
+
+def record_markers(raw: bytes) -> dict[int, int]:
+    """digest → packed marker of a record's ids (``record_entries`` without the
+    attributions, in C loops: the disk index reads every record it writes or deletes)."""
+    pairs, _tail = _pairs(raw)
+    return dict(zip(pairs[0::2], pairs[1::2], strict=True))
+
+
+def record_map(raw: bytes) -> dict[int, tuple[int, Attribution | None]]:
+    """digest → (packed marker, attribution) of a record's ids, as ``record_entries``."""
+    pairs, tail = _pairs(raw)
+    none: Attribution | None = None
+    found = dict(zip(pairs[0::2], zip(pairs[1::2], repeat(none), strict=False), strict=True))
+    for digest, campaign, channel in tail:
+        found[digest] = (found[digest][0], (campaign, channel))
+    return found
 
 
 async def persist(

@@ -38,6 +38,7 @@ fail. ``DiskIndexes.release`` drops every handle; the revocation handler calls i
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, cast
 
@@ -50,6 +51,8 @@ from .dedup import (
     RecordTimes,
     TimesOnFirstRead,
     record_entries,
+    record_map,
+    record_markers,
     record_times,
 )
 from .local_store import OFFSET_KEY, RocksStore
@@ -63,10 +66,15 @@ STALE = b"stale"  # a MARK no offset equals: rebuild at the next opening
 REBUILD_RECORDS = 64  # records per WriteBatch of a rebuild
 Entry = tuple[int, Attribution | None]  # (packed marker, attribution)
 Changes = dict[int, Entry | None]  # digest → its entry, None: removed
+_ABSENT = (-1, None)  # no entry equals it (a packed marker is never negative)
+
+
+_KEY = struct.Struct(">Q")  # a digest's key: big-endian, so keys sort as the digests
+_MARKER = struct.Struct("<Q")  # an entry's packed marker
 
 
 def _key(digest: int) -> bytes:
-    return digest.to_bytes(8, "big")
+    return _KEY.pack(digest)
 
 
 def _encode(entry: Entry) -> bytes:
@@ -175,11 +183,11 @@ class DiskDedup(DedupIndex):
         """``changes`` are on disk: the overlay keeps only what differs from them, what
         the last prefetch read is stale, and the digests put are no longer off disk."""
         self._read = {}
-        overlay, off_disk = self.overlay, self.off_disk
+        overlay = self.overlay
         for digest, entry in changes.items():
-            if digest in overlay and overlay[digest] == entry:
+            if overlay.get(digest, _ABSENT) == entry:
                 del overlay[digest]
-            off_disk.discard(digest)
+        self.off_disk.difference_update(changes)
 
 
 def _record_key(key: str) -> bytes:
@@ -217,20 +225,15 @@ def derive(
     removed: dict[int, int] = {}  # digest → packed marker of a deleted record's entry
     for raw in old_records:
         if raw is not None:
-            for digest, packed, _attribution in record_entries(raw):
-                removed[digest] = packed
+            removed.update(record_markers(raw))
     put: dict[int, Entry] = {}
     for value in writes.values():
         if value is not None:
-            for digest, packed, attribution in record_entries(value):
-                put[digest] = (packed, attribution)
-    changes: Changes = {}
-    delta = 0
-    unread = [d for d in put if d in off_disk and d not in removed]
-    for digest in unread:
-        changes[digest] = put[digest]
-    delta += len(unread)
-    digests = list((removed.keys() | put.keys()) - set(unread))
+            put.update(record_map(value))
+    unread = (put.keys() & off_disk) - removed.keys()
+    changes: Changes = dict(put) if len(unread) == len(put) else {d: put[d] for d in unread}
+    delta = len(unread)
+    digests = list((removed.keys() | put.keys()) - unread)
     for digest, raw in zip(digests, _get_many(ids, [_key(d) for d in digests]), strict=True):
         if digest in put:  # a record written wins over one deleted in the same batch
             changes[digest] = put[digest]
@@ -243,11 +246,14 @@ def derive(
 
 def _write(batch: WriteBatch, handle: Any, ids: Rdict, changes: Changes, delta: int) -> None:
     """Adds ``changes`` and the family's new id count to ``batch``."""
+    put, key, marker = batch.put, _KEY.pack, _MARKER.pack
     for digest, entry in changes.items():
         if entry is None:
-            batch.delete(_key(digest), handle)
+            batch.delete(key(digest), handle)
+        elif entry[1] is None:  # most ids: no attribution (``_encode`` without a call)
+            put(key(digest), marker(entry[0]), handle)
         else:
-            batch.put(_key(digest), _encode(entry), handle)
+            put(key(digest), _encode(entry), handle)
     batch.put(COUNT, str(int(ids.get(COUNT) or 0) + delta).encode(), handle)
 
 

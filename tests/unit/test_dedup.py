@@ -19,6 +19,8 @@ from streams.dedup import (
     rebuild,
     record_entries,
     record_head,
+    record_map,
+    record_markers,
     sweep,
 )
 from streams.id_index import IdIndex, identity_digest, pack_marker, unpack_marker
@@ -142,6 +144,26 @@ def test_a_record_holds_digests_markers_and_attributions() -> None:
     assert record_head(raw) == (99.5, 2)
     assert list(record_entries(raw)) == entries
     assert len(encode_record(1.0, [(digest("a"), 1, None)])) == 12 + 16
+
+
+ENTRIES = st.lists(
+    st.tuples(
+        st.integers(0, 2**64 - 1),
+        st.integers(0, 2**63 - 1),
+        st.none() | st.tuples(st.text(max_size=5), st.sampled_from(["email", "paid_search"])),
+    ),
+    max_size=40,
+)
+
+
+@given(ENTRIES)
+def test_a_record_read_whole_is_its_entries_read_one_by_one(entries: Any) -> None:
+    """``record_map`` and ``record_markers`` (the disk index's readers, in C loops) say what
+    ``record_entries`` says, a repeated digest's last entry winning."""
+    raw = encode_record(1.0, entries)
+    one_by_one = {d: (p, a) for d, p, a in record_entries(raw)}
+    assert record_map(raw) == one_by_one
+    assert record_markers(raw) == {d: p for d, (p, _a) in one_by_one.items()}
 
 
 def test_rebuild_indexes_every_identity() -> None:
