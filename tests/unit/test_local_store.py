@@ -358,6 +358,20 @@ def _waiting_store(table: Any, seconds: float) -> RocksStore:
     return store
 
 
+async def _acked_write(
+    app: faust.App, changelog: Changelog, seconds: float
+) -> tuple[Any, RocksStore]:
+    """A table whose store lands after ``seconds``, with one write to partition 1 acked."""
+    table = rocks_table(app, value_type=bytes, actives=[1])
+    store = _waiting_store(table, seconds)
+    state: PartitionState[bytes] = PartitionState(table, 1)
+    state["a"] = b"acked"
+    await state.flush()
+    changelog.ack()
+    await settle()
+    return table, store
+
+
 async def test_acked_writes_land_together_after_the_delay_each_key_once(
     rocks_app: faust.App, changelog: Changelog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -396,12 +410,7 @@ async def test_settled_lands_what_is_acked_at_once(
 ) -> None:
     """The revocation handler's wait (``settled``) does not leave acked writes to the
     delay: Faust closes the database right after it."""
-    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
-    store = _waiting_store(table, 60.0)
-    state: PartitionState[bytes] = PartitionState(table, 1)
-    state["a"] = b"kept"
-    await state.flush()
-    changelog.ack()
+    table, store = await _acked_write(rocks_app, changelog, 60.0)
     await asyncio.wait_for(store.settled(), 5)
     assert table.data.persisted_offset(tp(table, 1)) == 0
     assert not store.landing and not store._land_timers
@@ -412,13 +421,7 @@ async def test_a_landing_not_due_when_its_partition_moves_is_left_to_the_changel
 ) -> None:
     """Revoked (or made a standby) before its landing: the pending writes and timer go, and
     nothing lands over what Faust restores or replicates."""
-    table = rocks_table(rocks_app, value_type=bytes, actives=[1])
-    store = _waiting_store(table, 0.1)
-    state: PartitionState[bytes] = PartitionState(table, 1)
-    state["a"] = b"ours"
-    await state.flush()
-    changelog.ack()
-    await settle()
+    table, store = await _acked_write(rocks_app, changelog, 0.1)
     assert store.landing
     assign(rocks_app, table, standbys=[1])
     assert store.forget_revoked() == {1}
