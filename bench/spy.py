@@ -27,7 +27,9 @@ from pathlib import Path
 # path as py-spy prints it (relative to its sys.path entry), a function by its name
 OWN_PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("decode + validate events", ("streams/events.py", "streams/codec.py")),
-    ("dedup (event ids)", ("streams/dedup.py", "streams/id_index.py")),
+    ("dedup (event ids)", ("streams/dedup.py", "streams/id_index.py", "streams/disk_index.py")),
+    ("disk store: overlay, landings (RocksDB)", ("streams/local_store.py",
+                                                 "streams/rocks_memory.py")),
     ("count into panes", ("streams/counting.py", "streams/pane_values.py", "metrics/windows.py",
                          "streams/partial_counts.py")),
     ("table writes + changelog", ("streams/pane_groups.py", "streams/table_state.py")),
