@@ -4,9 +4,10 @@ The disk dedup index (``streams/disk_index.py``) looks up every new event id bef
 counts the event, and almost every lookup misses. This writes ``--keys`` random 8-byte
 ids in rounds of 100, as the drain does, multi-getting each round's 100 new ids first,
 and prints the cost per missing key, with and without the memtables' Bloom filter
-(``set_memtable_prefix_bloom_ratio``; the worker sets ``rocks_memory.MEMTABLE_BLOOM``,
-which ratio 0 here replaces: an earlier same-run drain A/B saw no difference within its
-noise, docs/BENCHMARKS-memtable-bloom.md).
+(``set_memtable_prefix_bloom_ratio``). The worker does not set it: halving this cost
+did not move the drain (docs/BENCHMARKS-memtable-bloom.md), and each memtable's filter
+is allocated when the memtable is made, so 30 databases just flushed by the idle release
+held 4-5 MB more (docs/RELIABILITY.md, twelfth round).
 
     python -m bench.rocks_lookup --keys 1000000 --ratios 0,0.02,0.05,0.1 --repeat 2
 """

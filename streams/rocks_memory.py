@@ -70,12 +70,6 @@ WRITE_BUFFERS = 2  # per column family: one being written while the other is flu
 # multi-get at 11.5 % of the rocksdb worker's samples. 10 bits a key: ~1.9 MB of filter
 # blocks for 1.5 million ids, in the block cache.
 BLOOM_BITS = 10
-# The memtables' own Bloom filter (share of a write buffer): a missing key otherwise walks
-# the skiplist of every memtable of its family. ``bench/rocks_lookup.py``: 0.5-1.1 us a
-# missing key with it, 1.4-1.7 without (400,000 keys, two runs each, 2026-12-07); the
-# multi-get was 4.7 % of the rocksdb worker's drain samples. ~84 KB a memtable, from its
-# arena (charged to the budget).
-MEMTABLE_BLOOM = 0.02
 
 
 class SharedMemory:
@@ -132,8 +126,6 @@ class BudgetedOptions(RocksDBOptions):
         options.set_write_buffer_manager(self.shared.write_buffers)
         options.set_compaction_style(DBCompactionStyle.universal())  # see the docstring
         options.set_compression_type(DBCompressionType.lz4())
-        options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM)
-        options.set_memtable_whole_key_filtering(True)
         table = BlockBasedOptions()
         table.set_bloom_filter(BLOOM_BITS, True)
         table.set_block_cache(self.shared.cache)
