@@ -231,9 +231,13 @@ def derive(
         if value is not None:
             put.update(record_map(value))
     unread = (put.keys() & off_disk) - removed.keys()
-    changes: Changes = dict(put) if len(unread) == len(put) else {d: put[d] for d in unread}
     delta = len(unread)
-    digests = list((removed.keys() | put.keys()) - unread)
+    if len(unread) == len(put):  # the usual landing: every id written is new
+        changes: Changes = dict(put)
+        digests = list(removed.keys() - put.keys())
+    else:
+        changes = {d: put[d] for d in unread}
+        digests = list((removed.keys() | put.keys()) - unread)
     for digest, raw in zip(digests, _get_many(ids, [_key(d) for d in digests]), strict=True):
         if digest in put:  # a record written wins over one deleted in the same batch
             changes[digest] = put[digest]

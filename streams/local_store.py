@@ -26,8 +26,8 @@ its records under one ticket (flushes of a partition never interleave, so ticket
 changelog order); when the producer has acked every record of the ticket and of all the
 tickets before it, their writes and the highest acked offset go into the partition's
 database in one ``WriteBatch`` (the acked tickets of ``LAND_AFTER`` seconds together: a
-key rewritten by many batches lands once). The database and its offset are then always a prefix of
-the changelog, which is what recovery assumes. A send that failed or was cancelled stops
+key rewritten by many batches lands once). The database and its offset are then always a
+prefix of the changelog, which is what recovery assumes. A send that failed or was cancelled stops
 a partition's writes to disk until the restart (it may or may not be on the broker).
 
 Revocation (the second trap): Faust drops a revoked partition's database from its store

@@ -32,7 +32,7 @@ def test_every_database_shares_one_cache_and_charges_it_its_memtables(
         assert db.property_int_value("rocksdb.block-cache-capacity") == 16 * MIB
     before = shared.write_buffers.get_usage()
     for i, db in enumerate(dbs):
-        for j in range(20_000):  # 2 MB each: past what a memtable reserves at creation
+        for j in range(2_000):
             db.put(f"{i}-{j}".encode(), b"x" * 100)
     assert shared.write_buffers.get_usage() > before  # the memtables are charged
     assert shared.usage() >= shared.write_buffers.get_usage()  # ... to the one cache
